@@ -1,5 +1,63 @@
-"""det_jupyter: Determined-style experiments on Dask, from inside JupyterLab."""
+"""det_jupyter: Determined-style experiments on Dask, from inside JupyterLab.
+
+Example:
+    >>> import det_jupyter
+    >>> def train(ctx):
+    ...     for step in range(1, 101):
+    ...         ctx.report_training_metrics(step, {"loss": 1 / step})
+    ...         if ctx.should_stop():
+    ...             return
+    ...     ctx.report_validation_metrics(100, {"val_loss": ctx.hparams["lr"]})
+    >>> exp = det_jupyter.create_experiment(config, train)   # doctest: +SKIP
+    >>> exp.wait(); exp.best_trial().hparams                  # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
+from det_jupyter.cluster import cluster, shutdown_cluster
+from det_jupyter.config import ExperimentConfig, load_config
+from det_jupyter.context import TrialContext, local_context
+from det_jupyter.errors import (
+    CheckpointError,
+    ClusterError,
+    ConfigError,
+    DetJupyterError,
+    NotFoundError,
+    StoreError,
+)
+from det_jupyter.experiment import (
+    Checkpoint,
+    Experiment,
+    Trial,
+    create_experiment,
+    get_experiment,
+    list_experiments,
+)
+from det_jupyter.preview import preview_search
+from det_jupyter.states import ExperimentState, TrialState
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "ClusterError",
+    "ConfigError",
+    "DetJupyterError",
+    "Experiment",
+    "ExperimentConfig",
+    "ExperimentState",
+    "NotFoundError",
+    "StoreError",
+    "Trial",
+    "TrialContext",
+    "TrialState",
+    "cluster",
+    "create_experiment",
+    "get_experiment",
+    "list_experiments",
+    "load_config",
+    "local_context",
+    "preview_search",
+    "shutdown_cluster",
+]

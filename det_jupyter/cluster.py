@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -27,7 +28,15 @@ from distributed import Client, Nanny, Scheduler, SpecCluster
 from det_jupyter.errors import ClusterError
 from det_jupyter.gpu import gpu_inventory
 
-__all__ = ["SlotType", "cluster", "cluster_summary", "local_cluster", "shutdown_cluster", "slot_resource"]
+__all__ = [
+    "SlotType",
+    "cluster",
+    "cluster_summary",
+    "dashboard_link",
+    "local_cluster",
+    "shutdown_cluster",
+    "slot_resource",
+]
 
 SlotType = str  # "auto" | "gpu" | "cpu"
 
@@ -68,7 +77,9 @@ def local_cluster(
     specs: dict[str, dict[str, Any]] = {}
     if gpus:
         for index in gpus:
-            specs[f"gpu-{index}"] = _worker_spec({"GPU": 1}, {**env, "CUDA_VISIBLE_DEVICES": str(index)}, memory_limit)
+            specs[f"gpu-{index}"] = _worker_spec(
+                {"GPU": 1}, {**env, "CUDA_VISIBLE_DEVICES": str(index)}, memory_limit
+            )
     else:
         count = max(1, n_workers if n_workers is not None else (os.cpu_count() or 1))
         for i in range(count):
@@ -79,6 +90,7 @@ def local_cluster(
     }
     # A worker death fails the task at once (no silent Dask re-run), so the controller counts it
     # against max_restarts and resumes the trial from its latest checkpoint.
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # as LocalCluster(silence_logs=...) does
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         return SpecCluster(workers=specs, scheduler=scheduler, name="det-jupyter")
 
@@ -92,6 +104,7 @@ def _worker_spec(resources: dict[str, float], env: dict[str, str], memory_limit:
             "env": env,
             "memory_limit": memory_limit,
             "host": "127.0.0.1",
+            "silence_logs": logging.WARNING,
         },
     }
 
@@ -179,15 +192,14 @@ def cluster_summary(client: Client) -> dict[str, Any]:
     workers = [w for w in workers if isinstance(w, dict)]
     return {
         "scheduler": client.scheduler.address if client.scheduler else None,
-        "dashboard_link": _dashboard_link(client),
+        "dashboard_link": dashboard_link(client),
         "workers": workers,
-        "slots": {
-            name: sum(float(w["resources"].get(name, 0)) for w in workers) for name in ("GPU", "CPU")
-        },
+        "slots": {name: sum(float(w["resources"].get(name, 0)) for w in workers) for name in ("GPU", "CPU")},
     }
 
 
-def _dashboard_link(client: Client) -> str | None:
+def dashboard_link(client: Client) -> str | None:
+    """The Dask dashboard URL of a client's cluster, or ``None`` when it serves none."""
     try:
         return str(client.dashboard_link)
     except (KeyError, AttributeError, ValueError):

@@ -283,7 +283,9 @@ class TrialContext:
         self.searcher = SearcherContext(spec.metric, spec.smaller_is_better, spec.time_metric, spec.max_time)
         self.distributed = DistributedContext()
         storage = CheckpointStorage(spec.storage_url, spec.storage_options)
-        self.checkpoint = CheckpointContext(self, storage, spec.latest_checkpoint, spec.latest_checkpoint_steps)
+        self.checkpoint = CheckpointContext(
+            self, storage, spec.latest_checkpoint, spec.latest_checkpoint_steps
+        )
         self._stop = stop_flag or StopFlag()
         self._flush_interval = flush_interval
         self._pending: list[tuple[str, int, Mapping[str, Any], float]] = []
@@ -345,7 +347,9 @@ class TrialContext:
         if not isinstance(metrics, Mapping) or not metrics:
             raise ValueError(f"{name}(steps={steps}): metrics must be a non-empty dict of name -> number")
         if not self.distributed.is_chief:
-            raise RuntimeError(f"only the chief (rank 0) may call {name}(); this is rank {self.distributed.rank}")
+            raise RuntimeError(
+                f"only the chief (rank 0) may call {name}(); this is rank {self.distributed.rank}"
+            )
 
     def _flush(self) -> None:
         with self._lock:

@@ -305,4 +305,3 @@ def describe_worker(dask_worker: Any) -> dict[str, Any]:
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "gpus": gpus,
     }
-

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -138,6 +139,20 @@ def default_home() -> Path:
     return Path(os.environ.get("DET_JUPYTER_HOME") or Path.home() / ".det_jupyter").expanduser()
 
 
+def _owner_is_dead(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -237,12 +252,28 @@ _EXPERIMENT_COLUMNS = ", ".join(f.name for f in fields(ExperimentRow))
 _TRIAL_COLUMNS = ", ".join(f.name for f in fields(TrialRow))
 _CHECKPOINT_COLUMNS = ", ".join(f.name for f in fields(CheckpointRow))
 _TRIAL_UPDATABLE = {
-    "state", "restarts", "run_id", "steps_completed", "best_validation", "latest_validation",
-    "searcher_time", "error", "worker", "started_at", "ended_at",
-}  # fmt: skip
+    "state",
+    "restarts",
+    "run_id",
+    "steps_completed",
+    "best_validation",
+    "latest_validation",
+    "searcher_time",
+    "error",
+    "worker",
+    "started_at",
+    "ended_at",
+}
 _EXPERIMENT_UPDATABLE = {
-    "state", "progress", "owner", "heartbeat", "cluster_address", "dashboard_link", "error", "ended_at",
-}  # fmt: skip
+    "state",
+    "progress",
+    "owner",
+    "heartbeat",
+    "cluster_address",
+    "dashboard_link",
+    "error",
+    "ended_at",
+}
 
 
 class Store:
@@ -346,9 +377,18 @@ class Store:
         cur = self._conn.execute(
             "INSERT INTO experiments (name, description, state, config, entrypoint, entrypoint_name,"
             " load_hook, seed, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (name, description, ExperimentState.ACTIVE.value, json.dumps(config), entrypoint,
-             entrypoint_name, load_hook, seed, time.time()),
-        )  # fmt: skip
+            (
+                name,
+                description,
+                ExperimentState.ACTIVE.value,
+                json.dumps(config),
+                entrypoint,
+                entrypoint_name,
+                load_hook,
+                seed,
+                time.time(),
+            ),
+        )
         return int(cur.lastrowid or 0)
 
     def get_experiment(self, experiment_id: int) -> ExperimentRow:
@@ -396,12 +436,19 @@ class Store:
         )
 
     def claim_experiment(self, experiment_id: int, owner: str, *, stale_after: float) -> bool:
-        """Take ownership of an experiment if it has no live owner (heartbeat older than ``stale_after``)."""
+        """Take ownership of an experiment if it has no live owner.
+
+        An owner is dead when its heartbeat is older than ``stale_after`` seconds, or when it names a
+        process on this host that no longer exists (owners are ``host:pid:nonce``).
+        """
+        row = self.get_experiment(experiment_id)
         now = time.time()
+        owner_alive = bool(row.owner) and row.owner != owner and not _owner_is_dead(str(row.owner))
+        if owner_alive and row.heartbeat is not None and row.heartbeat >= now - stale_after:
+            return False
         cur = self._conn.execute(
-            "UPDATE experiments SET owner = ?, heartbeat = ? WHERE id = ? AND "
-            "(owner IS NULL OR owner = ? OR heartbeat IS NULL OR heartbeat < ?)",
-            (owner, now, experiment_id, owner, now - stale_after),
+            "UPDATE experiments SET owner = ?, heartbeat = ? WHERE id = ? AND owner IS ?",
+            (owner, now, experiment_id, row.owner),
         )
         return cur.rowcount == 1
 
@@ -467,14 +514,26 @@ class Store:
         after_id: int = 0,
     ) -> list[MetricRow]:
         """Reports of one trial or one experiment, in the order they were recorded."""
-        sql, args = self._metric_query(experiment_id, trial_id, kind, after_id, "m.trial_id, m.run_id, m.kind, m.steps, m.metrics, m.reported_at")
-        return [MetricRow(t, r, k, s, json.loads(m), ts) for t, r, k, s, m, ts in self._conn.execute(sql, args)]
+        sql, args = self._metric_query(
+            experiment_id,
+            trial_id,
+            kind,
+            after_id,
+            "m.trial_id, m.run_id, m.kind, m.steps, m.metrics, m.reported_at",
+        )
+        return [
+            MetricRow(t, r, k, s, json.loads(m), ts) for t, r, k, s, m, ts in self._conn.execute(sql, args)
+        ]
 
-    def metrics_since(
-        self, *, experiment_id: int, after_id: int = 0
-    ) -> tuple[int, list[MetricRow]]:
+    def metrics_since(self, *, experiment_id: int, after_id: int = 0) -> tuple[int, list[MetricRow]]:
         """Reports recorded after row ``after_id``, and the last row id (for incremental readers)."""
-        sql, args = self._metric_query(experiment_id, None, None, after_id, "m.id, m.trial_id, m.run_id, m.kind, m.steps, m.metrics, m.reported_at")
+        sql, args = self._metric_query(
+            experiment_id,
+            None,
+            None,
+            after_id,
+            "m.id, m.trial_id, m.run_id, m.kind, m.steps, m.metrics, m.reported_at",
+        )
         last, out = after_id, []
         for i, t, r, k, s, m, ts in self._conn.execute(sql, args):
             last = i
@@ -499,7 +558,9 @@ class Store:
 
     def add_logs(self, rows: Iterable[tuple[int, int, float, str]]) -> None:
         """Insert log lines ``(trial_id, run_id, ts, line)``."""
-        self._conn.executemany("INSERT INTO logs (trial_id, run_id, ts, line) VALUES (?, ?, ?, ?)", list(rows))
+        self._conn.executemany(
+            "INSERT INTO logs (trial_id, run_id, ts, line) VALUES (?, ?, ?, ?)", list(rows)
+        )
 
     def logs(self, trial_id: int, *, tail: int | None = None) -> list[LogRow]:
         """A trial's log lines in order (the last ``tail`` lines if given)."""
@@ -527,9 +588,19 @@ class Store:
         """Register a committed checkpoint."""
         self._conn.execute(
             f"INSERT OR REPLACE INTO checkpoints ({_CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (uuid, trial_id, experiment_id, run_id, steps, "COMPLETED", metric, json.dumps(metadata),
-             json.dumps(resources), time.time()),
-        )  # fmt: skip
+            (
+                uuid,
+                trial_id,
+                experiment_id,
+                run_id,
+                steps,
+                "COMPLETED",
+                metric,
+                json.dumps(metadata),
+                json.dumps(resources),
+                time.time(),
+            ),
+        )
 
     def set_checkpoint_metric(self, uuid: str, metric: float) -> None:
         """Attach the validation metric measured at a checkpoint's steps."""
@@ -559,7 +630,9 @@ class Store:
 
     def mark_checkpoints_deleted(self, uuids: Sequence[str]) -> None:
         """Record that the GC policy deleted these checkpoints."""
-        self._conn.executemany("UPDATE checkpoints SET state = 'DELETED' WHERE uuid = ?", [(u,) for u in uuids])
+        self._conn.executemany(
+            "UPDATE checkpoints SET state = 'DELETED' WHERE uuid = ?", [(u,) for u in uuids]
+        )
 
     # --- control requests ----------------------------------------------------------------------
 

@@ -1,0 +1,427 @@
+"""Public handles: create an experiment, and read it back as ``Experiment`` / ``Trial`` / ``Checkpoint``.
+
+Handles hold only ids and a store: every property reads the store, so they are always current and
+work from any process (a second kernel, a script, the CLI), whoever runs the experiment.
+
+Example:
+    >>> import det_jupyter
+    >>> def train(ctx):
+    ...     for step in range(1, 11):
+    ...         ctx.report_validation_metrics(step, {"loss": ctx.hparams["x"] ** 2 / step})
+    >>> exp = det_jupyter.create_experiment(
+    ...     {"searcher": {"name": "random", "metric": "loss", "max_trials": 4, "max_time": 10,
+    ...                   "time_metric": "batches"},
+    ...      "hyperparameters": {"x": {"type": "double", "minval": -1, "maxval": 1}}},
+    ...     train)                                             # doctest: +SKIP
+    >>> exp.wait().value, exp.best_trial().hparams            # doctest: +SKIP
+    ('COMPLETED', {'x': 0.07})
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from det_jupyter.config import ExperimentConfig, load_config
+from det_jupyter.definition import entrypoint_name, freeze, resolve_entrypoint, thaw
+from det_jupyter.errors import CheckpointError
+from det_jupyter.states import ControlAction, ExperimentState, TrialState
+from det_jupyter.storage import CheckpointStorage
+from det_jupyter.store import CheckpointRow, Store, TrialRow, default_home
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from distributed import Client
+
+    from det_jupyter.controller import Controller
+
+__all__ = [
+    "Checkpoint",
+    "Experiment",
+    "Trial",
+    "create_experiment",
+    "get_experiment",
+    "list_experiments",
+    "open_store",
+]
+
+
+def open_store(store: Store | str | os.PathLike[str] | None = None) -> Store:
+    """A :class:`Store`: the one given, one at a path, or the default under ``$DET_JUPYTER_HOME``."""
+    return store if isinstance(store, Store) else Store(store)
+
+
+def create_experiment(
+    config: Mapping[str, Any] | str | os.PathLike[str] | ExperimentConfig,
+    entrypoint: Any = None,
+    *,
+    cluster: Client | str | None = None,
+    load: Any = None,
+    store: Store | str | os.PathLike[str] | None = None,
+    namespace: Mapping[str, Any] | None = None,
+) -> Experiment:
+    """Submit an experiment and return at once; a controller thread runs it on the Dask cluster.
+
+    Args:
+        config: the experiment config: a dict, YAML text, or a path to a YAML file.
+        entrypoint: a function ``train(ctx)`` or a trial class (``TorchTrial``/``KerasTrial`` subclass);
+            default: the config's ``entrypoint`` name looked up in ``namespace`` (the notebook).
+        cluster: ``None`` for the embedded local cluster, a scheduler address, or a ``Client``.
+        load: optional hook ``load(path) -> model`` used by :meth:`Checkpoint.load` for Core-API code.
+        store: the store (default: ``$DET_JUPYTER_HOME/det_jupyter.db``).
+        namespace: where to look up a named entrypoint (default: ``__main__``).
+
+    Example:
+        >>> exp = create_experiment("experiment.yaml", train)       # doctest: +SKIP
+        >>> exp.wait()                                               # doctest: +SKIP
+        <ExperimentState.COMPLETED: 'COMPLETED'>
+    """
+    from det_jupyter.cluster import cluster as get_client
+    from det_jupyter.cluster import slot_resource
+    from det_jupyter.controller import Controller
+
+    cfg = load_config(config)
+    target = resolve_entrypoint(entrypoint, cfg.entrypoint, namespace)
+    blob = freeze(target)
+    hook = freeze(load) if load is not None else None
+    seed = cfg.reproducibility.experiment_seed
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    st = open_store(store)
+    client = get_client(cluster)
+    slot_resource(client, cfg.resources.slots_per_trial, cfg.resources.slot_type)  # fail before creating
+    exp_id = st.create_experiment(
+        name=cfg.name,
+        description=cfg.description,
+        config=cfg.to_dict(),
+        entrypoint=blob,
+        entrypoint_name=entrypoint_name(target),
+        load_hook=hook,
+        seed=seed,
+    )
+    controller = Controller(st, exp_id, client)
+    controller.start()
+    return Experiment(exp_id, st, controller=controller)
+
+
+def get_experiment(experiment_id: int, *, store: Store | str | os.PathLike[str] | None = None) -> Experiment:
+    """A handle on an existing experiment (raises :class:`~det_jupyter.errors.NotFoundError`).
+
+    Example:
+        >>> exp = get_experiment(3)                                  # doctest: +SKIP
+        >>> model = exp.best_checkpoint().load()                     # doctest: +SKIP
+    """
+    st = open_store(store)
+    st.get_experiment(experiment_id)
+    return Experiment(experiment_id, st)
+
+
+def list_experiments(*, store: Store | str | os.PathLike[str] | None = None) -> list[Experiment]:
+    """All experiments in the store, newest first.
+
+    Example:
+        >>> [e.name for e in list_experiments()]                     # doctest: +SKIP
+        ['iris-asha', 'mnist-grid']
+    """
+    st = open_store(store)
+    return [Experiment(row.id, st) for row in st.list_experiments()]
+
+
+class Experiment:
+    """A live handle on an experiment in the store.
+
+    Example:
+        >>> exp = get_experiment(1)                                  # doctest: +SKIP
+        >>> exp.state, len(exp.trials()), exp.best_trial().hparams   # doctest: +SKIP
+    """
+
+    def __init__(self, experiment_id: int, store: Store, *, controller: Controller | None = None) -> None:
+        self.id = experiment_id
+        self._store = store
+        self._controller = controller
+
+    def __repr__(self) -> str:
+        row = self._store.get_experiment(self.id)
+        return f"<Experiment {self.id} {row.name!r} {row.state.value} progress={row.progress:.0%}>"
+
+    @property
+    def store(self) -> Store:
+        """The store this handle reads."""
+        return self._store
+
+    @property
+    def name(self) -> str:
+        """The config's ``name``."""
+        return self._store.get_experiment(self.id).name
+
+    @property
+    def state(self) -> ExperimentState:
+        """The current state (ACTIVE, PAUSED, STOPPING_CANCELED, COMPLETED, CANCELED, ERROR)."""
+        return self._store.get_experiment(self.id).state
+
+    @property
+    def progress(self) -> float:
+        """The searcher's progress in ``[0, 1]``."""
+        return self._store.get_experiment(self.id).progress
+
+    @property
+    def error(self) -> str | None:
+        """Why the experiment is ERROR, if it is."""
+        return self._store.get_experiment(self.id).error
+
+    @property
+    def config(self) -> ExperimentConfig:
+        """The validated experiment config."""
+        return load_config(self._store.get_experiment(self.id).config)
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The Dask dashboard of the cluster running it."""
+        return self._store.get_experiment(self.id).dashboard_link
+
+    def wait(self, timeout: float | None = None, *, interval: float = 0.1) -> ExperimentState:
+        """Block until the experiment is COMPLETED, CANCELED or ERROR; returns that state.
+
+        Raises ``TimeoutError`` (the experiment keeps running) after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            state = self.state
+            if state.is_terminal:
+                return state
+            if self._controller is not None and self._controller.finished:
+                return self.state
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"experiment {self.id} is still {state.value} after {timeout}s; it keeps running "
+                    f"(exp.pause() or exp.kill() to stop it)"
+                )
+            if self._controller is not None:
+                self._controller.join(interval)
+            else:
+                time.sleep(interval)
+
+    def trials(self) -> list[Trial]:
+        """The experiment's trials in creation order."""
+        return [Trial(row.id, self._store) for row in self._store.list_trials(self.id)]
+
+    def best_trial(self) -> Trial | None:
+        """The trial with the best validation metric so far, or ``None`` before any validation."""
+        smaller = self._smaller_is_better()
+        scored = [r for r in self._store.list_trials(self.id) if r.best_validation is not None]
+        if not scored:
+            return None
+        best = min(scored, key=lambda r: r.best_validation if smaller else -r.best_validation)  # type: ignore[operator]
+        return Trial(best.id, self._store)
+
+    def best_checkpoint(self) -> Checkpoint:
+        """The checkpoint with the best validation metric (else the best trial's newest one).
+
+        Raises :class:`~det_jupyter.errors.CheckpointError` when no checkpoint exists.
+        """
+        rows = self._store.checkpoints(experiment_id=self.id)
+        scored = [r for r in rows if r.metric is not None]
+        if scored:
+            smaller = self._smaller_is_better()
+            best = min(scored, key=lambda r: ((r.metric if smaller else -r.metric), -r.steps))  # type: ignore[operator]
+            return Checkpoint(best, self._store)
+        trial = self.best_trial()
+        candidates = [r for r in rows if trial is None or r.trial_id == trial.id] or rows
+        if not candidates:
+            raise CheckpointError(
+                f"experiment {self.id} has no checkpoints yet: trials save them with "
+                "`with ctx.checkpoint.save(steps) as path:` (TorchTrial/KerasTrial do it for you)"
+            )
+        return Checkpoint(candidates[-1], self._store)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """All kept checkpoints of the experiment, oldest first."""
+        return [Checkpoint(r, self._store) for r in self._store.checkpoints(experiment_id=self.id)]
+
+    def metrics(self, kind: str | None = None) -> pd.DataFrame:
+        """Every report as a DataFrame: ``trial_id, run_id, kind, steps, reported_at`` + one column per metric.
+
+        Args:
+            kind: ``"training"`` or ``"validation"`` to keep one kind.
+        """
+        return _metrics_frame(self._store.metrics(experiment_id=self.id, kind=kind))
+
+    def pause(self) -> None:
+        """Ask the controller to checkpoint and stop all trials; :meth:`activate` resumes them."""
+        self._store.add_request(self.id, ControlAction.PAUSE)
+
+    def activate(self) -> None:
+        """Resume a paused experiment (trials continue from their latest checkpoints)."""
+        self._store.add_request(self.id, ControlAction.ACTIVATE)
+
+    def kill(self) -> None:
+        """Stop the experiment for good: running trials checkpoint and end CANCELED."""
+        self._store.add_request(self.id, ControlAction.KILL)
+
+    def resume(self, *, cluster: Client | str | None = None) -> Experiment:
+        """Run this experiment again in this process after its controller died (e.g. a kernel restart).
+
+        The searcher continues exactly where it stopped; running trials restart from their latest
+        checkpoints. Raises ``RuntimeError`` if a live controller still owns it.
+        """
+        from det_jupyter.cluster import cluster as get_client
+        from det_jupyter.controller import Controller
+
+        if self.state.is_terminal:
+            return self
+        controller = Controller(self._store, self.id, get_client(cluster))
+        controller.start()
+        self._controller = controller
+        return self
+
+    def _smaller_is_better(self) -> bool:
+        searcher = self._store.get_experiment(self.id).config.get("searcher", {})
+        return bool(searcher.get("smaller_is_better", True))
+
+
+class Trial:
+    """A live handle on one trial.
+
+    Example:
+        >>> t = exp.best_trial()                                     # doctest: +SKIP
+        >>> t.hparams, t.state, t.metrics().tail()                   # doctest: +SKIP
+    """
+
+    def __init__(self, trial_id: int, store: Store) -> None:
+        self.id = trial_id
+        self._store = store
+
+    def __repr__(self) -> str:
+        r = self._row()
+        return f"<Trial {self.id} {r.state.value} hparams={r.hparams} best={r.best_validation}>"
+
+    def _row(self) -> TrialRow:
+        return self._store.get_trial(self.id)
+
+    @property
+    def experiment_id(self) -> int:
+        """The experiment this trial belongs to."""
+        return self._row().experiment_id
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """This trial's hyperparameters."""
+        return self._row().hparams
+
+    @property
+    def state(self) -> TrialState:
+        """QUEUED, ACTIVE, PAUSED, COMPLETED, STOPPED, CANCELED or ERROR."""
+        return self._row().state
+
+    @property
+    def restarts(self) -> int:
+        """How many times the trial failed and was restarted."""
+        return self._row().restarts
+
+    @property
+    def best_validation(self) -> float | None:
+        """The best value of the searcher metric this trial reported."""
+        return self._row().best_validation
+
+    @property
+    def error(self) -> str | None:
+        """The traceback of the trial's last failure, if any."""
+        return self._row().error
+
+    def metrics(self, kind: str | None = None) -> pd.DataFrame:
+        """This trial's reports as a DataFrame (see :meth:`Experiment.metrics`)."""
+        return _metrics_frame(self._store.metrics(trial_id=self.id, kind=kind))
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """This trial's kept checkpoints, oldest first."""
+        return [Checkpoint(r, self._store) for r in self._store.checkpoints(trial_id=self.id)]
+
+    def logs(self, tail: int | None = None) -> list[str]:
+        """The trial's output lines (prints, tracebacks), the last ``tail`` if given."""
+        return [r.line for r in self._store.logs(self.id, tail=tail)]
+
+
+class Checkpoint:
+    """A committed checkpoint: download its files, or load it as a ready model.
+
+    Example:
+        >>> ckpt = exp.best_checkpoint()                             # doctest: +SKIP
+        >>> model = ckpt.load()                                      # doctest: +SKIP
+        >>> model(torch.tensor([[5.1, 3.5, 1.4, 0.2]]))              # doctest: +SKIP
+    """
+
+    def __init__(self, row: CheckpointRow, store: Store) -> None:
+        self._row = row
+        self._store = store
+        self.uuid = row.uuid
+        self.trial_id = row.trial_id
+        self.experiment_id = row.experiment_id
+        self.steps = row.steps
+        self.metric = row.metric
+        self.metadata = row.metadata
+        self.resources = row.resources
+
+    def __repr__(self) -> str:
+        return f"<Checkpoint {self.uuid} trial={self.trial_id} steps={self.steps} metric={self.metric}>"
+
+    def _storage(self) -> CheckpointStorage:
+        cfg = load_config(self._store.get_experiment(self.experiment_id).config)
+        url = cfg.checkpoint_storage.resolve_url(str(default_home() / "checkpoints"))
+        return CheckpointStorage(url, cfg.checkpoint_storage.storage_options())
+
+    def download(self, path: str | os.PathLike[str]) -> Path:
+        """Copy the checkpoint's files into ``path``; returns it."""
+        return self._storage().download(self.uuid, path)
+
+    def load(self, **kwargs: Any) -> Any:
+        """The trained model, ready to predict, built by the experiment's own (frozen) code.
+
+        Resolution: the experiment's ``load=`` hook; else the trial class's ``load_checkpoint(path,
+        hparams)``; else the checkpoint's ``format`` metadata (``torch-module``, ``keras-model``).
+        Keyword arguments go to the loader (e.g. ``map_location="cuda"`` for torch).
+        """
+        blob, hook_blob = self._store.get_entrypoint(self.experiment_id)
+        hparams = self._store.get_trial(self.trial_id).hparams
+        fmt = self.metadata.get("format")
+        with self._storage().restore_path(self.uuid) as path:
+            if hook_blob is not None:
+                return thaw(hook_blob)(path, **kwargs)
+            entrypoint = thaw(blob)
+            loader = getattr(entrypoint, "load_checkpoint", None) if isinstance(entrypoint, type) else None
+            if callable(loader):
+                return loader(path, hparams, **kwargs)
+            if fmt == "torch-module":
+                from det_jupyter.frameworks.torch import load_model as load_torch
+
+                return load_torch(path, **kwargs)
+            if fmt == "keras-model":
+                from det_jupyter.frameworks.keras import load_model as load_keras
+
+                return load_keras(path, **kwargs)
+        raise CheckpointError(
+            f"checkpoint {self.uuid} has no known format (metadata format={fmt!r}) and the experiment has no "
+            "load hook: pass create_experiment(..., load=my_loader), save with det_jupyter.torch.save_model / "
+            "det_jupyter.keras.save_model, or use checkpoint.download(path) and load the files yourself"
+        )
+
+
+def _metrics_frame(rows: list[Any]) -> pd.DataFrame:
+    import pandas as pd
+
+    records = [
+        {
+            "trial_id": r.trial_id,
+            "run_id": r.run_id,
+            "kind": r.kind,
+            "steps": r.steps,
+            "reported_at": r.reported_at,
+            **r.metrics,
+        }
+        for r in rows
+    ]
+    columns = ["trial_id", "run_id", "kind", "steps", "reported_at"]
+    return pd.DataFrame.from_records(records, columns=None if records else columns)

@@ -1,0 +1,55 @@
+"""Shared fixtures: one real Dask LocalCluster (worker processes) per test session, a fresh store per test."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def dask_client() -> Iterator[object]:
+    """A real cluster of 2 single-thread worker processes with CPU slots, as the embedded default makes."""
+    from distributed import Client
+
+    from det_jupyter.cluster import local_cluster
+
+    cluster = local_cluster(n_workers=2, gpus=[], dashboard=False)
+    client = Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture
+def det_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh DET_JUPYTER_HOME (store file and default checkpoint root) for one test."""
+    home = tmp_path / "det_home"
+    monkeypatch.setenv("DET_JUPYTER_HOME", str(home))
+    return home
+
+
+def wait_for(
+    condition: Callable[[], object], timeout: float = 60.0, interval: float = 0.05, what: str = ""
+) -> object:
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+@pytest.fixture(name="wait_for")
+def wait_for_fixture() -> Callable[..., object]:
+    """The :func:`wait_for` poller, as a fixture."""
+    return wait_for
