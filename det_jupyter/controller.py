@@ -71,6 +71,7 @@ class _Trial:
     best: float | None = None
     searcher_time: float = 0.0
     validations: dict[int, float] = field(default_factory=dict)
+    unscored_checkpoints: dict[int, str] = field(default_factory=dict)  # steps -> uuid, awaiting a validation
 
 
 @dataclass
@@ -130,6 +131,10 @@ class Controller:
         self._search_failed = False
         self._searcher_dirty = False
         self._gc_dirty = False
+        # write-behind buffers, flushed once per loop iteration inside its transaction
+        self._trial_updates: dict[int, dict[str, Any]] = {}
+        self._metric_rows: list[tuple[int, int, str, int, dict[str, Any], float]] = []
+        self._log_rows: list[tuple[int, int, float, str]] = []
         self._finished = threading.Event()  # set once the final state is committed
         self._done = False
         self._last_heartbeat = 0.0
@@ -216,6 +221,7 @@ class Controller:
                 self.searcher.load_state_dict(saved)
                 self._resume_trials()
             self._save_searcher()
+            self._flush_writes()
 
     def _resume_trials(self) -> None:
         """Pick up non-terminal trials of an experiment whose previous controller is gone."""
@@ -233,7 +239,7 @@ class Controller:
             if self._state == ExperimentState.ACTIVE:
                 self._submit(trial)
             else:
-                self.store.update_trial(trial.id, state=TrialState.PAUSED)
+                self._update_trial(trial.id, state=TrialState.PAUSED)
         if self._state == ExperimentState.STOPPING_CANCELED:
             self._kill()
 
@@ -255,11 +261,9 @@ class Controller:
                 else:
                     self._on_done(payload)
             for run in list(self._runs.values()):
-                if (
-                    run.result is not None
-                    and run.wait_events_until is not None
-                    and now >= run.wait_events_until
-                ):
+                if run.wait_events_until is not None and now >= run.wait_events_until:
+                    if run.result is None and run.future is not None:  # no "exited" event: ask the worker
+                        run.result = dict(run.future.result())
                     self._finalize(run)
                 elif run.stop_requested_at is not None and now - run.stop_requested_at > self.stop_grace:
                     self._cut_off(run)
@@ -275,6 +279,21 @@ class Controller:
                 self._last_heartbeat = now
                 self.store.update_experiment(self.experiment_id, heartbeat=time.time())
             self._maybe_finish()
+            self._flush_writes()
+
+    def _update_trial(self, trial_id: int, **values: Any) -> None:
+        self._trial_updates.setdefault(trial_id, {}).update(values)
+
+    def _flush_writes(self) -> None:
+        if self._metric_rows:
+            self.store.add_metrics(self._metric_rows)
+            self._metric_rows = []
+        if self._log_rows:
+            self.store.add_logs(self._log_rows)
+            self._log_rows = []
+        for trial_id, values in self._trial_updates.items():
+            self.store.update_trial(trial_id, **values)
+        self._trial_updates.clear()
 
     def _save_searcher(self) -> None:
         if self._searcher_dirty:
@@ -295,7 +314,7 @@ class Controller:
                 if self._state == ExperimentState.ACTIVE:
                     self._submit(trial)
                 else:
-                    self.store.update_trial(trial_id, state=TrialState.PAUSED)
+                    self._update_trial(trial_id, state=TrialState.PAUSED)
             elif isinstance(op, Stop):
                 trial = self._by_request[op.request_id]
                 run = self._run_of_trial.get(trial.id)
@@ -339,9 +358,7 @@ class Controller:
         self._runs[key] = run
         self._run_of_trial[trial.id] = run
         resources = {self._resource: cfg.resources.slots_per_trial} if self._resource else None
-        self.store.update_trial(
-            trial.id, state=TrialState.QUEUED, run_id=trial.run_id, restarts=trial.restarts
-        )
+        self._update_trial(trial.id, state=TrialState.QUEUED, run_id=trial.run_id, restarts=trial.restarts)
         run.future = self.client.submit(
             run_trial, spec, self._blob, self._digest, key=key, resources=resources, pure=False
         )
@@ -360,6 +377,8 @@ class Controller:
             self._on_metrics(run, event["records"])
         elif kind == "checkpoint":
             trial.latest_checkpoint, trial.latest_checkpoint_steps = event["uuid"], int(event["steps"])
+            if int(event["steps"]) not in trial.validations:
+                trial.unscored_checkpoints[int(event["steps"])] = event["uuid"]
             self.store.add_checkpoint(
                 uuid=event["uuid"],
                 trial_id=trial.id,
@@ -372,7 +391,10 @@ class Controller:
             )
             self._gc_dirty = True
         elif kind == "log":
-            self.store.add_logs((trial.id, run.run_id, float(ts), str(line)) for ts, line in event["lines"])
+            self._log_rows.extend((trial.id, run.run_id, float(ts), str(line)) for ts, line in event["lines"])
+        elif kind == "exited":
+            run.events_seen -= 1  # the summary does not count itself
+            run.result = {k: event.get(k) for k in ("status", "traceback", "events_sent", "stopped")}
         elif kind == "started":
             run.started, run.worker = True, event.get("worker")
             if event.get("restored_from"):
@@ -381,9 +403,9 @@ class Controller:
             values: dict[str, Any] = {"worker": run.worker, "started_at": time.time()}
             if state is not None:
                 values["state"] = state
-            self.store.update_trial(trial.id, **values)
-        if run.result is not None and run.events_seen >= int(run.result.get("events_sent", 0)):
-            self._finalize(run)
+            self._update_trial(trial.id, **values)
+        if run.result is not None and run.future is not None and run.future.done():
+            self._finalize_when_complete(run)
 
     def _on_metrics(self, run: _Run, records: list[list[Any]]) -> None:
         trial = run.trial
@@ -407,22 +429,22 @@ class Controller:
             )
             if better:
                 trial.best = metric
-            self.store.update_trial(
+            self._update_trial(
                 trial.id,
                 best_validation=_finite(trial.best),
                 latest_validation=_finite(metric),
                 searcher_time=trial.searcher_time,
             )
-            for ck in self.store.checkpoints(trial_id=trial.id):
-                if ck.steps == int(steps) and ck.metric is None:
-                    self.store.set_checkpoint_metric(ck.uuid, metric)
-                    self._gc_dirty = True
+            unscored = trial.unscored_checkpoints.pop(int(steps), None)
+            if unscored is not None:
+                self.store.set_checkpoint_metric(unscored, metric)
+                self._gc_dirty = True
             if run.stop_reason != "kill" and self._state != ExperimentState.STOPPING_CANCELED:
                 self._apply(
                     self.searcher.on_validation_completed(trial.request_id, metric, trial.searcher_time)
                 )
-        self.store.add_metrics(rows)
-        self.store.update_trial(trial.id, steps_completed=steps_done)
+        self._metric_rows.extend(rows)
+        self._update_trial(trial.id, steps_completed=steps_done)
 
     # --- run completion ------------------------------------------------------------------------
 
@@ -432,7 +454,11 @@ class Controller:
             return
         future = run.future
         if future.status == "finished":
-            run.result = dict(future.result())
+            if (
+                run.result is None
+            ):  # its "exited" event is still on the way; fetch the result if it never comes
+                run.wait_events_until = time.monotonic() + 5.0
+                return
         elif future.status == "cancelled":
             run.result = {"status": "cancelled", "events_sent": 0}
         else:
@@ -442,9 +468,14 @@ class Controller:
                 "traceback": f"{type(exc).__name__}: {exc} (the worker running the trial died or was lost)",
                 "events_sent": 0,
             }
-        if run.events_seen >= int(run.result.get("events_sent", 0)):
+        self._finalize_when_complete(run)
+
+    def _finalize_when_complete(self, run: _Run) -> None:
+        """Finalize a finished run once all its events arrived (or after a deadline)."""
+        assert run.result is not None
+        if run.events_seen >= int(run.result.get("events_sent") or 0):
             self._finalize(run)
-        else:  # the last events are still on their way through the scheduler
+        elif run.wait_events_until is None:  # the last events are still on their way through the scheduler
             run.wait_events_until = time.monotonic() + 10.0
 
     def _finalize(self, run: _Run) -> None:
@@ -462,7 +493,7 @@ class Controller:
         elif reason == "searcher":
             self._end_trial(trial, TrialState.STOPPED, ExitReason.STOPPED)
         elif reason == "pause" and status != "error":
-            self.store.update_trial(trial.id, state=TrialState.PAUSED)
+            self._update_trial(trial.id, state=TrialState.PAUSED)
             if self._state == ExperimentState.ACTIVE:  # activated again while it was winding down
                 self._submit(trial)
         else:
@@ -472,20 +503,20 @@ class Controller:
 
     def _restart_or_fail(self, trial: _Trial, error: str) -> None:
         trial.restarts += 1
-        self.store.add_logs(
+        self._log_rows.extend(
             [(trial.id, trial.run_id, time.time(), f"[det_jupyter] run {trial.run_id} failed:")]
         )
         if trial.restarts <= self.config.max_restarts and self._state == ExperimentState.ACTIVE:
-            self.store.update_trial(trial.id, error=error, restarts=trial.restarts)
+            self._update_trial(trial.id, error=error, restarts=trial.restarts)
             self._submit(trial)
         elif trial.restarts <= self.config.max_restarts:  # paused meanwhile
-            self.store.update_trial(trial.id, error=error, restarts=trial.restarts, state=TrialState.PAUSED)
+            self._update_trial(trial.id, error=error, restarts=trial.restarts, state=TrialState.PAUSED)
         else:
-            self.store.update_trial(trial.id, error=error, restarts=trial.restarts)
+            self._update_trial(trial.id, error=error, restarts=trial.restarts)
             self._end_trial(trial, TrialState.ERROR, ExitReason.ERRORED)
 
     def _end_trial(self, trial: _Trial, state: TrialState, reason: ExitReason | None) -> None:
-        self.store.update_trial(trial.id, state=state, ended_at=time.time())
+        self._update_trial(trial.id, state=state, ended_at=time.time())
         self._trials.pop(trial.id, None)
         self._gc_dirty = True
         if reason is not None and self._state != ExperimentState.STOPPING_CANCELED:
@@ -521,7 +552,7 @@ class Controller:
         log.warning(
             "trial %s ignored should_stop() for %.0fs; restarting its worker", run.trial.id, self.stop_grace
         )
-        self.store.add_logs(
+        self._log_rows.extend(
             [
                 (
                     run.trial.id,

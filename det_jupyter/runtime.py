@@ -168,7 +168,16 @@ def run_trial(spec: TrialSpec, blob: bytes, digest: str) -> dict[str, Any]:
     finally:
         ctx._close()
         plugin.release(key)
-    return {"status": status, "traceback": tb, "events_sent": ctx.events_sent, "stopped": ctx.should_stop()}
+    summary = {
+        "status": status,
+        "traceback": tb,
+        "events_sent": ctx.events_sent,
+        "stopped": ctx.should_stop(),
+    }
+    # The summary also travels as the run's last event, so the controller need not fetch task results
+    # (a round trip to the worker per trial); the return value is the fallback if that event is late.
+    ctx._emit({"type": "exited", **summary})
+    return summary
 
 
 def _newest_checkpoint(spec: TrialSpec) -> TrialSpec:
