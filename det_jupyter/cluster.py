@@ -71,8 +71,14 @@ def local_cluster(
     Example:
         >>> c = local_cluster(n_workers=2, dashboard=False)   # doctest: +SKIP
     """
+    found = [g.index for g in gpu_inventory()]
     if gpus is None:
-        gpus = [g.index for g in gpu_inventory()]
+        gpus = found
+    elif found and set(gpus) - set(found):
+        raise ClusterError(
+            f"local_cluster(gpus={gpus}): GPU(s) {sorted(set(gpus) - set(found))} do not exist; NVML sees "
+            f"{found}. Pass indices from that list, or gpus=[] for CPU slots"
+        )
     env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
     specs: dict[str, dict[str, Any]] = {}
     if gpus:
