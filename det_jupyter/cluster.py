@@ -167,8 +167,8 @@ def slot_resource(client: Client, slots_per_trial: int, slot_type: SlotType = "a
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     capacity: dict[str, float] = {}
     for w in workers:
-        for name, amount in (w.get("resources") or {}).items():
-            capacity[name] = max(capacity.get(name, 0.0), float(amount))
+        for resource, amount in (w.get("resources") or {}).items():
+            capacity[resource] = max(capacity.get(resource, 0.0), float(amount))
     if slot_type == "gpu":
         name: str | None = "GPU"
     elif slot_type == "cpu":

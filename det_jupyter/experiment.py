@@ -215,7 +215,8 @@ class Experiment:
         scored = [r for r in self._store.list_trials(self.id) if r.best_validation is not None]
         if not scored:
             return None
-        best = min(scored, key=lambda r: r.best_validation if smaller else -r.best_validation)  # type: ignore[operator]
+        sign = 1.0 if smaller else -1.0
+        best = min(scored, key=lambda r: sign * float(r.best_validation or 0.0))
         return Trial(best.id, self._store)
 
     def best_checkpoint(self) -> Checkpoint:
@@ -227,7 +228,8 @@ class Experiment:
         scored = [r for r in rows if r.metric is not None]
         if scored:
             smaller = self._smaller_is_better()
-            best = min(scored, key=lambda r: ((r.metric if smaller else -r.metric), -r.steps))  # type: ignore[operator]
+            sign = 1.0 if smaller else -1.0
+            best = min(scored, key=lambda r: (sign * float(r.metric or 0.0), -r.steps))
             return Checkpoint(best, self._store)
         trial = self.best_trial()
         candidates = [r for r in rows if trial is None or r.trial_id == trial.id] or rows

@@ -123,8 +123,9 @@ class _DaskSink:
 
 def call_entrypoint(entrypoint: Any, ctx: TrialContext) -> None:
     """Run user code: ``Cls.run_trial(ctx)`` for trial classes (TorchTrial, KerasTrial), else ``fn(ctx)``."""
-    if isinstance(entrypoint, type) and callable(getattr(entrypoint, "run_trial", None)):
-        entrypoint.run_trial(ctx)
+    run = getattr(entrypoint, "run_trial", None) if isinstance(entrypoint, type) else None
+    if callable(run):
+        run(ctx)
     elif callable(entrypoint):
         entrypoint(ctx)
     else:

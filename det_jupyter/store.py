@@ -544,7 +544,8 @@ class Store:
     def _metric_query(
         experiment_id: int | None, trial_id: int | None, kind: str | None, after_id: int, columns: str
     ) -> tuple[str, list[Any]]:
-        where, args = ["m.id > ?"], [after_id]
+        where: list[str] = ["m.id > ?"]
+        args: list[Any] = [after_id]
         if trial_id is not None:
             where.append("m.trial_id = ?")
             args.append(trial_id)

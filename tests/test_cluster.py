@@ -60,7 +60,9 @@ def test_cpu_fallback_has_one_slot_per_worker(dask_client: Any) -> None:
     assert len(summary["workers"]) == 2
     assert all(w["resources"] == {"CPU": 1.0} and w["cuda_visible_devices"] == "" for w in summary["workers"])
     assert slot_resource(dask_client, 1) == "CPU"
-    with pytest.raises(ClusterError, match="needs a worker with 1 GPU slot"):  # slot_type: gpu on a CPU cluster
+    with pytest.raises(
+        ClusterError, match="needs a worker with 1 GPU slot"
+    ):  # slot_type: gpu on a CPU cluster
         slot_resource(dask_client, 1, "gpu")
 
 
