@@ -170,11 +170,11 @@ def metric_value(value: Any) -> float | int | str | None:
         return value
     if isinstance(value, int):
         return value
-    if hasattr(value, "item"):  # numpy scalar, 0-d array or tensor (syncs a GPU tensor: done in batches)
-        value = value.item()
     try:
+        if hasattr(value, "item"):  # numpy scalar, 0-d array or tensor (syncs a GPU tensor: done in batches)
+            value = value.item()  # an array or tensor of several elements raises here
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RuntimeError):
         raise TypeError(
             f"metric value {value!r} of type {type(value).__name__} is not a number; report floats, ints, "
             "numpy scalars or 0-d tensors"
@@ -217,10 +217,11 @@ class CheckpointContext:
         if steps < 0:
             raise ValueError(f"ctx.checkpoint.save(steps={steps}): steps must be non-negative")
         uuid = str(uuidlib.uuid4())
+        user_metadata = _jsonable(dict(metadata or {}))  # numpy / tensor values as in the event below
         with self._storage.stage(uuid) as path:
             yield path
             meta = {
-                **dict(metadata or {}),
+                **user_metadata,
                 "steps": int(steps),
                 "experiment_id": self._trial.experiment_id,
                 "trial_id": self._trial.trial_id,
@@ -235,7 +236,7 @@ class CheckpointContext:
                 "type": "checkpoint",
                 "uuid": uuid,
                 "steps": int(steps),
-                "metadata": _jsonable(dict(metadata or {})),
+                "metadata": user_metadata,
                 "resources": resources,
             }
         )
@@ -345,7 +346,9 @@ class TrialContext:
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
             raise ValueError(f"{name}(steps={steps!r}): steps must be a non-negative int")
         if not isinstance(metrics, Mapping) or not metrics:
-            raise ValueError(f"{name}(steps={steps}): metrics must be a non-empty dict of name -> number")
+            raise ValueError(
+                f"{name}(steps={steps}): metrics must be a non-empty dict of name -> number (got {metrics!r})"
+            )
         if not self.distributed.is_chief:
             raise RuntimeError(
                 f"only the chief (rank 0) may call {name}(); this is rank {self.distributed.rank}"

@@ -221,12 +221,19 @@ class CheckpointStorage:
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
 
-    def remove_incomplete(self) -> int:
-        """Remove staged directories left by crashed writers (local storage); returns how many."""
+    def remove_incomplete(self, *, older_than: float = 3600.0) -> int:
+        """Remove staged directories left by crashed writers (local storage); returns how many.
+
+        Only directories in which nothing changed for ``older_than`` seconds go: one root serves many
+        experiments, and a staging directory written right now belongs to a live trial's save.
+        """
         if not self.is_local:
             return 0
+        cutoff = time.time() - older_than
         removed = 0
         for entry in Path(self._root).glob(f"{_TMP_PREFIX}*"):
+            if _last_modified(entry) >= cutoff:
+                continue
             shutil.rmtree(entry, ignore_errors=True)
             removed += 1
         return removed
@@ -238,6 +245,13 @@ def _list_resources(root: Path) -> dict[str, int]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.name != METADATA_FILE
     }
+
+
+def _last_modified(root: Path) -> float:
+    try:
+        return max(p.stat().st_mtime for p in [root, *root.rglob("*")])
+    except FileNotFoundError:  # committed (renamed) or removed while we looked: not ours to remove
+        return time.time()
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
