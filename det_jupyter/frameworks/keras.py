@@ -1,0 +1,381 @@
+"""Keras 3 adapter: subclass :class:`KerasTrial`, or add :class:`DetCallback` to your own ``model.fit``.
+
+Works with any Keras 3 backend; tested with ``tensorflow-cpu``.
+
+Trial class (the runtime calls ``IrisTrial.run_trial(ctx)``; ``Checkpoint.load()`` calls
+``IrisTrial.load_checkpoint(path, hparams)``)::
+
+    from det_jupyter.keras import KerasTrial
+
+    class IrisTrial(KerasTrial):
+        def build_model(self):
+            return keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"),
+                                     keras.layers.Dense(3, activation="softmax")])
+        def build_training_data(self):
+            return x_train, y_train          # or a batched tf.data.Dataset
+        def build_validation_data(self):
+            return x_val, y_val
+
+Semantics (shared with TorchTrial, see :mod:`det_jupyter.frameworks._common`):
+
+- **Length**: ``max_time`` ``batches`` (stops mid-epoch at the exact batch), ``epochs`` or ``records``
+  (counted as ``batch_size`` per batch, capped at the epoch's records when they are known); any other
+  ``time_metric`` counts epochs.
+- **Training metrics**: Keras's batch logs (``loss``, ``accuracy``... running means over the epoch) at
+  ``steps`` = batches trained.
+- **Validation**, with Keras's names (``val_loss``, ``val_accuracy``...) plus ``batches``, ``epochs``
+  and ``records``: each time the ``min_validation_period`` is crossed (none: every epoch end) and at the
+  end. Mid-epoch periods (batches, records) evaluate mid-epoch, which restarts the running means of
+  that epoch's training logs.
+- **Checkpoints** (``model.keras`` + ``trial_state.json``, metadata ``format: keras-model``): each
+  ``min_checkpoint_period``, at the end, and when ``ctx.should_stop()`` turns true (checked every batch;
+  training then stops at once).
+- **Restore**: weights and optimizer state from the newest checkpoint; fit resumes at
+  ``initial_epoch``; an interrupted epoch is finished first (its remaining batches only, in a fresh
+  shuffle), so a resumed trial trains as many batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from det_jupyter.context import TrialContext, local_context
+from det_jupyter.errors import CheckpointError
+from det_jupyter.frameworks._common import Decision, Progress, Schedule, read_state, write_state
+
+__all__ = ["FORMAT", "MODEL_FILE", "DetCallback", "KerasTrial", "load_model", "save_model"]
+
+FORMAT = "keras-model"
+"""The checkpoint metadata ``format`` that makes ``Checkpoint.load()`` call :func:`load_model`."""
+MODEL_FILE = "model.keras"
+
+
+def save_model(model: keras.Model, path: str | os.PathLike[str]) -> None:
+    """Save a model (architecture, weights, optimizer state) as ``<path>/model.keras``.
+
+    Example:
+        >>> import det_jupyter.keras as det_keras
+        >>> with ctx.checkpoint.save(steps, metadata={"format": det_keras.FORMAT}) as path:  # doctest: +SKIP
+        ...     det_keras.save_model(model, path)
+    """
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save(directory / MODEL_FILE)
+
+
+def load_model(path: str | os.PathLike[str], **kwargs: Any) -> keras.Model:
+    """Load a model saved by :func:`save_model`, :class:`DetCallback` or :class:`KerasTrial`.
+
+    Args:
+        path: the checkpoint directory, or the ``.keras`` file itself.
+        **kwargs: passed to ``keras.saving.load_model`` (e.g. ``custom_objects`` for your own layers).
+
+    Returns:
+        The compiled model, ready for ``predict``.
+
+    Example:
+        >>> model = det_jupyter.keras.load_model(checkpoint_dir)  # doctest: +SKIP
+        >>> model.predict(x_val)                                  # doctest: +SKIP
+    """
+    file = Path(path)
+    if file.is_dir():
+        file = file / MODEL_FILE
+    if not file.exists():
+        raise CheckpointError(
+            f"load_model({str(path)!r}): no {MODEL_FILE} there; save with det_jupyter.keras.save_model"
+        )
+    return keras.saving.load_model(file, **kwargs)
+
+
+def _load_weights(model: keras.Model, file: Path) -> None:
+    """Weights and, for a compiled model, optimizer state (the optimizer must exist to receive it)."""
+    if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(file)
+
+
+def _ensure_compiled(model: keras.Model, hparams: dict[str, Any]) -> keras.Model:
+    if not getattr(model, "compiled", False):
+        model.compile(
+            optimizer=keras.optimizers.Adam(float(hparams.get("learning_rate", 1e-3))),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    return model
+
+
+class DetCallback(keras.callbacks.Callback):  # type: ignore[misc]
+    """Reports, stops and checkpoints a ``model.fit`` for det_jupyter (what :class:`KerasTrial` uses).
+
+    Args:
+        ctx: the trial context.
+        validation_data: ``(x, y)`` or a dataset to evaluate when a validation is due. Without it, the
+            ``val_*`` logs of ``fit(validation_data=...)`` at epoch ends are reported instead.
+        batch_size: records per batch, for ``records`` (default 32, as Keras's).
+        records_per_epoch: records in one epoch, when known (makes ``records`` exact).
+
+    Call :meth:`restore` before training, then ``fit`` until :attr:`finished` (the loop matters only
+    after resuming mid-epoch: the first ``fit`` then just finishes that epoch).
+
+    Example:
+        >>> cb = DetCallback(ctx, validation_data=(x_val, y_val), batch_size=32, records_per_epoch=len(x))  # doctest: +SKIP
+        >>> cb.restore(model)                                                                          # doctest: +SKIP
+        >>> while not cb.finished:                                                                     # doctest: +SKIP
+        ...     model.fit(x, y, batch_size=32, epochs=cb.epochs, initial_epoch=cb.initial_epoch,
+        ...               callbacks=[cb], verbose=0)
+    """
+
+    def __init__(
+        self,
+        ctx: TrialContext,
+        *,
+        validation_data: Any = None,
+        batch_size: int | None = None,
+        records_per_epoch: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.validation_data = validation_data
+        self.batch_size = int(batch_size or 32)
+        self.records_per_epoch = records_per_epoch
+        self.progress = Progress()
+        self.schedule = Schedule(ctx, self.progress)
+        self.finished = False
+        """True once training reached its length, was stopped, or ``fit`` ended on its own."""
+        self._steps: int | None = None  # batches per epoch, from Keras's params
+        self._pending = Decision()
+        self._resumed_partial = False  # this fit started in the middle of an epoch
+        self._partial_done = False  # ...and stopped at that epoch's end: fit is called again
+        self._warned = False
+
+    @property
+    def initial_epoch(self) -> int:
+        """Pass as ``fit(initial_epoch=...)``: the epochs completed so far."""
+        return self.progress.epochs
+
+    @property
+    def epochs(self) -> int:
+        """Pass as ``fit(epochs=...)``: an upper bound; the callback stops ``fit`` at the exact length."""
+        if self.finished:
+            return self.progress.epochs  # fit(initial_epoch=epochs) then trains nothing
+        return max(int(self.ctx.searcher.max_time), self.progress.epochs + 1)
+
+    def restore(self, model: keras.Model) -> bool:
+        """Load the trial's newest checkpoint into ``model`` (built, and compiled if it will train).
+
+        Returns True if a checkpoint was restored. Also finishes at once a trial that is already at
+        its length or was asked to stop.
+        """
+        self.set_model(model)
+        restored = False
+        with self.ctx.checkpoint.restore() as path:
+            if path is not None:
+                _load_weights(model, path / MODEL_FILE)
+                self.progress, validated_at, _ = read_state(path)
+                self.schedule = Schedule(self.ctx, self.progress, validated_at)
+                restored = True
+        if restored:
+            self.ctx.log(
+                f"resumed from checkpoint {self.ctx.checkpoint.latest} at batch {self.progress.batches}"
+            )
+        self._pending = self.schedule.decide(self.progress, stop_requested=self.ctx.should_stop())
+        if self._pending.finish:
+            self._act()
+        return restored
+
+    # --- Keras hooks -----------------------------------------------------------------------------
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._steps = self.params.get("steps") or self._steps
+        self._resumed_partial = self.progress.batch_in_epoch > 0
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        p = self.progress
+        p.batches += 1
+        p.batch_in_epoch += 1
+        p.records = self._records()
+        if logs:
+            self.ctx.report_training_metrics(p.batches, logs)
+        self._pending |= self.schedule.decide(p, stop_requested=self.ctx.should_stop())
+        at_epoch_end = self._steps is not None and p.batch_in_epoch >= self._steps
+        if self._pending.finish:
+            self.model.stop_training = True
+        elif at_epoch_end and self._resumed_partial:
+            self.model.stop_training = self._partial_done = True
+        if not at_epoch_end:
+            self._act()  # mid-epoch; at an epoch's last batch, on_epoch_end acts with the epoch counted
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        p = self.progress
+        complete = (
+            self._steps is not None and p.batch_in_epoch >= self._steps
+        ) or not self.model.stop_training
+        if complete and p.batch_in_epoch:
+            p.end_epoch()
+            p.records = self._records()
+            self._pending |= self.schedule.decide(p, stop_requested=self.ctx.should_stop())
+            if self._pending.finish:
+                self.model.stop_training = True
+        self._resumed_partial = False
+        self._act(logs)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.finished or self._partial_done:
+            self._partial_done = False
+            return
+        # fit ran out of epochs (or another callback stopped it): that is the end of training
+        s, p = self.schedule, self.progress
+        self._pending |= Decision(s.validated_at != p.batches, s.checkpointed_at != p.batches, True)
+        self._act()
+
+    # --- actions ---------------------------------------------------------------------------------
+
+    def _act(self, epoch_logs: dict[str, Any] | None = None) -> None:
+        pending, self._pending = self._pending, Decision()
+        if pending.validate:
+            metrics = self._validation_metrics(epoch_logs)
+            if metrics is not None:
+                self.ctx.report_validation_metrics(self.progress.batches, metrics)
+                self.schedule.validated(self.progress)
+        if pending.checkpoint:
+            self._save()
+        if pending.finish:
+            self.finished = True
+            self.model.stop_training = True
+
+    def _validation_metrics(self, epoch_logs: dict[str, Any] | None) -> dict[str, Any] | None:
+        val_logs = {k: v for k, v in (epoch_logs or {}).items() if k.startswith("val_")}
+        if not val_logs and self.validation_data is not None:
+            data = self.validation_data
+            if isinstance(data, tuple):
+                results = self.model.evaluate(*data, batch_size=self.batch_size, verbose=0, return_dict=True)
+            else:
+                results = self.model.evaluate(data, verbose=0, return_dict=True)
+            val_logs = {f"val_{k}": v for k, v in results.items()}
+        if not val_logs:
+            if not self._warned:
+                self._warned = True
+                self.ctx.log(
+                    f"validation due at batch {self.progress.batches} but DetCallback has no validation data: "
+                    "pass DetCallback(ctx, validation_data=...) or model.fit(validation_data=...)"
+                )
+            return None
+        return {**val_logs, **self.progress.metrics(self._steps)}
+
+    def _save(self) -> None:
+        meta = {"format": FORMAT, "framework": "keras", **self.progress.metrics(self._steps)}
+        with self.ctx.checkpoint.save(self.progress.batches, metadata=meta) as path:
+            self.model.save(path / MODEL_FILE)
+            write_state(path, self.progress, validated_at=self.schedule.validated_at, data=self.ctx.data)
+        self.schedule.checkpointed(self.progress)
+
+    def _records(self) -> int:
+        p, per_epoch = self.progress, self.records_per_epoch
+        if per_epoch:
+            return p.epochs * per_epoch + min(p.batch_in_epoch * self.batch_size, per_epoch)
+        return p.batches * self.batch_size
+
+
+class KerasTrial:
+    """Subclass it, override ``build_model`` and the data methods; :meth:`run_trial` runs ``model.fit``.
+
+    A model that ``build_model`` returns uncompiled is compiled with
+    ``Adam(hparams.get("learning_rate", 1e-3))``, ``sparse_categorical_crossentropy`` and ``accuracy``
+    (so validations report ``val_loss`` and ``val_accuracy``). Arrays are batched by
+    ``hparams.get("global_batch_size", 32)`` and shuffled each epoch; datasets are used as given.
+
+    Attributes:
+        context: the :class:`~det_jupyter.context.TrialContext`.
+        hparams: this trial's hyperparameters; data: the config's ``data`` section.
+
+    Example:
+        >>> class IrisTrial(KerasTrial):
+        ...     def build_model(self):
+        ...         return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        ...     def build_training_data(self):
+        ...         return x_train, y_train
+        ...     def build_validation_data(self):
+        ...         return x_val, y_val
+        >>> IrisTrial.run_trial(local_context({"global_batch_size": 16}, time_metric="epochs", max_time=5))  # doctest: +SKIP
+    """
+
+    def __init__(self, context: TrialContext) -> None:
+        self.context = context
+        self.hparams: dict[str, Any] = context.hparams
+        self.data: dict[str, Any] = context.data
+
+    def build_model(self) -> keras.Model:
+        """Return the model (required), built (known input shape); compiled, or compiled for you."""
+        raise NotImplementedError(f"{type(self).__name__} must define build_model(self) -> keras.Model")
+
+    def build_training_data(self) -> Any:
+        """Return ``(x, y)`` arrays or a batched ``tf.data.Dataset`` (required)."""
+        raise NotImplementedError(f"{type(self).__name__} must define build_training_data(self)")
+
+    def build_validation_data(self) -> Any:
+        """Return ``(x, y)`` arrays or a batched ``tf.data.Dataset`` (required)."""
+        raise NotImplementedError(f"{type(self).__name__} must define build_validation_data(self)")
+
+    def keras_callbacks(self) -> list[keras.callbacks.Callback]:
+        """Extra Keras callbacks for ``fit`` (default none); they run before the :class:`DetCallback`."""
+        return []
+
+    @classmethod
+    def run_trial(cls, ctx: TrialContext) -> None:
+        """Train one trial under ``ctx`` with ``model.fit`` and a :class:`DetCallback`.
+
+        Example:
+            >>> ctx = local_context({"global_batch_size": 16}, metric="val_loss", max_time=20)  # doctest: +SKIP
+            >>> IrisTrial.run_trial(ctx)                                                       # doctest: +SKIP
+        """
+        keras.utils.set_random_seed(ctx.seed)
+        trial = cls(ctx)
+        model = _ensure_compiled(trial.build_model(), trial.hparams)
+        batch_size = int(trial.hparams.get("global_batch_size", 32))
+        train = trial.build_training_data()
+        if isinstance(train, tuple) and len(train) == 2:
+            x, y, fit_batch = train[0], train[1], batch_size
+            per_epoch: int | None = len(train[1])
+        else:
+            x, y, fit_batch, per_epoch = train, None, None, ctx.spec.records_per_epoch
+        callback = DetCallback(
+            ctx,
+            validation_data=trial.build_validation_data(),
+            batch_size=batch_size,
+            records_per_epoch=per_epoch,
+        )
+        callback.restore(model)
+        while not callback.finished:
+            before = callback.progress.batches
+            model.fit(
+                x,
+                y,
+                batch_size=fit_batch,
+                epochs=callback.epochs,
+                initial_epoch=callback.initial_epoch,
+                callbacks=[*trial.keras_callbacks(), callback],  # last: it sees what the others did
+                verbose=0,
+            )
+            if callback.progress.batches == before and not callback.finished:
+                raise ValueError(f"{cls.__name__}.build_training_data() yielded no batches")
+
+    @classmethod
+    def load_checkpoint(
+        cls, path: str | os.PathLike[str], hparams: dict[str, Any], **kwargs: Any
+    ) -> keras.Model:
+        """Rebuild the model with :meth:`build_model` and load a checkpoint's weights, ready to predict.
+
+        Example:
+            >>> model = IrisTrial.load_checkpoint(path, {"global_batch_size": 16})  # doctest: +SKIP
+            >>> model.predict(x_val)                                                # doctest: +SKIP
+        """
+        directory = Path(path)
+        _, _, data = read_state(directory)
+        trial = cls(local_context(hparams, checkpoint_dir=str(directory), data=data))
+        model = _ensure_compiled(trial.build_model(), hparams)
+        _load_weights(model, directory / MODEL_FILE)
+        return model

@@ -1,0 +1,250 @@
+"""PyTorch adapter: subclass :class:`TorchTrial`, or save models yourself with :func:`save_model`.
+
+Trial class (the runtime calls ``IrisTrial.run_trial(ctx)``; ``Checkpoint.load()`` calls
+``IrisTrial.load_checkpoint(path, hparams)``)::
+
+    from det_jupyter.torch import TorchTrial
+
+    class IrisTrial(TorchTrial):
+        def build_model(self):
+            return nn.Sequential(nn.Linear(4, self.hparams["hidden"]), nn.ReLU(), nn.Linear(self.hparams["hidden"], 3))
+
+        def build_training_data(self):
+            return DataLoader(train_set, batch_size=self.hparams["global_batch_size"], shuffle=True)
+
+        def build_validation_data(self):
+            return DataLoader(val_set, batch_size=64)
+
+Core API (your own loop; mark the checkpoint's format so ``Checkpoint.load()`` needs no code)::
+
+    import det_jupyter.torch as det_torch
+
+    with ctx.checkpoint.save(steps, metadata={"format": det_torch.FORMAT}) as path:
+        det_torch.save_model(model, path)
+
+Loop semantics of :meth:`TorchTrial.run_trial` (see :mod:`det_jupyter.frameworks._common`):
+
+- **Device**: ``cuda`` when ``torch.cuda.is_available()`` (the worker's ``CUDA_VISIBLE_DEVICES`` pins
+  its GPU), else ``cpu``; every tensor in a batch (nested tuples, lists, dicts) is moved there.
+- **Length**: ``ctx.searcher.max_time`` units of ``ctx.searcher.time_metric``: ``batches``, ``epochs``
+  (full passes over ``build_training_data()``) or ``records`` (sum of batch sizes, the leading dimension
+  of the first tensor in each batch; training stops at the first batch that reaches ``max_time``). Any
+  other ``time_metric`` counts epochs. With an endless training iterable (no ``len()``, never ends),
+  ``records_per_epoch`` marks where an epoch ends.
+- **Training metrics**, every batch at ``steps`` = batches trained: what ``train_batch`` returns
+  (``loss`` when it returns a tensor; tensors are detached, never synced per step) plus ``lr``.
+- **Validation**: every ``min_validation_period`` (each time progress crosses a multiple of it; none
+  means once per epoch) and at the end. Metrics are ``evaluate_batch``'s, averaged over the validation
+  set weighted by batch size (defaults: ``validation_loss``, ``validation_accuracy``), plus ``batches``,
+  ``epochs`` (float: completed epochs + fraction of the current one) and ``records``.
+- **Checkpoints**: every ``min_checkpoint_period`` (none means only at the end), at the end, and when
+  ``ctx.should_stop()`` turns true (checked after every batch; the loop then returns without an extra
+  validation). Nothing is saved if no batch was trained since the last checkpoint.
+- **Restore**: model, optimizer, LR scheduler, progress and RNG state come back from the newest
+  checkpoint; an interrupted epoch re-draws the same shuffle order and skips its trained batches, so a
+  resumed trial trains exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from det_jupyter.context import TrialContext, local_context
+from det_jupyter.errors import CheckpointError
+from det_jupyter.frameworks._common import read_state
+from det_jupyter.frameworks._torch_loop import MODEL_FILE, STATE_DICT_FILE, TorchLoop, save_module
+
+__all__ = ["FORMAT", "MODEL_FILE", "STATE_DICT_FILE", "TorchTrial", "load_model", "save_model"]
+
+FORMAT = "torch-module"
+"""The checkpoint metadata ``format`` that makes ``Checkpoint.load()`` call :func:`load_model`."""
+
+
+def save_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Save a whole module into a directory: ``model.pt`` (by value) and ``state_dict.pt``.
+
+    ``model.pt`` is pickled with cloudpickle, so a class defined in a notebook (``__main__``) or inside
+    a function travels *by value*: :func:`load_model` rebuilds it with none of your code. Classes from
+    an importable module are pickled by reference (the module must be importable where you load; or
+    call ``cloudpickle.register_pickle_by_value(module)`` first).
+
+    Args:
+        model: the module to save (on any device).
+        path: a directory (created if needed), typically the one ``ctx.checkpoint.save`` yields.
+
+    Example:
+        >>> import det_jupyter.torch as det_torch
+        >>> with ctx.checkpoint.save(steps, metadata={"format": det_torch.FORMAT}) as path:  # doctest: +SKIP
+        ...     det_torch.save_model(model, path)
+    """
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_module(model, directory / MODEL_FILE)
+    torch.save(model.state_dict(), directory / STATE_DICT_FILE)
+
+
+def load_model(path: str | os.PathLike[str], map_location: Any = None) -> nn.Module:
+    """Load a module saved by :func:`save_model` (or by :class:`TorchTrial`), ready to predict.
+
+    Args:
+        path: the checkpoint directory, or the ``model.pt`` file itself.
+        map_location: where to put the weights; ``None`` means CPU (pass ``"cuda"`` for the GPU).
+
+    Returns:
+        The module in ``eval()`` mode.
+
+    Example:
+        >>> model = det_jupyter.torch.load_model(checkpoint_dir)  # doctest: +SKIP
+        >>> model(torch.randn(2, 4)).argmax(-1)                   # doctest: +SKIP
+    """
+    file = Path(path)
+    if file.is_dir():
+        file = file / MODEL_FILE
+    if not file.exists():
+        raise CheckpointError(
+            f"load_model({str(path)!r}): no {MODEL_FILE} there; save with det_jupyter.torch.save_model, or "
+            "load a TorchTrial checkpoint with its class: MyTrial.load_checkpoint(path, hparams)"
+        )
+    model = torch.load(file, map_location=map_location or "cpu", weights_only=False)
+    if not isinstance(model, nn.Module):
+        raise CheckpointError(
+            f"load_model({str(path)!r}): {file.name} holds a {type(model).__name__}, not a module"
+        )
+    return model.eval()
+
+
+class TorchTrial:
+    """Subclass it, override the ``build_*`` methods; :meth:`run_trial` runs the whole training loop.
+
+    Attributes:
+        context: the :class:`~det_jupyter.context.TrialContext`.
+        hparams: this trial's hyperparameters (``context.hparams``).
+        data: the config's ``data`` section (``context.data``).
+        device: where the model and batches live (``cuda`` if available, else ``cpu``).
+        lr_scheduler_step: class attribute, ``"batch"`` (default) or ``"epoch"``: when to call
+            ``scheduler.step()``.
+        save_whole_model: class attribute; also pickle the module by value into each checkpoint
+            (``model.pt``) so :func:`load_model` can load it without the trial class. Default True;
+            set False to halve checkpoint size. The state_dict is always saved.
+
+    Example:
+        >>> class IrisTrial(TorchTrial):
+        ...     def build_model(self):
+        ...         return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+        ...     def build_training_data(self):
+        ...         return DataLoader(train_set, batch_size=self.hparams["global_batch_size"], shuffle=True)
+        ...     def build_validation_data(self):
+        ...         return DataLoader(val_set, batch_size=64)
+        >>> IrisTrial.run_trial(local_context({"global_batch_size": 16}, time_metric="epochs", max_time=2))  # doctest: +SKIP
+    """
+
+    lr_scheduler_step: ClassVar[Literal["batch", "epoch"]] = "batch"
+    save_whole_model: ClassVar[bool] = True
+
+    def __init__(self, context: TrialContext) -> None:
+        self.context = context
+        self.hparams: dict[str, Any] = context.hparams
+        self.data: dict[str, Any] = context.data
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    # --- what users override ---------------------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        """Return the model (required). It is moved to :attr:`device` for you."""
+        raise NotImplementedError(f"{type(self).__name__} must define build_model(self) -> torch.nn.Module")
+
+    def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """Return the optimizer; default ``Adam(lr=hparams.get("learning_rate", 1e-3))``."""
+        return torch.optim.Adam(model.parameters(), lr=float(self.hparams.get("learning_rate", 1e-3)))
+
+    def build_lr_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        """Return a ``torch.optim.lr_scheduler`` scheduler, or ``None`` (default) for a constant LR."""
+        return None
+
+    def build_training_data(self) -> Iterable[Any]:
+        """Return the training batches (required): a DataLoader or any re-iterable of batches."""
+        raise NotImplementedError(f"{type(self).__name__} must define build_training_data(self)")
+
+    def build_validation_data(self) -> Iterable[Any]:
+        """Return the validation batches (required): a DataLoader or any re-iterable of batches."""
+        raise NotImplementedError(f"{type(self).__name__} must define build_validation_data(self)")
+
+    def train_batch(self, model: nn.Module, batch: Any, optimizer: torch.optim.Optimizer) -> Any:
+        """Train on one batch (already on :attr:`device`): forward, backward, optimizer step.
+
+        Returns the loss tensor, or a dict of metrics (tensors or numbers) to report. The default
+        expects ``(inputs, targets)`` batches and minimises cross-entropy.
+        """
+        inputs, targets = _pair(batch, "train_batch")
+        optimizer.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(inputs), targets)
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss}
+
+    def evaluate_batch(self, model: nn.Module, batch: Any) -> dict[str, Any]:
+        """Metrics of one validation batch (model in eval mode, under ``torch.no_grad()``).
+
+        The loop averages each metric over the validation set, weighted by batch size. The default
+        expects ``(inputs, targets)`` batches and returns ``validation_loss`` (cross-entropy) and
+        ``validation_accuracy``.
+        """
+        inputs, targets = _pair(batch, "evaluate_batch")
+        logits = model(inputs)
+        return {
+            "validation_loss": nn.functional.cross_entropy(logits, targets),
+            "validation_accuracy": (logits.argmax(dim=-1) == targets).float().mean(),
+        }
+
+    # --- what the runtime and Checkpoint.load() call ---------------------------------------------
+
+    @classmethod
+    def run_trial(cls, ctx: TrialContext) -> None:
+        """Train one trial under ``ctx`` (the runtime calls this; so can you, with ``local_context``).
+
+        Example:
+            >>> ctx = local_context({"global_batch_size": 16}, time_metric="batches", max_time=20)  # doctest: +SKIP
+            >>> IrisTrial.run_trial(ctx)                                                           # doctest: +SKIP
+            >>> ctx.sink.validation[-1]["metrics"]["validation_accuracy"]                           # doctest: +SKIP
+        """
+        TorchLoop(cls(ctx)).run()
+
+    @classmethod
+    def load_checkpoint(
+        cls, path: str | os.PathLike[str], hparams: dict[str, Any], map_location: Any = None
+    ) -> nn.Module:
+        """Rebuild the model with :meth:`build_model` and load a checkpoint's weights, ready to predict.
+
+        Args:
+            path: a checkpoint directory written by :meth:`run_trial`.
+            hparams: the trial's hyperparameters (``build_model`` may read them).
+            map_location: device for the model; ``None`` means CPU.
+
+        Returns:
+            The model in ``eval()`` mode.
+
+        Example:
+            >>> model = IrisTrial.load_checkpoint(path, {"global_batch_size": 16})  # doctest: +SKIP
+        """
+        directory = Path(path)
+        _, _, data = read_state(directory)
+        trial = cls(local_context(hparams, checkpoint_dir=str(directory), data=data))
+        model = trial.build_model()
+        state = torch.load(directory / STATE_DICT_FILE, map_location="cpu", weights_only=False)
+        model.load_state_dict(state)
+        return model.to(map_location or "cpu").eval()
+
+
+def _pair(batch: Any, method: str) -> tuple[Any, Any]:
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise TypeError(
+        f"the default TorchTrial.{method} expects (inputs, targets) batches, got {type(batch).__name__}; "
+        f"override {method}(self, model, batch{', optimizer' if method == 'train_batch' else ''})"
+    )
