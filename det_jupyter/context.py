@@ -349,6 +349,14 @@ class TrialContext:
             raise ValueError(
                 f"{name}(steps={steps}): metrics must be a non-empty dict of name -> number (got {metrics!r})"
             )
+        for key, value in metrics.items():
+            # cheap type check now (no GPU sync), so a bad value fails at the call that passed it and
+            # never poisons the buffered reports flushed later
+            if not (value is None or isinstance(value, (int, float, str)) or hasattr(value, "item")):
+                raise TypeError(
+                    f"{name}(steps={steps}): metric {key!r} = {value!r} of type {type(value).__name__} is "
+                    "not a number; report floats, ints, numpy scalars or 0-d tensors"
+                )
         if not self.distributed.is_chief:
             raise RuntimeError(
                 f"only the chief (rank 0) may call {name}(); this is rank {self.distributed.rank}"
@@ -397,7 +405,7 @@ def _jsonable(obj: Any) -> Any:
 def local_context(
     hparams: Mapping[str, Any],
     *,
-    metric: str = "validation_loss",
+    metric: str = "val_loss",
     smaller_is_better: bool = True,
     time_metric: str = "batches",
     max_time: int = 100,

@@ -144,8 +144,9 @@ def preview_search(config: Any) -> SearchPreview:
     """Simulate the experiment's search and summarise how long each trial would train.
 
     Args:
-        config: anything with ``.searcher`` (the searcher config), ``.hparam_space`` (an
-            ``HParamSpace``) and ``.reproducibility.experiment_seed`` (``None`` means 0).
+        config: an experiment config as ``load_config`` takes it (dict, YAML text, path), or anything
+            with ``.searcher``, ``.hparam_space`` and ``.reproducibility.experiment_seed`` (``None``
+            means 0).
 
     Returns:
         A :class:`SearchPreview`; print it, or display it in a notebook for an HTML table.
@@ -153,6 +154,10 @@ def preview_search(config: Any) -> SearchPreview:
     Raises:
         ConfigError: the searcher cannot be built from this config.
     """
+    if not hasattr(config, "searcher"):
+        from det_jupyter.config import load_config
+
+        config = load_config(config)
     sc = config.searcher
     seed = getattr(getattr(config, "reproducibility", None), "experiment_seed", None) or 0
     searcher = make_searcher(sc, config.hparam_space, seed)

@@ -35,7 +35,7 @@ Loop semantics of :meth:`TorchTrial.run_trial` (see :mod:`det_jupyter.frameworks
   (``loss`` when it returns a tensor; tensors are detached, never synced per step) plus ``lr``.
 - **Validation**: every ``min_validation_period`` (each time progress crosses a multiple of it; none
   means once per epoch) and at the end. Metrics are ``evaluate_batch``'s, averaged over the validation
-  set weighted by batch size (defaults: ``validation_loss``, ``validation_accuracy``), plus ``batches``,
+  set weighted by batch size (defaults: ``val_loss``, ``val_accuracy``), plus ``batches``,
   ``epochs`` (float: completed epochs + fraction of the current one) and ``records``.
 - **Checkpoints**: every ``min_checkpoint_period`` (none means only at the end), at the end, and when
   ``ctx.should_stop()`` turns true (checked after every batch; the loop then returns without an extra
@@ -192,14 +192,14 @@ class TorchTrial:
         """Metrics of one validation batch (model in eval mode, under ``torch.no_grad()``).
 
         The loop averages each metric over the validation set, weighted by batch size. The default
-        expects ``(inputs, targets)`` batches and returns ``validation_loss`` (cross-entropy) and
-        ``validation_accuracy``.
+        expects ``(inputs, targets)`` batches and returns ``val_loss`` (cross-entropy) and
+        ``val_accuracy``.
         """
         inputs, targets = _pair(batch, "evaluate_batch")
         logits = model(inputs)
         return {
-            "validation_loss": nn.functional.cross_entropy(logits, targets),
-            "validation_accuracy": (logits.argmax(dim=-1) == targets).float().mean(),
+            "val_loss": nn.functional.cross_entropy(logits, targets),
+            "val_accuracy": (logits.argmax(dim=-1) == targets).float().mean(),
         }
 
     # --- what the runtime and Checkpoint.load() call ---------------------------------------------
@@ -211,7 +211,7 @@ class TorchTrial:
         Example:
             >>> ctx = local_context({"global_batch_size": 16}, time_metric="batches", max_time=20)  # doctest: +SKIP
             >>> IrisTrial.run_trial(ctx)                                                           # doctest: +SKIP
-            >>> ctx.sink.validation[-1]["metrics"]["validation_accuracy"]                           # doctest: +SKIP
+            >>> ctx.sink.validation[-1]["metrics"]["val_accuracy"]                           # doctest: +SKIP
         """
         TorchLoop(cls(ctx)).run()
 

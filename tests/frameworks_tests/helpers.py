@@ -14,7 +14,7 @@ def make_context(
     storage: Path,
     hparams: dict[str, Any] | None = None,
     *,
-    metric: str = "validation_loss",
+    metric: str = "val_loss",
     time_metric: str = "batches",
     max_time: int = 10,
     validation_period: tuple[str, int] | None = None,

@@ -80,7 +80,7 @@ def epochs_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, nn.Module
     """One 3-epoch run shared by the tests that only read it: (context, trained model, storage dir)."""
     IrisTrial.models.clear()
     storage = tmp_path_factory.mktemp("torch-epochs")
-    ctx = make_context(storage, time_metric="epochs", max_time=3, metric="validation_accuracy")
+    ctx = make_context(storage, time_metric="epochs", max_time=3, metric="val_accuracy")
     IrisTrial.run_trial(ctx)
     return ctx, IrisTrial.models[-1], storage
 
@@ -92,7 +92,7 @@ def test_trains_and_validates_every_epoch_by_default(epochs_run: tuple[Any, nn.M
     assert steps(sink(ctx).validation) == [8, 16, 24]
     last = sink(ctx).validation[-1]["metrics"]
     assert last["batches"] == 24 and last["epochs"] == 3.0 and last["records"] == 360
-    assert last["validation_accuracy"] > 0.8 and last["validation_loss"] < 0.6
+    assert last["val_accuracy"] > 0.8 and last["val_loss"] < 0.6
     assert [e["steps"] for e in checkpoint_events(ctx)] == [24]  # no checkpoint period: at the end only
     assert checkpoint_events(ctx)[0]["metadata"]["format"] == det_torch.FORMAT
 
