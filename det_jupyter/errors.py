@@ -16,13 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
-    "DetJupyterError",
+    "CheckpointError",
+    "ClusterError",
     "ConfigError",
+    "DetJupyterError",
     "FieldError",
     "NotFoundError",
     "StoreError",
-    "CheckpointError",
-    "ClusterError",
     "TrialError",
 ]
 
