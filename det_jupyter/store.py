@@ -43,6 +43,7 @@ __all__ = [
     "RequestRow",
     "Store",
     "TrialRow",
+    "TrialStats",
     "default_home",
 ]
 
@@ -239,6 +240,21 @@ class LogRow:
 
 
 @dataclass(frozen=True)
+class TrialStats:
+    """Aggregates of an experiment's trials: how many per state, and the range of their best metrics."""
+
+    experiment_id: int
+    counts: dict[TrialState, int]
+    min_best_validation: float | None
+    max_best_validation: float | None
+
+    @property
+    def total(self) -> int:
+        """All trials of the experiment."""
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
 class RequestRow:
     """A control request (pause / activate / kill) waiting for the controller."""
 
@@ -408,6 +424,10 @@ class Store:
         ).fetchall()
         return [self._experiment(r) for r in rows]
 
+    def count_experiments(self) -> int:
+        """How many experiments the store holds."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM experiments").fetchone()[0])
+
     def get_entrypoint(self, experiment_id: int) -> tuple[bytes, bytes | None]:
         """The frozen (cloudpickled) model definition and optional load hook of an experiment."""
         row = self._conn.execute(
@@ -478,10 +498,11 @@ class Store:
             raise NotFoundError(f"trial {trial_id} not found in {self.path}")
         return self._trial(row)
 
-    def list_trials(self, experiment_id: int) -> list[TrialRow]:
-        """An experiment's trials in creation order."""
+    def list_trials(self, experiment_id: int, *, limit: int | None = None, offset: int = 0) -> list[TrialRow]:
+        """An experiment's trials in creation order (a page of ``limit`` from ``offset`` if given)."""
         rows = self._conn.execute(
-            f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE experiment_id = ? ORDER BY id", (experiment_id,)
+            f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE experiment_id = ? ORDER BY id LIMIT ? OFFSET ?",
+            (experiment_id, -1 if limit is None else limit, offset),
         ).fetchall()
         return [self._trial(r) for r in rows]
 
@@ -495,6 +516,44 @@ class Store:
             "SELECT state, COUNT(*) FROM trials WHERE experiment_id = ? GROUP BY state", (experiment_id,)
         ).fetchall()
         return {TrialState(s): int(n) for s, n in rows}
+
+    def trial_stats(self, experiment_ids: Sequence[int]) -> dict[int, TrialStats]:
+        """Per experiment, in one aggregate query: trials per state and the range of their best metrics.
+
+        Experiments without trials get empty stats, so readers (the server's experiment list) never
+        load trial rows to draw a summary.
+        """
+        ids = list(dict.fromkeys(experiment_ids))
+        counts: dict[int, dict[TrialState, int]] = {i: {} for i in ids}
+        lows: dict[int, float | None] = dict.fromkeys(ids)
+        highs: dict[int, float | None] = dict.fromkeys(ids)
+        if ids:
+            marks = ", ".join("?" for _ in ids)
+            rows = self._conn.execute(
+                "SELECT experiment_id, state, COUNT(*), MIN(best_validation), MAX(best_validation) FROM trials"
+                f" WHERE experiment_id IN ({marks}) GROUP BY experiment_id, state",
+                ids,
+            ).fetchall()
+            for exp_id, state, n, low, high in rows:
+                counts[exp_id][TrialState(state)] = int(n)
+                if low is not None:
+                    lows[exp_id] = low if lows[exp_id] is None else min(low, lows[exp_id])
+                    highs[exp_id] = high if highs[exp_id] is None else max(high, highs[exp_id])
+        return {i: TrialStats(i, counts[i], lows[i], highs[i]) for i in ids}
+
+    def best_validations(self, experiment_ids: Sequence[int]) -> dict[int, list[float]]:
+        """Per experiment, the trials' best searcher-metric values in trial creation order (unscored skipped)."""
+        ids = list(dict.fromkeys(experiment_ids))
+        out: dict[int, list[float]] = {i: [] for i in ids}
+        if ids:
+            marks = ", ".join("?" for _ in ids)
+            for exp_id, value in self._conn.execute(
+                f"SELECT experiment_id, best_validation FROM trials WHERE experiment_id IN ({marks})"
+                " AND best_validation IS NOT NULL ORDER BY experiment_id, id",
+                ids,
+            ):
+                out[exp_id].append(float(value))
+        return out
 
     # --- metrics, logs -------------------------------------------------------------------------
 

@@ -1,0 +1,36 @@
+"""The Jupyter server extension: an authenticated REST API over the det_jupyter store.
+
+Installing the package enables it (``etc/jupyter/jupyter_server_config.d/det_jupyter.json``); the
+JupyterLab sidebar (``labextension/``) is its client. Routes and answers: :mod:`.handlers`; the wire
+format: :mod:`.serializers`; configuration (store path, Dask scheduler): :class:`.ExperimentService`.
+
+Example:
+    $ jupyter server extension list        # det_jupyter.server enabled
+    $ curl -H "Authorization: token $T" http://127.0.0.1:8888/det-jupyter/api/experiments
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from det_jupyter.server.service import SETTINGS_KEY, ExperimentService
+
+__all__ = ["ExperimentService"]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """Where Jupyter Server finds this extension."""
+    return [{"module": "det_jupyter.server"}]
+
+
+def _load_jupyter_server_extension(server_app: Any) -> None:
+    """Register the REST handlers and the service (configured by ``c.ExperimentService.*``)."""
+    from det_jupyter.server.handlers import route_table
+
+    web_app = server_app.web_app
+    service = ExperimentService(parent=server_app, log=server_app.log)
+    web_app.settings[SETTINGS_KEY] = service
+    web_app.add_handlers(".*$", route_table(web_app.settings["base_url"]))
+    server_app.log.info(
+        "det_jupyter: REST API at %sdet-jupyter/api/ over %s", web_app.settings["base_url"], service.path
+    )

@@ -1,0 +1,247 @@
+"""The model behind the REST handlers: reads the store, writes control requests, describes the cluster.
+
+One :class:`ExperimentService` lives in the Jupyter server's ``web_app.settings`` (key
+:data:`SETTINGS_KEY`); handlers only parse a request, call one method here and write its JSON. Every
+method is synchronous and thread-safe (the store gives each thread its own connection); handlers run
+them on the service's small thread pool so SQLite and Dask never block the server's event loop.
+
+Configure it like any Jupyter configurable, e.g. in ``jupyter_server_config.py``::
+
+    c.ExperimentService.store_path = "/shared/det/det_jupyter.db"
+    c.ExperimentService.scheduler_address = "tcp://scheduler:8786"
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from traitlets import Bool, Float, Integer, Unicode
+from traitlets.config import LoggingConfigurable
+
+from det_jupyter.errors import DetJupyterError, StoreError
+from det_jupyter.gpu import gpu_inventory
+from det_jupyter.server.serializers import (
+    ActionModel,
+    ClusterModel,
+    ExperimentDetailModel,
+    ExperimentListModel,
+    MetricSeriesModel,
+    TrialDetailModel,
+    TrialListModel,
+    serialize_action,
+    serialize_cluster,
+    serialize_experiment_detail,
+    serialize_experiment_summary,
+    serialize_metric_series,
+    serialize_trial_detail,
+    serialize_trial_summary,
+)
+from det_jupyter.states import ControlAction, ExperimentState
+from det_jupyter.store import Store
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = ["SETTINGS_KEY", "ActionConflictError", "ExperimentService"]
+
+SETTINGS_KEY = "det_jupyter_service"
+
+# Which states each action may start from (the controller ignores the rest; the API says why).
+_ALLOWED_FROM: dict[ControlAction, tuple[ExperimentState, ...]] = {
+    ControlAction.PAUSE: (ExperimentState.ACTIVE,),
+    ControlAction.ACTIVATE: (ExperimentState.PAUSED,),
+    ControlAction.KILL: (ExperimentState.ACTIVE, ExperimentState.PAUSED, ExperimentState.STOPPING_CANCELED),
+}
+
+
+class ActionConflictError(DetJupyterError):
+    """An action that the experiment's current state does not allow (HTTP 409)."""
+
+
+class ExperimentService(LoggingConfigurable):
+    """Reads and controls the experiments of one store for the server extension."""
+
+    store_path = Unicode(
+        "",
+        config=True,
+        help="The det_jupyter store file; default: $DET_JUPYTER_HOME/det_jupyter.db of the server process.",
+    )
+    scheduler_address = Unicode(
+        "",
+        config=True,
+        help="A Dask scheduler to describe in the cluster view (e.g. tcp://scheduler:8786).",
+    )
+    follow_experiment_clusters = Bool(
+        True,
+        config=True,
+        help="Without scheduler_address, describe the cluster of the newest running experiment.",
+    )
+    cluster_timeout = Float(5.0, config=True, help="Seconds to connect to and query a Dask scheduler.")
+    default_page_size = Integer(50, config=True, help="Experiments or trials per page when not given.")
+    max_page_size = Integer(1000, config=True, help="The largest page a request may ask for.")
+    default_logs_tail = Integer(100, config=True, help="Log lines of a trial's detail when not given.")
+    default_max_points = Integer(500, config=True, help="Points per metric series when not given.")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.store = Store(self.store_path or None)
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="det-jupyter-api")
+        self._clients: dict[str, Client] = {}
+        self._clients_lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        """The store file this service reads."""
+        return self.store.path
+
+    # --- experiments ---------------------------------------------------------------------------
+
+    def list_experiments(self, *, limit: int, offset: int) -> ExperimentListModel:
+        """A page of experiments, newest first, with trial aggregates from one SQL query."""
+        rows = self.store.list_experiments(limit=limit, offset=offset)
+        ids = [r.id for r in rows]
+        stats = self.store.trial_stats(ids)
+        bests = self.store.best_validations(ids)
+        return {
+            "experiments": [serialize_experiment_summary(r, stats[r.id], bests[r.id]) for r in rows],
+            "total": self.store.count_experiments(),
+            "limit": limit,
+            "offset": offset,
+        }
+
+    def experiment(self, experiment_id: int, *, limit: int, offset: int) -> ExperimentDetailModel:
+        """One experiment with its config and a page of its trials (``NotFoundError`` if unknown)."""
+        row = self.store.get_experiment(experiment_id)
+        stats = self.store.trial_stats([experiment_id])[experiment_id]
+        bests = self.store.best_validations([experiment_id])[experiment_id]
+        trials = self.store.list_trials(experiment_id, limit=limit, offset=offset)
+        return serialize_experiment_detail(row, stats, bests, trials, limit=limit, offset=offset)
+
+    def trials(self, experiment_id: int, *, limit: int, offset: int) -> TrialListModel:
+        """A page of an experiment's trials in creation order."""
+        self.store.get_experiment(experiment_id)
+        total = self.store.trial_stats([experiment_id])[experiment_id].total
+        rows = self.store.list_trials(experiment_id, limit=limit, offset=offset)
+        return {
+            "trials": [serialize_trial_summary(t) for t in rows],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+        }
+
+    # --- trials --------------------------------------------------------------------------------
+
+    def trial(self, trial_id: int, *, max_points: int | None, logs_tail: int) -> TrialDetailModel:
+        """One trial with metric series, checkpoints and log tail (``NotFoundError`` if unknown)."""
+        row = self.store.get_trial(trial_id)
+        return serialize_trial_detail(
+            row,
+            self.store.metrics(trial_id=trial_id),
+            self.store.checkpoints(trial_id=trial_id),
+            self.store.logs(trial_id, tail=logs_tail),
+            max_points=max_points,
+        )
+
+    def trial_metrics(
+        self, trial_id: int, *, kind: str | None, max_points: int | None
+    ) -> list[MetricSeriesModel]:
+        """A trial's metric series (one kind, or both)."""
+        self.store.get_trial(trial_id)
+        return serialize_metric_series(
+            self.store.metrics(trial_id=trial_id, kind=kind), max_points=max_points
+        )
+
+    # --- actions -------------------------------------------------------------------------------
+
+    def act(self, experiment_id: int, action: ControlAction) -> ActionModel:
+        """Write a control request for the experiment's controller; refuse actions its state forbids."""
+        state = self.store.get_experiment(experiment_id).state
+        allowed = _ALLOWED_FROM[action]
+        if state not in allowed:
+            raise ActionConflictError(
+                f"experiment {experiment_id} is {state.value}: {action.value.lower()} applies only to "
+                f"{' or '.join(s.value for s in allowed)} experiments"
+            )
+        request_id = self.store.add_request(experiment_id, action)
+        return serialize_action(experiment_id, action.value, request_id, state.value)
+
+    def delete(self, experiment_id: int) -> None:
+        """Delete a terminal experiment's records (its checkpoint files stay)."""
+        state = self.store.get_experiment(experiment_id).state
+        if not state.is_terminal:
+            raise ActionConflictError(
+                f"experiment {experiment_id} is {state.value}: only COMPLETED, CANCELED or ERROR experiments "
+                "can be deleted; kill it first and wait until it is CANCELED"
+            )
+        try:
+            self.store.delete_experiment(experiment_id)
+        except StoreError as exc:  # it became non-terminal in between (activated by someone else)
+            raise ActionConflictError(str(exc)) from exc
+
+    # --- cluster -------------------------------------------------------------------------------
+
+    def cluster(self) -> ClusterModel:
+        """The attached cluster's workers, slots and GPUs; else this machine's GPUs (NVML)."""
+        from det_jupyter.cluster import cluster_summary
+
+        address = self._cluster_address()
+        if address is None:
+            return serialize_cluster(
+                None, server_gpus=gpu_inventory(), message="no cluster attached; GPUs of the Jupyter server"
+            )
+        try:
+            client = self._client(address)
+            summary = cluster_summary(client)
+        except (OSError, TimeoutError) as exc:
+            self._drop_client(address)
+            return serialize_cluster(
+                None,
+                server_gpus=gpu_inventory(),
+                message=f"cluster at {address} unreachable ({exc}); GPUs of the Jupyter server",
+            )
+        return serialize_cluster(summary, server_gpus=[], message=f"cluster at {address}")
+
+    def _cluster_address(self) -> str | None:
+        if self.scheduler_address:
+            return str(self.scheduler_address)
+        if not self.follow_experiment_clusters:
+            return None
+        for row in self.store.list_experiments(limit=20):
+            if not row.state.is_terminal and row.cluster_address:
+                return row.cluster_address
+        return None
+
+    def _client(self, address: str) -> Client:
+        from distributed import Client
+
+        with self._clients_lock:
+            client = self._clients.get(address)
+            if client is not None and client.status == "running":
+                return client
+        if client is not None:
+            self._drop_client(address)
+        client = Client(address, timeout=self.cluster_timeout, set_as_default=False)
+        with self._clients_lock:
+            self._clients[address] = client
+            stale = [a for a in self._clients if a != address]
+        for other in stale:  # only the current cluster stays connected
+            self._drop_client(other)
+        return client
+
+    def _drop_client(self, address: str) -> None:
+        with self._clients_lock:
+            client = self._clients.pop(address, None)
+        if client is not None:
+            try:
+                client.close(timeout=self.cluster_timeout)
+            except (OSError, TimeoutError, RuntimeError) as exc:
+                self.log.debug("closing the Dask client of %s: %s", address, exc)
+
+    def close(self) -> None:
+        """Disconnect from clusters and stop the thread pool (server shutdown)."""
+        for address in list(self._clients):
+            self._drop_client(address)
+        self.executor.shutdown(wait=False, cancel_futures=True)
