@@ -23,13 +23,17 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="det-jupyter", description=__doc__.split("\n")[0])
-    parser.add_argument("--store", default=None, help="store file (default: $DET_JUPYTER_HOME/det_jupyter.db)")
+    parser.add_argument(
+        "--store", default=None, help="store file (default: $DET_JUPYTER_HOME/det_jupyter.db)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run an adaptive-ASHA search of a torch MLP on Iris, end to end")
     demo.add_argument("--max-trials", type=int, default=None)
 
-    preview = sub.add_parser("preview", help="show what a search will do (trials, lengths) without running it")
+    preview = sub.add_parser(
+        "preview", help="show what a search will do (trials, lengths) without running it"
+    )
     preview.add_argument("config", help="experiment config YAML file")
 
     exp = sub.add_parser("experiment", aliases=["e"], help="list, inspect and control experiments")
