@@ -121,6 +121,7 @@ class TrialSpec:
     min_checkpoint_period: tuple[str, int] | None = None
     records_per_epoch: int | None = None
     topic: str = ""
+    run_key: str = ""
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,8 @@ class Controller:
         self.stop_grace = stop_grace
         self.heartbeat_interval = heartbeat_interval
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuidlib.uuid4().hex[:8]}"
-        self._topic = f"det-jupyter-exp{experiment_id}-{self.owner.rsplit(':', 1)[-1]}"
+        self._nonce = self.owner.rsplit(":", 1)[-1]
+        self._topic = f"det-jupyter-exp{experiment_id}-{self._nonce}"
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._trials: dict[int, _Trial] = {}  # non-terminal trials by id
@@ -331,7 +332,7 @@ class Controller:
 
     def _submit(self, trial: _Trial) -> None:
         trial.run_id += 1
-        key = f"det-trial-e{self.experiment_id}-t{trial.id}-r{trial.run_id}-{self.owner[-6:]}"
+        key = f"det-trial-e{self.experiment_id}-t{trial.id}-r{trial.run_id}-{self._nonce}"
         cfg = self.config
         spec = TrialSpec(
             experiment_id=self.experiment_id,
@@ -353,6 +354,7 @@ class Controller:
             min_checkpoint_period=_period(cfg.min_checkpoint_period),
             records_per_epoch=cfg.records_per_epoch,
             topic=self._topic,
+            run_key=key,
         )
         run = _Run(trial, trial.run_id, key)
         self._runs[key] = run
@@ -533,7 +535,7 @@ class Controller:
             run.future.cancel()
             return
         workers = [run.worker] if run.worker else None
-        key = (self.experiment_id, run.trial.id, run.run_id)
+        key = run.key
         try:
             self.client.run(request_stop, key, workers=workers, on_error="ignore")
         except OSError as exc:  # worker gone: the future will fail and be handled

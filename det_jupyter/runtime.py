@@ -39,7 +39,7 @@ from det_jupyter.storage import CheckpointStorage
 
 __all__ = ["TrialWorkerPlugin", "call_entrypoint", "request_stop", "run_trial"]
 
-StopKey = tuple[int, int, int]  # (experiment_id, trial_id, run_id)
+StopKey = str  # the run's Dask task key: unique across experiments, stores and controllers
 
 
 class TrialWorkerPlugin(WorkerPlugin):
@@ -54,7 +54,7 @@ class TrialWorkerPlugin(WorkerPlugin):
 
     def __init__(self) -> None:
         self._definitions: OrderedDict[str, Any] = OrderedDict()
-        self._stops: dict[StopKey, StopFlag] = {}
+        self._stops: dict[StopKey, tuple[StopFlag, float]] = {}
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -80,9 +80,17 @@ class TrialWorkerPlugin(WorkerPlugin):
         return obj
 
     def stop_flag(self, key: StopKey) -> StopFlag:
-        """The flag of one trial run, created on first use (a stop may arrive before the run starts)."""
+        """The flag of one trial run, created on first use (a stop may arrive before the run starts).
+
+        Flags of runs that never came to this worker (stops are broadcast for queued runs) are
+        forgotten after an hour.
+        """
+        now = time.monotonic()
         with self._lock:
-            return self._stops.setdefault(key, StopFlag())
+            stale = [k for k, (_, born) in self._stops.items() if now - born > 3600 and k != key]
+            for k in stale:
+                del self._stops[k]
+            return self._stops.setdefault(key, (StopFlag(), now))[0]
 
     def request_stop(self, key: StopKey) -> None:
         """Ask a trial run to stop at its next ``should_stop()`` check."""
@@ -106,7 +114,7 @@ def _plugin(worker: Any) -> TrialWorkerPlugin:
 def request_stop(key: StopKey, dask_worker: Any = None) -> bool:
     """Run on a worker via ``client.run``: set the stop flag of one trial run."""
     worker = dask_worker if dask_worker is not None else get_worker()
-    _plugin(worker).request_stop(tuple(key))  # type: ignore[arg-type]
+    _plugin(worker).request_stop(key)
     return True
 
 
@@ -143,7 +151,7 @@ def run_trial(spec: TrialSpec, blob: bytes, digest: str) -> dict[str, Any]:
     """
     worker = get_worker()
     plugin = _plugin(worker)
-    key: StopKey = (spec.experiment_id, spec.trial_id, spec.run_id)
+    key: StopKey = spec.run_key or f"{spec.experiment_id}-{spec.trial_id}-{spec.run_id}"
     spec = _newest_checkpoint(spec)
     ctx = TrialContext(spec, _DaskSink(worker, spec.topic), plugin.stop_flag(key))
     ctx._emit(

@@ -251,3 +251,25 @@ def test_bad_input_is_refused_before_anything_runs(det_home: Path, dask_client: 
             {**_config(), "resources": {"slots_per_trial": 2}}, counting_trial, cluster=dask_client
         )
     assert det_jupyter.list_experiments() == []  # nothing half-created
+
+
+def test_stop_requests_never_leak_into_another_experiment_with_the_same_ids(
+    tmp_path: Path, dask_client: Any, wait_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # store A: experiment 1, killed while two of its runs are queued -> stop flags broadcast to workers
+    monkeypatch.setenv("DET_JUPYTER_HOME", str(tmp_path / "a"))
+    cfg = _config(max_trials=4, max_time=1000, max_concurrent_trials=4)
+    cfg["hyperparameters"] = _hp(tmp_path, step_seconds=0.02)
+    killed = det_jupyter.create_experiment(cfg, counting_trial, cluster=dask_client)
+    wait_for(
+        lambda: sum(t.state == TrialState.ACTIVE for t in killed.trials()) == 2, what="two running trials"
+    )
+    killed.kill()
+    assert killed.wait(timeout=60) == ExperimentState.CANCELED
+    # store B: experiment 1 again, same trial ids and run ids; its trials must train to the end
+    monkeypatch.setenv("DET_JUPYTER_HOME", str(tmp_path / "b"))
+    fresh = det_jupyter.create_experiment(_config(max_trials=4, max_concurrent_trials=4), counting_trial,
+                                          cluster=dask_client)  # fmt: skip
+    assert fresh.id == killed.id
+    assert fresh.wait(timeout=120) == ExperimentState.COMPLETED
+    assert [t.metrics("training")["steps"].max() for t in fresh.trials()] == [10, 10, 10, 10]
