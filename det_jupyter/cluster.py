@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dask
@@ -43,10 +43,11 @@ SlotType = str  # "auto" | "gpu" | "cpu"
 
 @dataclass
 class _Embedded:
-    """The kernel's embedded cluster and its client (created on first use)."""
+    """The kernel's embedded cluster and its client (created on first use), and external clients."""
 
     cluster: SpecCluster | None = None
     client: Client | None = None
+    external: dict[str, Client] = field(default_factory=dict)  # clients of external clusters, by address
 
 
 _embedded = _Embedded()
@@ -119,8 +120,9 @@ def cluster(address: str | Client | None = None, **local_options: Any) -> Client
     """A Dask client for experiments.
 
     Args:
-        address: ``None`` for the embedded local cluster (started on first use), a scheduler address
-            (``tcp://host:8786``) for an external cluster, or an existing :class:`distributed.Client`.
+        address: ``None`` for the embedded local cluster (started on first use) or, when the
+            ``DET_JUPYTER_CLUSTER`` environment variable names a scheduler, that cluster; a scheduler
+            address (``tcp://host:8786``) for an external cluster; or an existing :class:`distributed.Client`.
         **local_options: passed to :func:`local_cluster` when the embedded cluster starts.
 
     Workers need nothing installed beyond det_jupyter's dependencies: the per-worker state
@@ -130,11 +132,21 @@ def cluster(address: str | Client | None = None, **local_options: Any) -> Client
         >>> client = cluster()          # doctest: +SKIP
         >>> client.dashboard_link       # doctest: +SKIP
     """
+    if address is None and os.environ.get("DET_JUPYTER_CLUSTER"):
+        address = os.environ[
+            "DET_JUPYTER_CLUSTER"
+        ]  # a deployment's default cluster, like DASK_SCHEDULER_ADDRESS
     if isinstance(address, Client):
         client = address
     elif address is not None:
+        with _embedded_lock:
+            cached = _embedded.external.get(address)
+        if cached is not None and cached.status not in ("closed", "closing"):
+            return cached
         try:
             client = Client(address, timeout="10s", set_as_default=False)
+            with _embedded_lock:
+                _embedded.external[address] = client
         except OSError as exc:
             raise ClusterError(
                 f"cannot reach a Dask scheduler at {address!r} ({exc}); check the address, or pass "
@@ -150,13 +162,16 @@ def cluster(address: str | Client | None = None, **local_options: Any) -> Client
 
 
 def shutdown_cluster() -> None:
-    """Close the embedded cluster (a later :func:`cluster` call starts a new one)."""
+    """Close the embedded cluster and clients of external ones (a later :func:`cluster` reconnects)."""
     with _embedded_lock:
         if _embedded.client is not None:
             _embedded.client.close()
         if _embedded.cluster is not None:
             _embedded.cluster.close()
         _embedded.client = _embedded.cluster = None
+        for client in _embedded.external.values():
+            client.close()
+        _embedded.external.clear()
 
 
 def slot_resource(client: Client, slots_per_trial: int, slot_type: SlotType = "auto") -> str | None:
