@@ -273,3 +273,24 @@ def test_stop_requests_never_leak_into_another_experiment_with_the_same_ids(
     assert fresh.id == killed.id
     assert fresh.wait(timeout=120) == ExperimentState.COMPLETED
     assert [t.metrics("training")["steps"].max() for t in fresh.trials()] == [10, 10, 10, 10]
+
+
+def test_core_api_load_hook_and_unknown_format(det_home: Path, dask_client: Any) -> None:
+    def train(ctx: Any) -> None:
+        ctx.report_validation_metrics(1, {"val_loss": ctx.hparams["x"] ** 2})
+        with ctx.checkpoint.save(1) as path:
+            (path / "weights.json").write_text(json.dumps({"x": ctx.hparams["x"]}))
+
+    def load(path: Path) -> dict[str, float]:
+        return dict(json.loads((path / "weights.json").read_text()))
+
+    cfg = _config(max_trials=3, max_time=1)
+    with_hook = det_jupyter.create_experiment(cfg, train, cluster=dask_client, load=load)
+    assert with_hook.wait(timeout=120) == ExperimentState.COMPLETED
+    best = with_hook.best_trial()
+    assert with_hook.best_checkpoint().load() == {"x": best.hparams["x"]}
+
+    without = det_jupyter.create_experiment(cfg, train, cluster=dask_client)
+    assert without.wait(timeout=120) == ExperimentState.COMPLETED
+    with pytest.raises(det_jupyter.CheckpointError, match="no known format"):
+        without.best_checkpoint().load()
