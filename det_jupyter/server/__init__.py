@@ -23,6 +23,11 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
     return [{"module": "det_jupyter.server"}]
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The built sidebar, for ``jupyter labextension develop`` (wheels ship it as shared data)."""
+    return [{"src": "../labextension", "dest": "det-jupyter"}]
+
+
 def _load_jupyter_server_extension(server_app: Any) -> None:
     """Register the REST handlers and the service (configured by ``c.ExperimentService.*``)."""
     from det_jupyter.server.handlers import route_table
