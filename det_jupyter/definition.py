@@ -16,12 +16,8 @@ Example:
 from __future__ import annotations
 
 import importlib
-import inspect
 import sys
-import sysconfig
 from collections.abc import Mapping
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import cloudpickle
@@ -97,50 +93,30 @@ def entrypoint_name(entrypoint: Any) -> str:
 
 
 def freeze(entrypoint: Any) -> bytes:
-    """Cloudpickle an entrypoint by value, including code from local (non-installed) modules."""
-    for module in _local_modules(entrypoint):
+    """Cloudpickle an entrypoint by value, including code from local (non-installed) modules.
+
+    Local modules are those of the entrypoint, its base classes and everything it references
+    (:func:`~det_jupyter.presubmit.walk_entrypoint`). When pickling fails, the error names the captured
+    global that cannot be pickled; a pickle over 50 MB warns, naming the large captured objects.
+    """
+    from det_jupyter.presubmit import LARGE_GLOBAL_BYTES, check_shippable, walk_entrypoint
+
+    for module in walk_entrypoint(entrypoint).local_modules:
         cloudpickle.register_pickle_by_value(module)
     try:
-        return bytes(cloudpickle.dumps(entrypoint))
+        blob = bytes(cloudpickle.dumps(entrypoint))
     except Exception as exc:
+        check_shippable(entrypoint, warn_bytes=sys.maxsize)  # raises TypeError naming the culprit
         raise TypeError(
             f"cannot ship entrypoint {entrypoint_name(entrypoint)} to workers: {type(exc).__name__}: {exc}. "
             "A global it uses cannot be pickled (an open file, a lock, a client...); create it inside the "
             "function instead"
         ) from exc
+    if len(blob) > LARGE_GLOBAL_BYTES:
+        check_shippable(entrypoint)  # warns, naming the large captured objects
+    return blob
 
 
 def thaw(blob: bytes) -> Any:
     """Inverse of :func:`freeze`."""
     return cloudpickle.loads(blob)
-
-
-_INSTALLED = {
-    Path(p).resolve()
-    for p in (
-        sysconfig.get_paths()["purelib"],
-        sysconfig.get_paths()["platlib"],
-        sysconfig.get_paths()["stdlib"],
-    )
-}
-
-
-def _local_modules(entrypoint: Any) -> list[ModuleType]:
-    """Modules of the entrypoint (and its base classes) that live in files outside installed packages."""
-    objs = list(inspect.getmro(entrypoint)) if isinstance(entrypoint, type) else [entrypoint]
-    out = []
-    for obj in objs:
-        module = sys.modules.get(getattr(obj, "__module__", "") or "")
-        if (
-            module is None
-            or module.__name__ in ("__main__", "builtins")
-            or module.__name__.startswith("det_jupyter")
-        ):
-            continue
-        path = getattr(module, "__file__", None)
-        if path is None:
-            continue
-        resolved = Path(path).resolve()
-        if not any(resolved.is_relative_to(root) for root in _INSTALLED) and module not in out:
-            out.append(module)
-    return out

@@ -148,6 +148,12 @@ class Experiment:
         row = self._store.get_experiment(self.id)
         return f"<Experiment {self.id} {row.name!r} {row.state.value} progress={row.progress:.0%}>"
 
+    def _ipython_display_(self) -> None:
+        """In a notebook, show the live :class:`~det_jupyter.widgets.ExperimentWidget`; elsewhere the repr."""
+        from det_jupyter.widgets import display_experiment
+
+        display_experiment(self)
+
     @property
     def store(self) -> Store:
         """The store this handle reads."""
