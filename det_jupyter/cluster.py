@@ -93,7 +93,7 @@ def local_cluster(
             specs[f"cpu-{i}"] = _worker_spec({"CPU": 1}, {**env, "CUDA_VISIBLE_DEVICES": ""}, memory_limit)
     scheduler = {
         "cls": Scheduler,
-        "options": {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0" if dashboard else None},
+        "options": {"host": "127.0.0.1", "dashboard": dashboard, "dashboard_address": "127.0.0.1:0"},
     }
     # A worker death fails the task at once (no silent Dask re-run), so the controller counts it
     # against max_restarts and resumes the trial from its latest checkpoint.
