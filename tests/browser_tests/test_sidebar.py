@@ -8,18 +8,8 @@ Every wait is on a condition (page selectors, store states); screenshots go to `
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -29,27 +19,11 @@ from det_jupyter.experiment import Experiment
 from det_jupyter.states import ExperimentState
 from det_jupyter.store import Store
 
+from .conftest import ARTIFACTS, ROOT, UI_TIMEOUT_MS, require_browser, shot
+
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-UI_TIMEOUT_MS = 60_000
-
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        f"{CHROMIUM} missing (apt-get install chromium; .ci/setup does it as root)", allow_module_level=True
-    )
-sync_api = pytest.importorskip("playwright.sync_api")
+require_browser()
 
 
 def slow_trial(ctx: Any) -> None:
@@ -79,129 +53,6 @@ def _config(name: str, step_seconds: float, max_time: int, xs: list[float]) -> d
         },
         "hyperparameters": {"x": {"type": "categorical", "vals": xs}, "step_seconds": step_seconds},
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _poll(condition: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def _write_settings(settings_dir: Path) -> None:
-    """No news popup, no update check, no rename dialog; refresh the sidebar every second."""
-    files = {
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
-            "fetchNews": "false",
-            "checkForUpdates": False,
-        },
-        "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"renameUntitledFileOnSave": False},
-        "det-jupyter/plugin.jupyterlab-settings": {"refreshInterval": 1000},
-    }
-    for rel, data in files.items():
-        path = settings_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data))
-
-
-@pytest.fixture(scope="module")
-def lab_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The DET_JUPYTER_HOME shared by the test (writer) and the jupyter server (reader)."""
-    return tmp_path_factory.mktemp("lab_det_home")
-
-
-@pytest.fixture(scope="module")
-def store(lab_home: Path) -> Store:
-    return Store(lab_home / "det_jupyter.db")
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory, lab_home: Path) -> Iterator[dict[str, Any]]:
-    """A real ``jupyter lab`` on loopback with the extension as the venv has it installed."""
-    base = tmp_path_factory.mktemp("lab")
-    root = base / "notebooks"
-    root.mkdir()
-    _write_settings(base / "settings")
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {
-        **os.environ,
-        "DET_JUPYTER_HOME": str(lab_home),
-        "JUPYTER_CONFIG_DIR": str(base / "config"),
-        "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
-        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
-    }
-    log = (base / "lab.log").open("w")
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "jupyter"),
-            "lab",
-            "--no-browser",
-            "--ip=127.0.0.1",
-            f"--port={port}",
-            "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={token}",
-            "--allow-root",
-            f"--ServerApp.root_dir={root}",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def api_up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"jupyter lab exited: {(base / 'lab.log').read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/det-jupyter/api/?token={token}", timeout=2) as r:
-                return bool(r.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    try:
-        _poll(api_up, 90, "jupyter lab's det-jupyter API", interval=0.2)
-        yield {"url": url, "token": token, "root": root, "log": base / "lab.log"}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
-        ARTIFACTS.mkdir(exist_ok=True)
-        shutil.copy(base / "lab.log", ARTIFACTS / "jupyter-lab.log")
-
-
-@pytest.fixture(scope="module")
-def page(lab: dict[str, Any]) -> Iterator[Any]:
-    """One Chromium page with JupyterLab loaded (the shell visible)."""
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1500, "height": 950})
-        pg = context.new_page()
-        pg.set_default_timeout(UI_TIMEOUT_MS)
-        pg.goto(f"{lab['url']}/lab?token={lab['token']}")
-        pg.wait_for_selector("#jp-main-dock-panel", state="visible")
-        pg.wait_for_selector(".jp-Launcher", state="visible")
-        try:
-            yield pg
-        finally:
-            ARTIFACTS.mkdir(exist_ok=True)
-            pg.screenshot(path=str(ARTIFACTS / "sidebar-last.png"))
-            context.close()
-            browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -245,11 +96,6 @@ def _row(page: Any, exp_id: int) -> Any:
     return page.locator(f'#det-jupyter-sidebar li[data-experiment-id="{exp_id}"]')
 
 
-def _shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-
-
 def test_the_browser_loads_the_extension_that_was_built(page: Any) -> None:
     config = json.loads(page.locator("#jupyter-config-data").text_content())
     (ext,) = [e for e in config["federated_extensions"] if e["name"] == "det-jupyter"]
@@ -270,18 +116,18 @@ def test_sidebar_opens_from_its_icon(page: Any) -> None:
     assert sidebar.locator(".jp-DetSidebar-title").text_content() == "Experiments"
     sidebar.locator(".jp-DetSidebar-cluster").wait_for(state="visible")
     _widen_sidebar(page, 420)
-    _shot(page, "sidebar-open")
+    shot(page, "sidebar-open")
 
 
 def test_a_running_experiment_appears_with_its_trials(
-    page: Any, running_experiment: Experiment, store: Store
+    page: Any, running_experiment: Experiment, store: Store, wait_for: Callable[..., object]
 ) -> None:
     _open_sidebar(page)
     exp_id = running_experiment.id
     row = _row(page, exp_id)
     row.wait_for(state="visible")
     assert "browser-slow" in row.locator(".jp-DetSidebar-experimentName").inner_text()
-    _poll(lambda: len(store.list_trials(exp_id)) == 2, 60, "both trials in the store")
+    wait_for(lambda: len(store.list_trials(exp_id)) == 2, 60, what="both trials in the store")
     row.locator(".jp-DetSidebar-experimentHeader").click()
     page.wait_for_function(
         """id => document.querySelectorAll(
@@ -301,11 +147,11 @@ def test_a_running_experiment_appears_with_its_trials(
         arg=exp_id,
         timeout=UI_TIMEOUT_MS,
     )
-    _shot(page, "sidebar-running")
+    shot(page, "sidebar-running")
 
 
 def test_kill_from_the_sidebar_stops_a_running_experiment(
-    page: Any, running_experiment: Experiment, store: Store
+    page: Any, running_experiment: Experiment, store: Store, wait_for: Callable[..., object]
 ) -> None:
     _open_sidebar(page)
     exp_id = running_experiment.id
@@ -315,12 +161,12 @@ def test_kill_from_the_sidebar_stops_a_running_experiment(
     dialog = page.locator(".jp-Dialog")
     dialog.wait_for(state="visible")
     assert f"Kill experiment {exp_id}?" in dialog.inner_text()
-    _shot(page, "sidebar-kill-dialog")
+    shot(page, "sidebar-kill-dialog")
     dialog.locator("button.jp-mod-accept").click()
-    _poll(
+    wait_for(
         lambda: store.get_experiment(exp_id).state == ExperimentState.CANCELED,
         90,
-        f"experiment {exp_id} CANCELED in the store",
+        what=f"experiment {exp_id} CANCELED in the store",
     )
     row.locator('.jp-DetSidebar-experimentHeader .jp-DetSidebar-badge[data-state="CANCELED"]').wait_for()
     assert {t.state.value for t in store.list_trials(exp_id)} == {"CANCELED"}
@@ -340,14 +186,16 @@ def test_state_changes_live_to_completed(page: Any, store: Store, dask_client: A
     assert "0.08333" in row.locator(".jp-DetSidebar-best").inner_text()  # 0.05 + 1/30, smaller is better
     assert row.locator(".jp-DetSidebar-sparkline").count() == 1
     assert sidebar.locator(f'li[data-experiment-id="{exp.id}"] button[data-action="delete"]').count() == 1
-    _shot(page, "sidebar-completed")
+    shot(page, "sidebar-completed")
     width = page.locator("#det-jupyter-sidebar").bounding_box()["width"]
     page.screenshot(
         path=str(ARTIFACTS / "sidebar-panel.png"), clip={"x": 0, "y": 0, "width": width + 40, "height": 420}
     )
 
 
-def test_insert_code_puts_the_snippet_in_a_notebook_cell(page: Any, store: Store) -> None:
+def test_insert_code_puts_the_snippet_in_a_notebook_cell(
+    page: Any, store: Store, wait_for: Callable[..., object]
+) -> None:
     newest = store.list_experiments(limit=1)
     exp_id = (
         newest[0].id
@@ -365,6 +213,8 @@ def test_insert_code_puts_the_snippet_in_a_notebook_cell(page: Any, store: Store
         lines = notebook.locator(".jp-Cell.jp-mod-active .cm-line").all_text_contents()
         return "\n".join(line.rstrip("\n") for line in lines)
 
-    _poll(lambda: cell_text() == expected, 30, f"the snippet in the active cell (got {cell_text()!r})")
+    wait_for(
+        lambda: cell_text() == expected, 30, what=f"the snippet in the active cell (got {cell_text()!r})"
+    )
     assert notebook.locator(".jp-Cell").count() == 1  # the empty first cell was used
-    _shot(page, "sidebar-insert-code")
+    shot(page, "sidebar-insert-code")

@@ -1,0 +1,258 @@
+"""The ``%%det_experiment`` widget in a real browser: a notebook run through JupyterLab's UI by Debian's
+Chromium (Playwright), its kernel started by a real ``jupyter lab`` (``DET_JUPYTER_HOME`` = a temp dir),
+a random search of 3 Core-API trials on the kernel's embedded Dask cluster.
+
+What the page must show: the Plotly charts (training and validation), validation curves drawn while
+the experiment is ACTIVE, then the validation chart ending with exactly one drawn line per trial (the
+widget pre-creates empty placeholder traces: only traces with points count, read both from the figure
+data Plotly keeps on its graph div and from the SVG paths it drew), the header's state turning
+COMPLETED, and the 3 trials in the table.
+
+The trials hold at step ``HOLD_AT`` until the test has seen them mid-run in the page (a gate file), so
+the live check does not race the experiment: the widget's first paint comes seconds after the
+experiment starts (~8 s on a 2-core machine: a fresh kernel builds its first Plotly ``FigureWidget`` in
+~3 s, and each one carries plotly's ~5 MB JavaScript bundle to the page in its model state).
+
+Every wait is on a condition. Screenshots go to ``test-artifacts/`` (``widget_render-*.png``, on
+failure too), with ``widget_render-timeline.txt``: what the page showed, when. With
+``DET_JUPYTER_DOCS_IMAGES=1`` the test also writes the README's ``docs/images/widget.png`` (mid-run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from det_jupyter.states import ExperimentState
+from det_jupyter.store import Store
+
+from .conftest import ARTIFACTS, ROOT, require_browser, shot
+
+pytestmark = pytest.mark.slow
+
+require_browser()
+
+NOTEBOOK = "widget_render.ipynb"
+TRIALS, STEPS, HOLD_AT = 3, 20, 10
+DOCS_IMAGE = ROOT / "docs" / "images" / "widget.png"
+
+TRAIN_SOURCE = '''\
+import math
+import time
+from pathlib import Path
+
+GATE = Path({gate!r})  # the test creates it once it has seen the trials mid-run
+HOLD_AT = {hold_at}
+
+
+def train(ctx):
+    """A stand-in for a training loop: loss decays at the trial's learning rate, a bit of wiggle."""
+    lr, width = ctx.hparams["learning_rate"], ctx.hparams["width"]
+    for step in range(1, ctx.searcher.max_time + 1):
+        while step > HOLD_AT and not GATE.exists() and not ctx.should_stop():
+            time.sleep(0.05)
+        time.sleep(0.3)
+        loss = 1.6 * math.exp(-lr * step) + 8.0 / width + 0.03 * math.sin(step * width)
+        ctx.report_training_metrics(step, {{"loss": loss}})
+        ctx.report_validation_metrics(step, {{"val_loss": 1.1 * loss + 0.05 + 0.02 * math.cos(step)}})
+        if ctx.should_stop():
+            return
+'''
+
+MAGIC_SOURCE = f"""\
+%%det_experiment train -o exp
+name: widget-render
+hyperparameters:
+  learning_rate: {{type: log, base: 10, minval: -1.3, maxval: -0.5}}
+  width: {{type: int, minval: 8, maxval: 64}}
+searcher:
+  name: random
+  metric: val_loss
+  max_trials: {TRIALS}
+  time_metric: batches
+  max_time: {STEPS}
+"""
+
+# What the widget output shows, read in the page: every Plotly chart (title, the traces of its figure
+# data with their point counts, the lines its SVG draws), the header's text, the table's rows, errors.
+READ_WIDGET = """
+output => {
+  const charts = Array.from(output.querySelectorAll('.js-plotly-plot')).map(gd => ({
+    title: (gd.layout && gd.layout.title && gd.layout.title.text) || '',
+    types: (gd.data || []).map(t => t.type || 'scatter'),
+    traces: (gd.data || [])
+      .filter(t => (t.x || []).length > 0 && (t.name || '').startsWith('trial '))
+      .map(t => ({name: t.name, points: t.x.length})),
+    drawnLines: Array.from(gd.querySelectorAll('.scatterlayer .trace path.js-line'))
+      .filter(p => /L/.test(p.getAttribute('d') || '')).length,
+  }));
+  const header = output.querySelector('.widget-vbox .widget-html .widget-html-content');
+  const rows = Array.from(output.querySelectorAll('.widget-html-content table tbody tr'))
+    .map(tr => Array.from(tr.children).map(td => td.textContent.trim()));
+  return {charts, header: header ? header.textContent : '', rows};
+}
+"""
+
+
+def _write_notebook(path: Path, gate: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext det_jupyter"),
+        nbformat.v4.new_code_cell(TRAIN_SOURCE.format(gate=str(gate), hold_at=HOLD_AT)),
+        nbformat.v4.new_code_cell(MAGIC_SOURCE),
+    ]
+    nbformat.write(nb, path)
+
+
+@pytest.fixture(scope="module")
+def gate(lab: dict[str, Any]) -> Iterator[Path]:
+    """The file that lets the trials go on past ``HOLD_AT``; created at the latest when the test ends."""
+    path = lab["root"].parent / "gate"
+    yield path
+    path.touch()
+
+
+@pytest.fixture(scope="module")
+def notebook(lab: dict[str, Any], gate: Path) -> Path:
+    """The notebook in the server's root dir, written before the page loads (the file browser lists it)."""
+    path = lab["root"] / NOTEBOOK
+    _write_notebook(path, gate)
+    return path
+
+
+def _chart(state: dict[str, Any], title: str) -> dict[str, Any] | None:
+    return next((c for c in state["charts"] if c["title"] == title), None)
+
+
+def test_the_experiment_widget_renders_live_curves_and_completes(
+    notebook: Path, gate: Path, page: Any, store: Store, wait_for: Callable[..., object]
+) -> None:
+    try:
+        _run_and_check(page, gate, store, wait_for)
+    except BaseException:
+        shot(page, "widget_render-failure")
+        raise
+
+
+def _run_and_check(page: Any, gate: Path, store: Store, wait_for: Callable[..., object]) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.set_viewport_size({"width": 1500, "height": 1500})  # the whole widget fits: element screenshots
+    page.locator(".jp-DirListing-itemText", has_text=NOTEBOOK).dblclick()
+    panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    panel.locator(".jp-Cell").nth(2).locator(".cm-content").wait_for(state="visible")
+    page.keyboard.press("Control+b")  # collapse the file browser: a wider notebook, wider charts
+    page.locator("#jp-left-stack").wait_for(state="hidden")
+    # the kernel is up: its name and state in the status bar (the toolbar's indicator says idle sooner)
+    page.locator("#jp-main-statusbar", has_text="Python 3 (ipykernel) | Idle").wait_for()
+    panel.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for()
+
+    page.locator(".lm-MenuBar-item", has_text="Run").click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    # the cells run, or JupyterLab asks which kernel (when it had not attached the session yet): accept
+    ran = panel.locator(".jp-Cell").first.locator(".jp-InputPrompt", has_text="[1]")
+    select_kernel = page.locator(".jp-Dialog", has_text="Select Kernel")
+    ran.or_(select_kernel).first.wait_for()
+    if select_kernel.is_visible():
+        shot(page, "widget_render-select-kernel")
+        select_kernel.locator("button.jp-mod-accept").click()
+        ran.wait_for()
+
+    output = panel.locator(".jp-Cell").nth(2).locator(".jp-OutputArea")
+    stderr = panel.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
+
+    timeline: list[str] = []  # what the page showed, each time it changed (-> test-artifacts)
+    started = time.monotonic()
+
+    def widget() -> dict[str, Any]:
+        """The widget as the page shows it; fails at once when a cell raised (JupyterLab shows it as stderr)."""
+        for text in stderr.all_inner_texts():
+            if "Error" in text:
+                raise AssertionError(f"a notebook cell failed:\n{text[-3000:]}")
+        state: dict[str, Any] = {"charts": [], "header": "", "rows": []}
+        if output.locator(".widget-vbox").count():
+            state = dict(output.evaluate(READ_WIDGET))
+        prompt = panel.locator(".jp-Cell").nth(2).locator(".jp-InputPrompt").inner_text()
+        seen = json.dumps([prompt, state["header"].split(" · ")[2:5], [c["traces"] for c in state["charts"]]])
+        if not timeline or not timeline[-1].endswith(seen):
+            timeline.append(f"{time.monotonic() - started:6.2f}s {seen}")
+            (ARTIFACTS / "widget_render-timeline.txt").write_text("\n".join(timeline) + "\n")
+        return state
+
+    # live: the charts exist and show every running trial's curve, held at HOLD_AT of STEPS points
+    def held_mid_run() -> bool:
+        state = widget()
+        chart = _chart(state, "validation val_loss")
+        running = sum(row[2] == "ACTIVE" for row in state["rows"])
+        return bool(
+            _chart(state, "training loss")
+            and chart
+            and " · ACTIVE · " in state["header"]
+            and 0 < running == len(chart["traces"]) == chart["drawnLines"]
+            and all(t["points"] == HOLD_AT for t in chart["traces"])
+        )
+
+    wait_for(
+        held_mid_run, 120, interval=0.1, what="the running trials' curves in the widget (see the timeline)"
+    )
+    widget_box = output.locator(".widget-vbox").first
+    widget_box.screenshot(path=str(ARTIFACTS / "widget_render-running.png"))
+    gate.touch()
+    # the README's picture (on request): every trial drawn, one still growing
+    if os.environ.get("DET_JUPYTER_DOCS_IMAGES") == "1":
+
+        def all_drawn_one_growing() -> bool:
+            chart = _chart(state := widget(), "validation val_loss")
+            points = sorted(t["points"] for t in chart["traces"]) if chart else []
+            return len(points) == TRIALS and 8 <= points[0] < STEPS and " · ACTIVE · " in state["header"]
+
+        wait_for(all_drawn_one_growing, 120, interval=0.1, what="the README's mid-run state")
+        widget_box.screenshot(path=str(DOCS_IMAGE))
+
+    # the end: COMPLETED, one full line per trial, the table, the parallel-coordinates chart
+    def completed() -> bool:
+        chart = _chart(state := widget(), "validation val_loss")
+        return bool(
+            " · COMPLETED · " in state["header"]
+            and chart
+            and len(chart["traces"]) == TRIALS
+            and all(t["points"] == STEPS for t in chart["traces"])
+            and chart["drawnLines"] == TRIALS
+            and len(state["rows"]) == TRIALS
+            and any(c["types"] == ["parcoords"] for c in state["charts"])
+        )
+
+    wait_for(completed, 120, interval=0.2, what=f"the widget showing {TRIALS} COMPLETED trials")
+    final = widget()
+    widget_box.screenshot(path=str(ARTIFACTS / "widget_render-completed.png"))
+    shot(page, "widget_render-page")
+
+    (exp,) = store.list_experiments()
+    assert exp.state == ExperimentState.COMPLETED
+    trial_ids = [t.id for t in store.list_trials(exp.id)]
+    assert len(trial_ids) == TRIALS
+    assert f"experiment {exp.id} · COMPLETED · random" in final["header"]
+    assert f"trials: {TRIALS} done, 0 running, 0 queued" in final["header"]
+
+    training, validation = _chart(final, "training loss"), _chart(final, "validation val_loss")
+    assert training is not None and validation is not None, [c["title"] for c in final["charts"]]
+    assert sorted(t["name"] for t in validation["traces"]) == [f"trial {i}" for i in sorted(trial_ids)]
+    assert [t["points"] for t in validation["traces"]] == [STEPS] * TRIALS
+    assert validation["drawnLines"] == TRIALS
+    assert len(training["traces"]) == TRIALS and training["drawnLines"] == TRIALS
+
+    assert [int(row[0].rstrip(" ★")) for row in final["rows"]] == trial_ids  # sorted by id
+    assert [row[2] for row in final["rows"]] == ["COMPLETED"] * TRIALS
+    assert [row[3] for row in final["rows"]] == [str(STEPS)] * TRIALS
+    assert sum(row[0].endswith("★") for row in final["rows"]) == 1  # the best trial is starred
