@@ -39,3 +39,10 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
     server_app.log.info(
         "det_jupyter: REST API at %sdet-jupyter/api/ over %s", web_app.settings["base_url"], service.path
     )
+
+
+def _unload_jupyter_server_extension(server_app: Any) -> None:
+    """Close the service's Dask clients and threads, so the server shuts down without hanging."""
+    service = server_app.web_app.settings.get(SETTINGS_KEY)
+    if isinstance(service, ExperimentService):
+        service.close()
