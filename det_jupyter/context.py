@@ -7,7 +7,8 @@ cluster, a list in :func:`local_context`), checkpoints to :class:`~det_jupyter.s
 
 Training metrics are buffered and sent at most every ``flush_interval`` seconds (and before every
 validation, checkpoint and exit), so reporting every batch costs microseconds and never forces a GPU
-sync per step: tensors are turned into floats only when a batch of records is flushed.
+sync per step: tensors are turned into numbers only when a batch of records is flushed, with one
+device→host copy per device and dtype for the whole batch (not one ``.item()`` per report).
 
 Example (run user code in the kernel, no cluster needed):
     >>> from det_jupyter.context import local_context
@@ -25,11 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import tempfile
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,15 +59,27 @@ class EventSink(Protocol):
 
 
 class ListSink:
-    """An :class:`EventSink` that keeps events in lists (local runs and tests)."""
+    """An :class:`EventSink` that keeps events in lists (local runs and tests).
+
+    ``before_read``, if set (``local_context`` sets it to the context's flush), runs before
+    :attr:`events` is read, so buffered reports show up without being sent one by one.
+    """
 
     def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
+        self._events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self.before_read: Callable[[], None] | None = None
 
     def emit(self, event: dict[str, Any]) -> None:
         with self._lock:
-            self.events.append(event)
+            self._events.append(event)
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every event emitted so far, in order."""
+        if self.before_read is not None:
+            self.before_read()
+        return self._events
 
     def _records(self, kind: str) -> list[dict[str, Any]]:
         out = []
@@ -308,7 +322,9 @@ class TrialContext:
             >>> ctx.report_training_metrics(10, {"loss": 0.25})
         """
         self._check_report("report_training_metrics", steps, metrics)
-        self._pending.append(("training", int(steps), dict(metrics), time.time()))
+        record = ("training", int(steps), dict(metrics), time.time())
+        with self._lock:  # a checkpoint written in the background may flush meanwhile
+            self._pending.append(record)
         if time.monotonic() - self._last_flush >= self._flush_interval:
             self._flush()
 
@@ -327,7 +343,9 @@ class TrialContext:
                 f"report_validation_metrics(steps={steps}) lacks the searcher metric "
                 f"{self.searcher.metric!r} (got {sorted(metrics)}); report it, or change searcher.metric"
             )
-        self._pending.append(("validation", int(steps), dict(metrics), time.time()))
+        record = ("validation", int(steps), dict(metrics), time.time())
+        with self._lock:
+            self._pending.append(record)
         self._flush()
 
     def should_stop(self) -> bool:
@@ -369,8 +387,9 @@ class TrialContext:
             self._last_flush = time.monotonic()
         if not pending:
             return
+        values = iter(_tensors_to_numbers([v for _, _, metrics, _ in pending for v in metrics.values()]))
         records = [
-            [kind, steps, {str(k): metric_value(v) for k, v in metrics.items()}, ts]
+            [kind, steps, {str(k): metric_value(next(values)) for k in metrics}, ts]
             for kind, steps, metrics, ts in pending
         ]
         self._emit({"type": "metrics", "records": records})
@@ -391,6 +410,29 @@ class TrialContext:
     def _close(self) -> None:
         """Flush what is buffered; the runtime calls it when user code returns or raises."""
         self._flush()
+
+
+def _tensors_to_numbers(values: list[Any]) -> list[Any]:
+    """Replace one-element accelerator tensors by Python numbers, one device→host copy per (device, dtype).
+
+    Calling ``.item()`` on each of hundreds of buffered GPU losses costs one synchronising copy each;
+    stacking them first costs one per group. CPU tensors and everything else are left to
+    :func:`metric_value` (cheap there), as are tensors of several elements (it names the error).
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return values
+    groups: dict[tuple[Any, Any], list[int]] = {}
+    for i, value in enumerate(values):
+        if isinstance(value, torch.Tensor) and not value.is_cpu and value.numel() == 1:
+            groups.setdefault((value.device, value.dtype), []).append(i)
+    for indices in groups.values():
+        if len(indices) < 2:
+            continue
+        numbers = torch.stack([values[i].detach().reshape(()) for i in indices]).tolist()
+        for i, number in zip(indices, numbers):
+            values[i] = number
+    return values
 
 
 def _jsonable(obj: Any) -> Any:
@@ -416,7 +458,8 @@ def local_context(
     """A context for running or debugging user code in the kernel, with no cluster and no store.
 
     Events land in ``ctx.sink`` (a :class:`ListSink`); checkpoints in ``checkpoint_dir`` (a temp dir
-    by default).
+    by default). Training reports are buffered as on a worker (no GPU sync per step) and flushed
+    whenever ``ctx.sink`` is read.
 
     Example:
         >>> ctx = local_context({"lr": 0.01}, metric="val_acc", smaller_is_better=False)
@@ -435,4 +478,7 @@ def local_context(
         storage_url=checkpoint_dir or tempfile.mkdtemp(prefix="det-local-ckpt-"),
         data=dict(data or {}),
     )
-    return TrialContext(spec, ListSink(), flush_interval=0.0)
+    sink = ListSink()
+    ctx = TrialContext(spec, sink)
+    sink.before_read = ctx._flush
+    return ctx

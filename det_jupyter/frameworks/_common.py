@@ -149,7 +149,11 @@ class Schedule:
         self.validated_at = validated_at
         # Progress at the start is already saved (restored), or is the untrained model (nothing to save).
         self.checkpointed_at: int | None = progress.batches
-        self._prev = progress.copy()
+        # decide() runs after every batch: positions in a (batches, epochs, records) tuple, not getattr
+        self._unit_index = _INDEX[self.unit]
+        self._validation = _indexed_period(self.validation_period)
+        self._checkpoint = _indexed_period(self.checkpoint_period)
+        self._prev = _values(progress)
 
     def reached(self, progress: Progress) -> bool:
         """True once ``progress`` has reached ``max_time`` in the trial's unit."""
@@ -157,11 +161,14 @@ class Schedule:
 
     def decide(self, progress: Progress, *, stop_requested: bool) -> Decision:
         """What to do now that training has reached ``progress`` (call once per batch and epoch end)."""
-        before, self._prev = self._prev, progress.copy()
-        done = self.reached(progress)
+        before, now = self._prev, _values(progress)
+        self._prev = now
+        done = now[self._unit_index] >= self.max_time
         stopped = stop_requested and not done
-        validate = done or _crossed(self.validation_period, before, progress)
-        checkpoint = done or stopped or _crossed(self.checkpoint_period, before, progress)
+        validate = done or _crossed(self._validation, before, now)
+        checkpoint = done or stopped or _crossed(self._checkpoint, before, now)
+        if not (validate or checkpoint or stopped):
+            return _NOTHING  # the common case, without building a Decision
         return Decision(
             validate=validate and self.validated_at != progress.batches,
             checkpoint=checkpoint and self.checkpointed_at != progress.batches,
@@ -185,11 +192,23 @@ def _period(period: tuple[str, int] | None, name: str) -> tuple[str, int] | None
     return str(unit), int(n)
 
 
-def _crossed(period: tuple[str, int] | None, before: Progress, after: Progress) -> bool:
+_INDEX = {unit: i for i, unit in enumerate(UNITS)}
+_NOTHING = Decision()
+
+
+def _values(progress: Progress) -> tuple[int, int, int]:
+    return progress.batches, progress.epochs, progress.records
+
+
+def _indexed_period(period: tuple[str, int] | None) -> tuple[int, int] | None:
+    return None if period is None else (_INDEX[period[0]], period[1])
+
+
+def _crossed(period: tuple[int, int] | None, before: tuple[int, ...], after: tuple[int, ...]) -> bool:
     if period is None:
         return False
-    unit, n = period
-    return after.value(unit) // n > before.value(unit) // n
+    i, n = period
+    return after[i] // n > before[i] // n
 
 
 def write_state(path: Path, progress: Progress, *, validated_at: int | None, data: dict[str, Any]) -> None:

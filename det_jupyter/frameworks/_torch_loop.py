@@ -2,13 +2,24 @@
 
 Kept apart from the public class so that ``torch.py`` reads as the user's contract and this file as
 the mechanics: device moves, restore, the batch loop, validation, checkpoints, RNG state.
+
+Checkpoints block the loop only for a snapshot (device→host copies of the weights, optimizer and RNG
+state); serialising and writing the files and the atomic commit run on a writer thread (one write in
+flight at a time), unless the trial sets ``checkpoint_in_background = False``. A checkpoint still counts
+only once committed: its event is sent after the commit, the loop waits for the write in flight before
+starting the next one and before returning (so a trial never reports its exit before its last
+checkpoint), and a failed write fails the trial at that point, like a failed synchronous save.
 """
 
 from __future__ import annotations
 
+import copy
+import io
 import pickle
 import random
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +42,14 @@ _END = object()
 def to_device(obj: Any, device: torch.device) -> Any:
     """Move every tensor in a batch (nested tuples, lists, dicts, namedtuples) to ``device``."""
     if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
+        return obj if obj.device == device else obj.to(device, non_blocking=True)
+    if type(obj) is tuple:  # the common (inputs, targets), already on the device: as it is
+        for value in obj:
+            if not (isinstance(value, torch.Tensor) and value.device == device):
+                return tuple([to_device(v, device) for v in obj])
+        return obj
+    if type(obj) is list:
+        return [to_device(v, device) for v in obj]
     if isinstance(obj, Mapping):
         return type(obj)({k: to_device(v, device) for k, v in obj.items()})  # type: ignore[call-arg]
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):
@@ -43,6 +61,8 @@ def to_device(obj: Any, device: torch.device) -> Any:
 
 def batch_size(batch: Any) -> int | None:
     """The leading dimension of the first tensor or array in a batch, or ``None`` if it has none."""
+    if type(batch) is tuple and batch and isinstance(batch[0], torch.Tensor) and batch[0].ndim:
+        return int(batch[0].shape[0])  # the common (inputs, targets) batch
     if isinstance(batch, (torch.Tensor, np.ndarray)):
         return int(batch.shape[0]) if batch.ndim else None
     values = (
@@ -79,11 +99,82 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def save_module(model: torch.nn.Module, file: Path) -> None:
+def save_module(model: torch.nn.Module, file: Path | io.BytesIO) -> None:
     """Pickle the whole module *by value* (cloudpickle), so loading needs none of the user's code."""
     import cloudpickle
 
     torch.save(model, file, pickle_module=cloudpickle)
+
+
+_UNPICKLABLE = (pickle.PicklingError, TypeError, AttributeError)
+
+
+def host_copy(obj: Any) -> Any:
+    """A copy of a (nested) state with every tensor copied to host memory: a snapshot training cannot touch."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, Mapping):
+        return type(obj)({k: host_copy(v) for k, v in obj.items()})  # type: ignore[call-arg]
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(host_copy(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+def module_host_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy of a module whose parameters and buffers are host copies (one device→host copy each).
+
+    Raises whatever ``copy.deepcopy`` raises for a module that cannot be copied.
+    """
+    memo: dict[int, Any] = {}
+    for p in model.parameters():
+        memo[id(p)] = torch.nn.Parameter(p.detach().to("cpu", copy=True), requires_grad=p.requires_grad)
+    for b in model.buffers():
+        memo[id(b)] = b.detach().to("cpu", copy=True)
+    return copy.deepcopy(model, memo)
+
+
+@dataclass
+class _Snapshot:
+    """Everything one checkpoint writes, detached from the live model and optimizer."""
+
+    steps: int
+    metadata: dict[str, Any]
+    state_dict: dict[str, Any]
+    trainer: dict[str, Any]
+    progress: Progress
+    validated_at: int | None
+    module: torch.nn.Module | None = None  # host copy, pickled by value when written
+    module_bytes: bytes | None = None  # ... or already pickled, where the module could not be copied
+    module_error: str | None = None
+
+
+class _Writer:
+    """Runs checkpoint writes on a daemon thread, one at a time; re-raises a failed write on :meth:`wait`."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        self.wait()
+        self._thread = threading.Thread(
+            target=self._run, args=(fn,), name="det-checkpoint-writer", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # handed to the training thread at its next wait()
+            self._error = exc
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 class TorchLoop:
@@ -92,7 +183,7 @@ class TorchLoop:
     def __init__(self, trial: TorchTrial) -> None:
         self.trial = trial
         self.ctx = trial.context
-        self.device = trial.device
+        self.device = _indexed(trial.device)  # cuda -> cuda:N, so batches already there skip .to()
         seed_everything(self.ctx.seed)
         self.model = trial.build_model().to(self.device)
         self.optimizer = trial.build_optimizer(self.model)
@@ -107,8 +198,28 @@ class TorchLoop:
         self.progress = Progress()
         self.validated_at: int | None = None
         self.epoch_rng: dict[str, Any] | None = None
+        self._writer = _Writer() if getattr(trial, "checkpoint_in_background", True) else None
 
     def run(self) -> None:
+        try:
+            self._run()
+        except BaseException:
+            self._wait_for_writes(while_failing=True)
+            raise
+        self._wait_for_writes()
+
+    def _wait_for_writes(self, *, while_failing: bool = False) -> None:
+        """Let the checkpoint in flight commit (its event is sent then) before the run ends."""
+        if self._writer is None:
+            return
+        try:
+            self._writer.wait()
+        except Exception as exc:
+            if not while_failing:
+                raise
+            self.ctx.log(f"the checkpoint being written when the trial failed was not committed: {exc!r}")
+
+    def _run(self) -> None:
         resume = self._restore()
         schedule = Schedule(self.ctx, self.progress, self.validated_at)
         self.schedule = schedule
@@ -195,29 +306,70 @@ class TorchLoop:
     # --- checkpoints -----------------------------------------------------------------------------
 
     def _save(self) -> None:
+        snapshot = self._snapshot()  # the only part that blocks training in the background mode
+        if self._writer is None:
+            self._write(snapshot)
+        else:
+            self._writer.submit(lambda: self._write(snapshot))
+        self.schedule.checkpointed(self.progress)
+
+    def _snapshot(self) -> _Snapshot:
         from det_jupyter.frameworks.torch import FORMAT
 
-        meta = {"format": FORMAT, "framework": "torch", **self.progress.metrics(self.epoch_length)}
-        with self.ctx.checkpoint.save(self.progress.batches, metadata=meta) as path:
-            torch.save(self.model.state_dict(), path / STATE_DICT_FILE)
-            trainer = {
+        background = self._writer is not None
+        snap = _Snapshot(
+            steps=self.progress.batches,
+            metadata={"format": FORMAT, "framework": "torch", **self.progress.metrics(self.epoch_length)},
+            state_dict={},
+            trainer={
                 "optimizer": self.optimizer.state_dict(),
                 "lr_scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
                 "rng": rng_state(),
                 "epoch_rng": self.epoch_rng if self.progress.batch_in_epoch else None,
-            }
-            torch.save(trainer, path / TRAINER_FILE)
-            write_state(path, self.progress, validated_at=self.schedule.validated_at, data=self.ctx.data)
-            if self.trial.save_whole_model:
+            },
+            progress=self.progress.copy(),
+            validated_at=self.schedule.validated_at,
+        )
+        if not background:
+            snap.state_dict, snap.module = self.model.state_dict(), self.model
+            return snap
+        snap.trainer = host_copy(snap.trainer)
+        if self.trial.save_whole_model:
+            try:
+                snap.module = module_host_copy(self.model)
+            except Exception:  # a module deepcopy refuses: pickle it now, write the bytes later
+                buffer = io.BytesIO()
                 try:
-                    save_module(self.model, path / MODEL_FILE)
-                except (pickle.PicklingError, TypeError, AttributeError) as exc:
-                    (path / MODEL_FILE).unlink(missing_ok=True)
+                    save_module(self.model, buffer)
+                    snap.module_bytes = buffer.getvalue()
+                except _UNPICKLABLE as exc:
+                    snap.module_error = str(exc)
+        if snap.module is not None:
+            snap.state_dict = snap.module.state_dict()  # the same host tensors: copied once
+        else:
+            snap.state_dict = host_copy(self.model.state_dict())
+        return snap
+
+    def _write(self, snap: _Snapshot) -> None:
+        with self.ctx.checkpoint.save(snap.steps, metadata=snap.metadata) as path:
+            torch.save(snap.state_dict, path / STATE_DICT_FILE)
+            torch.save(snap.trainer, path / TRAINER_FILE)
+            write_state(path, snap.progress, validated_at=snap.validated_at, data=self.ctx.data)
+            if self.trial.save_whole_model:
+                error = snap.module_error
+                if snap.module_bytes is not None:
+                    (path / MODEL_FILE).write_bytes(snap.module_bytes)
+                elif snap.module is not None:
+                    try:
+                        save_module(snap.module, path / MODEL_FILE)
+                    except _UNPICKLABLE as exc:
+                        (path / MODEL_FILE).unlink(missing_ok=True)
+                        error = str(exc)
+                if error is not None:
                     self.ctx.log(
-                        f"checkpoint at batch {self.progress.batches}: the model could not be pickled by value "
-                        f"({exc}); saved its state_dict only (load it with the trial class)"
+                        f"checkpoint at batch {snap.steps}: the model could not be pickled by value "
+                        f"({error}); saved its state_dict only (load it with the trial class)"
                     )
-        self.schedule.checkpointed(self.progress)
 
     def _restore(self) -> dict[str, Any] | None:
         with self.ctx.checkpoint.restore() as path:
@@ -254,6 +406,12 @@ class TorchLoop:
                     )
         set_rng_state(trainer["rng"])
         return batches
+
+
+def _indexed(device: torch.device) -> torch.device:
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def _reiterable(data: Iterable[Any], method: str) -> Iterable[Any]:

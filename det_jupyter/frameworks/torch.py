@@ -39,7 +39,9 @@ Loop semantics of :meth:`TorchTrial.run_trial` (see :mod:`det_jupyter.frameworks
   ``epochs`` (float: completed epochs + fraction of the current one) and ``records``.
 - **Checkpoints**: every ``min_checkpoint_period`` (none means only at the end), at the end, and when
   ``ctx.should_stop()`` turns true (checked after every batch; the loop then returns without an extra
-  validation). Nothing is saved if no batch was trained since the last checkpoint.
+  validation). Nothing is saved if no batch was trained since the last checkpoint. Training waits only
+  for a host copy of the state; the files are written and committed on a background thread
+  (``checkpoint_in_background``), and the trial returns only after its last checkpoint is committed.
 - **Restore**: model, optimizer, LR scheduler, progress and RNG state come back from the newest
   checkpoint; an interrupted epoch re-draws the same shuffle order and skips its trained batches, so a
   resumed trial trains exactly the batches an uninterrupted one would.
@@ -66,7 +68,7 @@ FORMAT = "torch-module"
 """The checkpoint metadata ``format`` that makes ``Checkpoint.load()`` call :func:`load_model`."""
 
 
-def save_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
+def save_model(model: nn.Module, path: str | os.PathLike[str], *, state_dict: bool = True) -> None:
     """Save a whole module into a directory: ``model.pt`` (by value) and ``state_dict.pt``.
 
     ``model.pt`` is pickled with cloudpickle, so a class defined in a notebook (``__main__``) or inside
@@ -77,6 +79,9 @@ def save_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
     Args:
         model: the module to save (on any device).
         path: a directory (created if needed), typically the one ``ctx.checkpoint.save`` yields.
+        state_dict: also write ``state_dict.pt``, the weights alone, which
+            ``torch.load(..., weights_only=True)`` reads without running pickled code. It doubles the
+            bytes written; pass False when only :func:`load_model` will read the checkpoint.
 
     Example:
         >>> import det_jupyter.torch as det_torch
@@ -86,7 +91,8 @@ def save_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
     save_module(model, directory / MODEL_FILE)
-    torch.save(model.state_dict(), directory / STATE_DICT_FILE)
+    if state_dict:
+        torch.save(model.state_dict(), directory / STATE_DICT_FILE)
 
 
 def load_model(path: str | os.PathLike[str], map_location: Any = None) -> nn.Module:
@@ -132,6 +138,10 @@ class TorchTrial:
         save_whole_model: class attribute; also pickle the module by value into each checkpoint
             (``model.pt``) so :func:`load_model` can load it without the trial class. Default True;
             set False to halve checkpoint size. The state_dict is always saved.
+        checkpoint_in_background: class attribute; block training only for a host copy of the
+            weights and optimizer state and write the files on a background thread (default True). A
+            checkpoint counts once committed; set False to write in the training thread (no extra host
+            memory for the copy).
 
     Example:
         >>> class IrisTrial(TorchTrial):
@@ -146,6 +156,7 @@ class TorchTrial:
 
     lr_scheduler_step: ClassVar[Literal["batch", "epoch"]] = "batch"
     save_whole_model: ClassVar[bool] = True
+    checkpoint_in_background: ClassVar[bool] = True
 
     def __init__(self, context: TrialContext) -> None:
         self.context = context
