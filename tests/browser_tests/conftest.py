@@ -45,6 +45,8 @@ UI_TIMEOUT_MS = 60_000
 def require_browser() -> Any:
     """Skip the calling test module unless Chromium and Playwright are here; returns ``playwright.sync_api``."""
     if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):  # CI installs Chromium (.ci/setup): a missing browser there is a failure
+            pytest.fail(f"{CHROMIUM} missing in CI: .ci/setup should have installed it", pytrace=False)
         pytest.skip(
             f"{CHROMIUM} missing (apt-get install chromium; .ci/setup does it as root)",
             allow_module_level=True,
