@@ -297,9 +297,7 @@ class ASHASearch(SearchMethod):
         return ops
 
     def initial_operations(self) -> list[Operation]:
-        if self._started:
-            raise SearcherStateError("initial_operations() was already called; call it once per search")
-        self._started = True
+        self._start_once()
         return self._fill()
 
     def _signed(self, metric: float) -> float:

@@ -139,6 +139,12 @@ class SearchMethod(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output into a searcher built with the same config and space."""
 
+    def _start_once(self) -> None:
+        """Enforce the contract that ``initial_operations`` is called once per search."""
+        if getattr(self, "_started", False):
+            raise SearcherStateError("initial_operations() was already called; call it once per search")
+        self._started = True
+
     def _check_state_type(self, state: dict[str, Any]) -> None:
         if state.get("searcher") != self.name:
             raise SearcherStateError(
@@ -270,9 +276,7 @@ class FixedLengthSearch(SearchMethod):
         return ops
 
     def initial_operations(self) -> list[Operation]:
-        if self._started:
-            raise SearcherStateError("initial_operations() was already called; call it once per search")
-        self._started = True
+        self._start_once()
         return self._fill()
 
     def on_validation_completed(self, request_id: int, metric: float, time: float) -> list[Operation]:
