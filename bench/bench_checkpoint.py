@@ -29,7 +29,7 @@ from _common import Goal, interleaved, machine, machine_line, median, write_json
 
 
 def trial_context(params: dict[str, Any], storage: str, every_epoch: bool, epochs: int) -> Any:
-    from det_jupyter.context import TrialContext, TrialSpec
+    from det_jupyter.worker.context import TrialContext, TrialSpec
 
     class Sink:
         def emit(self, event: dict[str, Any]) -> None:
@@ -103,10 +103,10 @@ def save_load_runs(device: str, repeats: int) -> dict[str, Any]:
     import torch
 
     import det_jupyter
-    from det_jupyter.config import load_config
-    from det_jupyter.definition import freeze
+    from det_jupyter.config.experiment import load_config
+    from det_jupyter.engine.definition import freeze
     from det_jupyter.experiment import Checkpoint
-    from det_jupyter.store import Store
+    from det_jupyter.store.sqlite import Store
     from det_jupyter.torch import FORMAT, save_model
 
     home = tempfile.mkdtemp(prefix="det-bench-ckpt-home-")

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from distributed import Client, Scheduler, SpecCluster
 
     import det_jupyter
-    from det_jupyter.cluster import _worker_spec
+    from det_jupyter.engine.cluster import _worker_spec
 
     cloudpickle.register_pickle_by_value(W)
     os.environ["DET_JUPYTER_HOME"] = tempfile.mkdtemp(prefix="det-bench-packing-")

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from distributed import Client
 
-    from det_jupyter.cluster import local_cluster, slot_resource
+    from det_jupyter.engine.cluster import local_cluster, slot_resource
 
     cluster = local_cluster(n_workers=2, gpus=[], dashboard=False)
     client = Client(cluster, set_as_default=False)

@@ -50,7 +50,7 @@ class NullSink:
 
 def worker_context(params: dict[str, Any]) -> Any:
     """A TrialContext as ``runtime.run_trial`` builds it: default 0.2 s report buffering."""
-    from det_jupyter.context import TrialContext, TrialSpec
+    from det_jupyter.worker.context import TrialContext, TrialSpec
 
     spec = TrialSpec(
         experiment_id=1, trial_id=1, run_id=0, hparams=dict(params), metric="val_loss",
@@ -61,7 +61,7 @@ def worker_context(params: dict[str, Any]) -> Any:
 
 
 def local_ctx(params: dict[str, Any]) -> Any:
-    from det_jupyter.context import local_context
+    from det_jupyter.worker.context import local_context
 
     return local_context(params, time_metric="epochs", max_time=1)
 
@@ -231,8 +231,8 @@ def keras_runs(seconds: float, repeats: int) -> dict[str, Any]:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from det_jupyter.context import local_context
     from det_jupyter.keras import KerasTrial
+    from det_jupyter.worker.context import local_context
 
     batch = W.MODELS["mlp"][1]
 
@@ -313,7 +313,7 @@ def cluster_runs(model: str, device: str, seconds: float, repeats: int) -> dict[
     from distributed import Client
 
     import det_jupyter
-    from det_jupyter.cluster import local_cluster, slot_resource
+    from det_jupyter.engine.cluster import local_cluster, slot_resource
 
     cloudpickle.register_pickle_by_value(W)
     os.environ["DET_JUPYTER_HOME"] = tempfile.mkdtemp(prefix="det-bench-overhead-")

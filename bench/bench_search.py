@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import cloudpickle
     from distributed import Client
 
-    from det_jupyter.cluster import local_cluster
+    from det_jupyter.engine.cluster import local_cluster
 
     if __name__ != "__main__":  # imported (bench/run.py): ship this module's trial by value too
         cloudpickle.register_pickle_by_value(__import__(__name__))

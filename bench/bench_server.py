@@ -28,7 +28,7 @@ from pathlib import Path
 from _report import write_section
 
 from det_jupyter.states import ExperimentState, TrialState
-from det_jupyter.store import Store
+from det_jupyter.store.sqlite import Store
 
 GOAL_MS = 200.0
 POINTS = 100

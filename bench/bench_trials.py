@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from distributed import Client
 
-    from det_jupyter.cluster import local_cluster
+    from det_jupyter.engine.cluster import local_cluster
 
     anchors = None if args.no_anchors else anchor_python(["optuna"] + (["ray[tune]"] if args.ray else []))
     cluster = local_cluster(n_workers=2, gpus=[], dashboard=False)

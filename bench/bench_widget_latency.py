@@ -2,7 +2,7 @@
 
 A real experiment on a LocalCluster (2 single-thread worker processes, CPU slots) whose trials report
 a training loss every ``--period`` seconds and a validation metric every ``--val-every`` steps. An
-:class:`~det_jupyter.widgets.ExperimentWidget` follows it with its own background thread at the
+:class:`~det_jupyter.notebook.widget.widget.ExperimentWidget` follows it with its own background thread at the
 default refresh interval (0.5 s). For every point we take the worker's report time (``reported_at``
 in the store, set by ``ctx.report_*`` on the worker; same host, same clock) and the moment the point
 first appears in the figure's trace data (recorded right after each draw). The path measured: the
@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from distributed import Client
 
     import det_jupyter
-    from det_jupyter.cluster import local_cluster
-    from det_jupyter.widgets import ExperimentWidget
+    from det_jupyter.engine.cluster import local_cluster
+    from det_jupyter.notebook.widget.widget import ExperimentWidget
 
     go.FigureWidget()  # the first FigureWidget of a process loads plotly's 5 MB bundle (~2 s): not measured
     cluster = local_cluster(n_workers=2, gpus=[], dashboard=False)

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from det_jupyter.cluster import cluster, shutdown_cluster
-from det_jupyter.config import ExperimentConfig, load_config
-from det_jupyter.context import TrialContext, local_context
+from det_jupyter import _legacy
+from det_jupyter.config.experiment import ExperimentConfig, load_config
+from det_jupyter.engine.cluster import cluster, shutdown_cluster
 from det_jupyter.errors import (
     CheckpointError,
     ClusterError,
@@ -35,22 +35,25 @@ from det_jupyter.experiment import (
     get_experiment,
     list_experiments,
 )
-from det_jupyter.preview import preview_search
+from det_jupyter.searcher.preview import preview_search
 from det_jupyter.states import ExperimentState, TrialState
+from det_jupyter.worker.context import TrialContext, local_context
+
+_legacy.install()
 
 __version__ = "0.1.0"
 
 
 def load_ipython_extension(ip: Any) -> None:
-    """``%load_ext det_jupyter``: register ``%%det_experiment`` and ``%det`` (see :mod:`det_jupyter.magics`)."""
-    from det_jupyter.magics import load_ipython_extension as load
+    """``%load_ext det_jupyter``: register ``%%det_experiment`` and ``%det`` (see :mod:`det_jupyter.notebook.magics`)."""
+    from det_jupyter.notebook.magics import load_ipython_extension as load
 
     load(ip)
 
 
 def unload_ipython_extension(ip: Any) -> None:
     """``%unload_ext det_jupyter``: close the Dask clients the magics opened."""
-    from det_jupyter.magics import unload_ipython_extension as unload
+    from det_jupyter.notebook.magics import unload_ipython_extension as unload
 
     unload(ip)
 

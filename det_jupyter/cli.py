@@ -70,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_demo(max_trials=args.max_trials)
     if args.command == "preview":
-        from det_jupyter.preview import preview_search
+        from det_jupyter.searcher.preview import preview_search
 
         print(preview_search(_load(args.config)))
         return 0
@@ -112,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _load(path: str) -> object:
-    from det_jupyter.config import load_config
+    from det_jupyter.config.experiment import load_config
 
     return load_config(path)
 

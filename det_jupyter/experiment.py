@@ -26,18 +26,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from det_jupyter.config import ExperimentConfig, load_config
-from det_jupyter.definition import entrypoint_name, freeze, resolve_entrypoint, thaw
+from det_jupyter.checkpoints import CheckpointStorage
+from det_jupyter.config.experiment import ExperimentConfig, load_config
+from det_jupyter.engine.definition import entrypoint_name, freeze, resolve_entrypoint, thaw
 from det_jupyter.errors import CheckpointError
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
-from det_jupyter.storage import CheckpointStorage
-from det_jupyter.store import CheckpointRow, Store, TrialRow, default_home
+from det_jupyter.store.sqlite import CheckpointRow, Store, TrialRow, default_home
 
 if TYPE_CHECKING:
     import pandas as pd
     from distributed import Client
 
-    from det_jupyter.controller import Controller
+    from det_jupyter.engine.controller import Controller
 
 __all__ = [
     "Checkpoint",
@@ -80,9 +80,9 @@ def create_experiment(
         >>> exp.wait()                                               # doctest: +SKIP
         <ExperimentState.COMPLETED: 'COMPLETED'>
     """
-    from det_jupyter.cluster import cluster as get_client
-    from det_jupyter.cluster import slot_resource
-    from det_jupyter.controller import Controller
+    from det_jupyter.engine.cluster import cluster as get_client
+    from det_jupyter.engine.cluster import slot_resource
+    from det_jupyter.engine.controller import Controller
 
     cfg = load_config(config)
     target = resolve_entrypoint(entrypoint, cfg.entrypoint, namespace)
@@ -149,8 +149,8 @@ class Experiment:
         return f"<Experiment {self.id} {row.name!r} {row.state.value} progress={row.progress:.0%}>"
 
     def _ipython_display_(self) -> None:
-        """In a notebook, show the live :class:`~det_jupyter.widgets.ExperimentWidget`; elsewhere the repr."""
-        from det_jupyter.widgets import display_experiment
+        """In a notebook, show the live :class:`~det_jupyter.notebook.widget.widget.ExperimentWidget`; elsewhere the repr."""
+        from det_jupyter.notebook.widget.widget import display_experiment
 
         display_experiment(self)
 
@@ -276,8 +276,8 @@ class Experiment:
         The searcher continues exactly where it stopped; running trials restart from their latest
         checkpoints. Raises ``RuntimeError`` if a live controller still owns it.
         """
-        from det_jupyter.cluster import cluster as get_client
-        from det_jupyter.controller import Controller
+        from det_jupyter.engine.cluster import cluster as get_client
+        from det_jupyter.engine.controller import Controller
 
         if self.state.is_terminal:
             return self

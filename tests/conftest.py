@@ -18,7 +18,7 @@ def dask_client() -> Iterator[object]:
     """A real cluster of 2 single-thread worker processes with CPU slots, as the embedded default makes."""
     from distributed import Client
 
-    from det_jupyter.cluster import local_cluster
+    from det_jupyter.engine.cluster import local_cluster
 
     cluster = local_cluster(n_workers=2, gpus=[], dashboard=False)
     client = Client(cluster, set_as_default=False)

@@ -18,7 +18,7 @@ Rules (the same for both frameworks):
   an extra validation.
 
 Example:
-    >>> from det_jupyter.context import local_context
+    >>> from det_jupyter.worker.context import local_context
     >>> ctx = local_context({}, time_metric="batches", max_time=3)
     >>> schedule, progress = Schedule(ctx, Progress()), Progress()
     >>> for _ in range(3):
@@ -35,8 +35,8 @@ from dataclasses import asdict, astuple, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from det_jupyter.context import TrialContext
 from det_jupyter.errors import CheckpointError
+from det_jupyter.worker.context import TrialContext
 
 __all__ = [
     "STATE_FILE",

@@ -43,9 +43,9 @@ from typing import Any
 
 import keras
 
-from det_jupyter.context import TrialContext, local_context
 from det_jupyter.errors import CheckpointError
 from det_jupyter.frameworks._common import Decision, Progress, Schedule, read_state, write_state
+from det_jupyter.worker.context import TrialContext, local_context
 
 __all__ = ["FORMAT", "MODEL_FILE", "DetCallback", "KerasTrial", "load_model", "save_model"]
 
@@ -289,7 +289,7 @@ class KerasTrial:
     ``hparams.get("global_batch_size", 32)`` and shuffled each epoch; datasets are used as given.
 
     Attributes:
-        context: the :class:`~det_jupyter.context.TrialContext`.
+        context: the :class:`~det_jupyter.worker.context.TrialContext`.
         hparams: this trial's hyperparameters; data: the config's ``data`` section.
 
     Example:

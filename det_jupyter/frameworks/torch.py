@@ -57,10 +57,10 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from det_jupyter.context import TrialContext, local_context
 from det_jupyter.errors import CheckpointError
 from det_jupyter.frameworks._common import read_state
 from det_jupyter.frameworks._torch_loop import MODEL_FILE, STATE_DICT_FILE, TorchLoop, save_module
+from det_jupyter.worker.context import TrialContext, local_context
 
 __all__ = ["FORMAT", "MODEL_FILE", "STATE_DICT_FILE", "TorchTrial", "load_model", "save_model"]
 
@@ -129,7 +129,7 @@ class TorchTrial:
     """Subclass it, override the ``build_*`` methods; :meth:`run_trial` runs the whole training loop.
 
     Attributes:
-        context: the :class:`~det_jupyter.context.TrialContext`.
+        context: the :class:`~det_jupyter.worker.context.TrialContext`.
         hparams: this trial's hyperparameters (``context.hparams``).
         data: the config's ``data`` section (``context.data``).
         device: where the model and batches live (``cuda`` if available, else ``cpu``).

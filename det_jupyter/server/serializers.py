@@ -15,8 +15,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
-from det_jupyter.gpu import GpuInfo
-from det_jupyter.store import CheckpointRow, ExperimentRow, LogRow, MetricRow, TrialRow, TrialStats
+from det_jupyter.engine.gpu import GpuInfo
+from det_jupyter.store.sqlite import CheckpointRow, ExperimentRow, LogRow, MetricRow, TrialRow, TrialStats
 
 __all__ = [
     "ActionModel",
@@ -376,7 +376,7 @@ def serialize_trial_detail(
 
 
 def serialize_gpu(gpu: GpuInfo | Mapping[str, Any]) -> GpuModel:
-    """A GPU from :func:`~det_jupyter.gpu.gpu_inventory` or from a worker's description."""
+    """A GPU from :func:`~det_jupyter.engine.gpu.gpu_inventory` or from a worker's description."""
     d = gpu.to_dict() if isinstance(gpu, GpuInfo) else dict(gpu)
     return {
         "index": int(d.get("index", 0)),
@@ -391,7 +391,7 @@ def serialize_gpu(gpu: GpuInfo | Mapping[str, Any]) -> GpuModel:
 def serialize_cluster(
     summary: Mapping[str, Any] | None, *, server_gpus: Sequence[GpuInfo], message: str
 ) -> ClusterModel:
-    """The attached cluster (from :func:`~det_jupyter.cluster.cluster_summary`), or the server's own GPUs."""
+    """The attached cluster (from :func:`~det_jupyter.engine.cluster.cluster_summary`), or the server's own GPUs."""
     if summary is None:
         return {
             "attached": False,

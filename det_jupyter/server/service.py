@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from traitlets import Bool, Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
+from det_jupyter.engine.gpu import gpu_inventory
 from det_jupyter.errors import DetJupyterError, StoreError
-from det_jupyter.gpu import gpu_inventory
 from det_jupyter.server.serializers import (
     ActionModel,
     ClusterModel,
@@ -40,7 +40,7 @@ from det_jupyter.server.serializers import (
     serialize_trial_summary,
 )
 from det_jupyter.states import ControlAction, ExperimentState
-from det_jupyter.store import Store
+from det_jupyter.store.sqlite import Store
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -185,7 +185,7 @@ class ExperimentService(LoggingConfigurable):
 
     def cluster(self) -> ClusterModel:
         """The attached cluster's workers, slots and GPUs; else this machine's GPUs (NVML)."""
-        from det_jupyter.cluster import cluster_summary
+        from det_jupyter.engine.cluster import cluster_summary
 
         address = self._cluster_address()
         if address is None:

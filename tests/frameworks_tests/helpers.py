@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from det_jupyter.context import ListSink, TrialContext, TrialSpec
+from det_jupyter.worker.context import ListSink, TrialContext, TrialSpec
 
 
 def make_context(

@@ -11,8 +11,8 @@ import pytest
 keras = pytest.importorskip("keras")
 
 import det_jupyter.keras as det_keras  # noqa: E402
-from det_jupyter.context import TrialContext, local_context  # noqa: E402
 from det_jupyter.keras import DetCallback, KerasTrial  # noqa: E402
+from det_jupyter.worker.context import TrialContext, local_context  # noqa: E402
 
 from .helpers import checkpoint_events, iris, make_context, sink  # noqa: E402
 

@@ -15,9 +15,9 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 import det_jupyter.torch as det_torch  # noqa: E402
-from det_jupyter.context import local_context  # noqa: E402
 from det_jupyter.errors import CheckpointError  # noqa: E402
 from det_jupyter.torch import TorchTrial  # noqa: E402
+from det_jupyter.worker.context import local_context  # noqa: E402
 
 from .helpers import checkpoint_events, iris, make_context, sink  # noqa: E402
 

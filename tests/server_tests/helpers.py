@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from det_jupyter.states import ExperimentState, TrialState
-from det_jupyter.store import Store
+from det_jupyter.store.sqlite import Store
 
 
 def fill_store(store: Store) -> dict[str, int]:

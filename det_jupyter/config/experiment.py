@@ -1,0 +1,265 @@
+"""Experiment configs: a validated, Determined-compatible subset.
+
+:func:`load_config` takes a dict, YAML text, a path to a YAML file, or an IBM deep-learning-service
+manifest (see :mod:`det_jupyter.config.ibm`), and returns a frozen :class:`ExperimentConfig`. Anything wrong
+raises one :class:`~det_jupyter.errors.ConfigError` listing *every* problem, each with its dotted
+field path, the value found, the fix and, for YAML, the line::
+
+    invalid experiment config:
+      searcher.max_trails (line 5): unknown key. Fix: did you mean 'max_trials'?
+      searcher.max_concurrent_trials (line 6): must be an integer (got 'four'). Fix: ...
+
+Both ways Determined spells a training length are accepted and normalised: ``time_metric`` +
+``max_time`` (Determined >= 0.38) and ``max_length: {batches|epochs|records: N}``; afterwards
+``searcher.time_metric`` and ``searcher.max_time`` are always set.
+
+Example:
+    >>> cfg = load_config('''
+    ... name: mnist
+    ... searcher: {name: single, metric: val_loss, max_length: {epochs: 3}}
+    ... ''')
+    >>> cfg.searcher.time_metric, cfg.searcher.max_time, cfg.searcher.max_trials
+    ('epochs', 3, 1)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import yaml
+from pydantic import Field, PrivateAttr, ValidationError
+
+from det_jupyter.config.formatting import Problem, field_errors, parse_path, parse_yaml, show, with_lines
+from det_jupyter.config.searcher import SEARCHER_NAMES, SearcherConfig
+from det_jupyter.config.sections import (
+    DETERMINED_ONLY,
+    CheckpointStorageConfig,
+    EnvironmentConfig,
+    Length,
+    NonNegInt,
+    PosInt,
+    ReproducibilityConfig,
+    ResourcesConfig,
+    Section,
+)
+from det_jupyter.errors import ConfigError, FieldError
+
+if TYPE_CHECKING:
+    from det_jupyter.hparams import HParamSpace
+
+__all__ = [
+    "SEARCHER_NAMES",
+    "CheckpointStorageConfig",
+    "EnvironmentConfig",
+    "ExperimentConfig",
+    "Length",
+    "ReproducibilityConfig",
+    "ResourcesConfig",
+    "SearcherConfig",
+    "load_config",
+]
+
+
+class ExperimentConfig(Section):
+    """A whole experiment: what to train, how to search, where checkpoints go.
+
+    Build it with :func:`load_config`. Cross-field rules: a ``min_validation_period`` or
+    ``min_checkpoint_period`` in ``records`` needs ``records_per_epoch``; the hyperparameters must
+    parse (:func:`det_jupyter.hparams.parse_hyperparameters`), and with the grid searcher every
+    int/double/log hyperparameter needs a ``count``.
+
+    Attributes:
+        entrypoint: a name in the notebook, ``module:attr``, or a shell command.
+        hyperparameters: the raw space as written; :attr:`hparam_space` is the parsed one.
+        data: free-form, handed to the trial as ``context.data``.
+
+    Example:
+        >>> cfg = load_config({"searcher": {"name": "single", "metric": "loss", "max_length": {"batches": 5}}})
+        >>> load_config(cfg.to_dict()) == cfg
+        True
+    """
+
+    name: Annotated[str, Field(min_length=1)] = "experiment"
+    description: str = ""
+    entrypoint: str | None = None
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    searcher: SearcherConfig
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    max_restarts: NonNegInt = 5
+    checkpoint_storage: CheckpointStorageConfig = Field(default_factory=CheckpointStorageConfig)
+    min_validation_period: Length | None = None
+    min_checkpoint_period: Length | None = None
+    records_per_epoch: PosInt | None = None
+    reproducibility: ReproducibilityConfig = Field(default_factory=ReproducibilityConfig)
+    environment: EnvironmentConfig = Field(default_factory=EnvironmentConfig)
+    data: dict[str, Any] = Field(default_factory=dict)
+    labels: list[str] = Field(default_factory=list)
+
+    _hparam_space: Any = PrivateAttr(default=None)  # the parsed HParamSpace
+
+    UNSUPPORTED_KEYS = {
+        key: DETERMINED_ONLY
+        for key in [
+            "bind_mounts",
+            "checkpoint_policy",
+            "debug",
+            "integrations",
+            "internal",
+            "log_policies",
+            "optimizations",
+            "pbs",
+            "perform_initial_validation",
+            "profiling",
+            "project",
+            "retention_policy",
+            "scheduling_unit",
+            "security",
+            "slurm",
+            "tensorboard_storage",
+            "workspace",
+        ]
+    }
+
+    @classmethod
+    def _check(cls, data: Mapping[str, Any], derived: dict[str, Any]) -> list[Problem]:
+        problems = []
+        for key in ("min_validation_period", "min_checkpoint_period"):
+            period = data.get(key)
+            in_records = (isinstance(period, Mapping) and "records" in period) or (
+                isinstance(period, Length) and period.unit == "records"
+            )
+            if in_records and data.get("records_per_epoch") is None:
+                fix = "add `records_per_epoch: <training records in one epoch>`, or give the period in batches or epochs"
+                problems.append(Problem((key, "records"), "a period in records needs records_per_epoch", fix))
+        raw = data.get("hyperparameters")
+        if isinstance(raw, Mapping):
+            from det_jupyter.hparams import parse_hyperparameters  # lazily: hparams may come to import us
+
+            searcher = data.get("searcher")
+            try:
+                space = derived["hparam_space"] = parse_hyperparameters(raw, "hyperparameters")
+                if isinstance(searcher, Mapping) and searcher.get("name") == "grid":
+                    space.grid_size("hyperparameters")  # Determined's grid needs a count on every range
+            except ConfigError as exc:
+                problems += [Problem(parse_path(e.path), e.message, e.fix) for e in exc.errors]
+        return problems
+
+    def _finish(self, derived: dict[str, Any]) -> None:
+        self._hparam_space = derived.get("hparam_space")
+
+    def __eq__(self, other: object) -> bool:
+        # Fields only: the cached hyperparameter space is derived from them (and may not define ==).
+        return type(other) is type(self) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # dict fields make it unhashable anyway
+
+    @property
+    def hparam_space(self) -> HParamSpace:
+        """The parsed hyperparameter space, parsed once at validation.
+
+        Example:
+            >>> cfg = load_config({"hyperparameters": {"lr": 0.1, "n": {"type": "int", "minval": 1, "maxval": 4}},
+            ...                    "searcher": {"name": "single", "metric": "loss", "max_length": {"batches": 5}}})
+            >>> cfg.hparam_space.names
+            ['lr', 'n']
+        """
+        if self._hparam_space is None:  # only after model_copy(update=...), which skips validation
+            from det_jupyter.hparams import parse_hyperparameters
+
+            self._hparam_space = parse_hyperparameters(self.hyperparameters)
+        return self._hparam_space
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict that loads back to an equal config (``null`` values left out).
+
+        Example:
+            >>> cfg = load_config({"searcher": {"name": "random", "metric": "loss", "max_trials": 4,
+            ...                                 "time_metric": "batches", "max_time": 100}})
+            >>> cfg.to_dict()["searcher"]
+            {'name': 'random', 'metric': 'loss', 'smaller_is_better': True, 'max_trials': 4, 'max_concurrent_trials': 16, 'time_metric': 'batches', 'max_time': 100}
+        """
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_yaml(self) -> str:
+        """The config as YAML text, in field order; ``load_config(cfg.to_yaml()) == cfg``.
+
+        Example:
+            >>> cfg = load_config({"searcher": {"name": "single", "metric": "loss", "max_length": {"epochs": 1}}})
+            >>> cfg.to_yaml().splitlines()[0]
+            'name: experiment'
+        """
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=10**9)
+
+
+def _read(source: str | os.PathLike[str]) -> tuple[Any, yaml.Node | None]:
+    """Parse YAML text, or the YAML file a path (or a one-line str naming a file) points to."""
+    is_path = isinstance(source, os.PathLike) or (
+        "\n" not in source and (source.endswith((".yaml", ".yml")) or os.path.isfile(source))
+    )
+    if not is_path:
+        return parse_yaml(str(source))
+    path = Path(source)
+    try:
+        return parse_yaml(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        fix = f"check the path (relative paths start at {os.getcwd()})"
+        raise ConfigError(FieldError("", f"config file not found: {str(path)!r}", fix)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            FieldError("", f"cannot read config file {str(path)!r}: {exc}", "check the file")
+        ) from None
+
+
+def load_config(source: Mapping[str, Any] | str | os.PathLike[str] | ExperimentConfig) -> ExperimentConfig:
+    """Parse and validate an experiment config.
+
+    Args:
+        source: a dict; YAML text; a path to a ``.yaml``/``.yml`` file (a ``str`` naming an
+            existing file, or a path-like); or an :class:`ExperimentConfig`, returned as is. A mapping
+            with a top-level ``model_definition`` is an IBM manifest, translated first
+            (:func:`det_jupyter.config.ibm.from_ibm_manifest`).
+
+    Returns:
+        The validated, normalised config.
+
+    Raises:
+        ConfigError: listing every problem, with the YAML line of each when the source was YAML.
+
+    Example:
+        >>> load_config("searcher: {name: grid, metric: loss, time_metric: epochs, max_time: 2}").searcher.max_time
+        2
+        >>> try:
+        ...     load_config("searcher:\\n  name: single\\n  metric: loss\\n  max_time: 1\\n  time_metric: x\\n  max_trails: 3\\n")
+        ... except ConfigError as e:
+        ...     print(e.errors[0])
+        searcher.max_trails (line 6): unknown key. Fix: did you mean 'max_trials'?
+    """
+    if isinstance(source, ExperimentConfig):
+        return source
+    if isinstance(source, Mapping):
+        raw, root = source, None
+    elif isinstance(source, str | os.PathLike):
+        raw, root = _read(source)
+    else:
+        raise TypeError(f"load_config() takes a dict, YAML text or a path, not {type(source).__name__}")
+    if not isinstance(raw, Mapping):
+        message = f"the config must be a mapping of keys to values (got {show(raw)})"
+        raise ConfigError(
+            FieldError("", message, "start with `name:` and `searcher:` keys", 1 if root else None)
+        )
+    if "model_definition" in raw:
+        from det_jupyter.config.ibm import from_ibm_manifest
+
+        try:
+            raw = from_ibm_manifest(raw)
+        except ConfigError as exc:
+            raise ConfigError(sorted(with_lines(exc.errors, root), key=lambda e: e.line or 0)) from None
+        root = None  # the translated config's paths are not the manifest's
+    try:
+        return ExperimentConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        errors = with_lines(field_errors(exc), root)
+        raise ConfigError(sorted(errors, key=lambda e: e.line or 0)) from None  # stable: YAML order

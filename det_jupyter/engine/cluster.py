@@ -1,0 +1,227 @@
+"""Get a Dask client: the embedded local cluster (one worker per GPU, CPU slots otherwise) or an address.
+
+Slots are Dask *resources*: a GPU worker offers ``{"GPU": 1}`` and is pinned to its GPU with
+``CUDA_VISIBLE_DEVICES``; where NVML finds no GPU, each worker offers ``{"CPU": 1}`` (one worker per
+core, at least one). A trial asks for ``{"GPU": slots_per_trial}`` or ``{"CPU": slots_per_trial}`` so
+trials queue in Dask when every slot is busy. An external cluster whose workers declare no resources
+runs trials without them (its threads are the slots).
+
+The embedded cluster lives as long as the kernel (or until :func:`shutdown_cluster`); every call of
+:func:`cluster` with no address returns a client on it.
+
+Example:
+    >>> client = cluster()                          # doctest: +SKIP
+    >>> client = cluster("tcp://10.0.0.5:8786")     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+from distributed import Client, Nanny, Scheduler, SpecCluster
+
+from det_jupyter.engine.gpu import gpu_inventory
+from det_jupyter.errors import ClusterError
+
+__all__ = [
+    "SlotType",
+    "cluster",
+    "cluster_summary",
+    "dashboard_link",
+    "local_cluster",
+    "shutdown_cluster",
+    "slot_resource",
+]
+
+SlotType = str  # "auto" | "gpu" | "cpu"
+
+
+@dataclass
+class _Embedded:
+    """The kernel's embedded cluster and its client (created on first use), and external clients."""
+
+    cluster: SpecCluster | None = None
+    client: Client | None = None
+    external: dict[str, Client] = field(default_factory=dict)  # clients of external clusters, by address
+
+
+_embedded = _Embedded()
+_embedded_lock = threading.Lock()
+
+
+def local_cluster(
+    n_workers: int | None = None,
+    *,
+    gpus: list[int] | None = None,
+    dashboard: bool = True,
+    memory_limit: str | float | None = "auto",
+) -> SpecCluster:
+    """Start a local cluster of worker processes: one per GPU, or ``n_workers`` CPU slots.
+
+    Args:
+        n_workers: CPU workers when there is no GPU (default: one per core).
+        gpus: GPU indices to use (default: all that NVML finds; ``[]`` forces CPU slots).
+        dashboard: serve the Dask dashboard on a free loopback port.
+        memory_limit: per-worker memory limit (Dask's notation).
+
+    Example:
+        >>> c = local_cluster(n_workers=2, dashboard=False)   # doctest: +SKIP
+    """
+    found = [g.index for g in gpu_inventory()]
+    if gpus is None:
+        gpus = found
+    elif found and set(gpus) - set(found):
+        raise ClusterError(
+            f"local_cluster(gpus={gpus}): GPU(s) {sorted(set(gpus) - set(found))} do not exist; NVML sees "
+            f"{found}. Pass indices from that list, or gpus=[] for CPU slots"
+        )
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    specs: dict[str, dict[str, Any]] = {}
+    if gpus:
+        for index in gpus:
+            specs[f"gpu-{index}"] = _worker_spec(
+                {"GPU": 1}, {**env, "CUDA_VISIBLE_DEVICES": str(index)}, memory_limit
+            )
+    else:
+        count = max(1, n_workers if n_workers is not None else (os.cpu_count() or 1))
+        for i in range(count):
+            specs[f"cpu-{i}"] = _worker_spec({"CPU": 1}, {**env, "CUDA_VISIBLE_DEVICES": ""}, memory_limit)
+    scheduler = {
+        "cls": Scheduler,
+        "options": {"host": "127.0.0.1", "dashboard": dashboard, "dashboard_address": "127.0.0.1:0"},
+    }
+    # A worker death fails the task at once (no silent Dask re-run), so the controller counts it
+    # against max_restarts and resumes the trial from its latest checkpoint.
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # as LocalCluster(silence_logs=...) does
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        return SpecCluster(workers=specs, scheduler=scheduler, name="det-jupyter")
+
+
+def _worker_spec(resources: dict[str, float], env: dict[str, str], memory_limit: Any) -> dict[str, Any]:
+    return {
+        "cls": Nanny,
+        "options": {
+            "nthreads": 1,
+            "resources": resources,
+            "env": env,
+            "memory_limit": memory_limit,
+            "host": "127.0.0.1",
+            "silence_logs": logging.WARNING,
+        },
+    }
+
+
+def cluster(address: str | Client | None = None, **local_options: Any) -> Client:
+    """A Dask client for experiments.
+
+    Args:
+        address: ``None`` for the embedded local cluster (started on first use) or, when the
+            ``DET_JUPYTER_CLUSTER`` environment variable names a scheduler, that cluster; a scheduler
+            address (``tcp://host:8786``) for an external cluster; or an existing :class:`distributed.Client`.
+        **local_options: passed to :func:`local_cluster` when the embedded cluster starts.
+
+    Workers need nothing installed beyond det_jupyter's dependencies: the per-worker state
+    (:class:`~det_jupyter.worker.runtime.TrialWorkerPlugin`) attaches itself on a worker's first trial.
+
+    Example:
+        >>> client = cluster()          # doctest: +SKIP
+        >>> client.dashboard_link       # doctest: +SKIP
+    """
+    if address is None and os.environ.get("DET_JUPYTER_CLUSTER"):
+        address = os.environ[
+            "DET_JUPYTER_CLUSTER"
+        ]  # a deployment's default cluster, like DASK_SCHEDULER_ADDRESS
+    if isinstance(address, Client):
+        client = address
+    elif address is not None:
+        with _embedded_lock:
+            cached = _embedded.external.get(address)
+        if cached is not None and cached.status not in ("closed", "closing"):
+            return cached
+        try:
+            client = Client(address, timeout="10s", set_as_default=False)
+            with _embedded_lock:
+                _embedded.external[address] = client
+        except OSError as exc:
+            raise ClusterError(
+                f"cannot reach a Dask scheduler at {address!r} ({exc}); check the address, or pass "
+                "cluster=None to use the embedded local cluster"
+            ) from exc
+    else:
+        with _embedded_lock:
+            if _embedded.client is None or _embedded.client.status in ("closed", "closing"):
+                _embedded.cluster = local_cluster(**local_options)
+                _embedded.client = Client(_embedded.cluster, set_as_default=False)
+            client = _embedded.client
+    return client
+
+
+def shutdown_cluster() -> None:
+    """Close the embedded cluster and clients of external ones (a later :func:`cluster` reconnects)."""
+    with _embedded_lock:
+        if _embedded.client is not None:
+            _embedded.client.close()
+        if _embedded.cluster is not None:
+            _embedded.cluster.close()
+        _embedded.client = _embedded.cluster = None
+        for client in _embedded.external.values():
+            client.close()
+        _embedded.external.clear()
+
+
+def slot_resource(client: Client, slots_per_trial: int, slot_type: SlotType = "auto") -> str | None:
+    """The Dask resource a trial asks for (``"GPU"``, ``"CPU"``, or ``None`` if workers declare none).
+
+    Raises :class:`ClusterError` when workers exist but none offers ``slots_per_trial`` such slots.
+    """
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    capacity: dict[str, float] = {}
+    for w in workers:
+        for resource, amount in (w.get("resources") or {}).items():
+            capacity[resource] = max(capacity.get(resource, 0.0), float(amount))
+    if slot_type == "gpu":
+        name: str | None = "GPU"
+    elif slot_type == "cpu":
+        name = "CPU" if "CPU" in capacity or not workers else None
+    else:
+        name = "GPU" if "GPU" in capacity else "CPU" if "CPU" in capacity else None
+    if name is None or not workers:
+        return name
+    if capacity.get(name, 0.0) < slots_per_trial:
+        have = capacity.get(name, 0.0)
+        raise ClusterError(
+            f"resources.slots_per_trial={slots_per_trial} needs a worker with {slots_per_trial} {name} "
+            f"slot(s), but the largest worker offers {have:g}; set resources.slots_per_trial to {max(int(have), 1)}"
+            " or add bigger workers (multi-worker trials are not supported yet)"
+        )
+    return name
+
+
+def cluster_summary(client: Client) -> dict[str, Any]:
+    """Workers, their slots and GPUs (NVML, per worker), and the dashboard link."""
+    from det_jupyter.worker.runtime import describe_worker
+
+    try:
+        workers = list(client.run(describe_worker, on_error="return").values())
+    except OSError:
+        workers = []
+    workers = [w for w in workers if isinstance(w, dict)]
+    return {
+        "scheduler": client.scheduler.address if client.scheduler else None,
+        "dashboard_link": dashboard_link(client),
+        "workers": workers,
+        "slots": {name: sum(float(w["resources"].get(name, 0)) for w in workers) for name in ("GPU", "CPU")},
+    }
+
+
+def dashboard_link(client: Client) -> str | None:
+    """The Dask dashboard URL of a client's cluster, or ``None`` when it serves none."""
+    try:
+        return str(client.dashboard_link)
+    except (KeyError, AttributeError, ValueError):
+        return None

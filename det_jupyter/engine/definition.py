@@ -1,0 +1,122 @@
+"""The model definition: find the entrypoint the user named, and freeze it by value.
+
+An experiment keeps its entrypoint (a ``train(ctx)`` function or a trial class) cloudpickled *by value*
+in the store, so workers need no copy of the notebook and ``Checkpoint.load()`` still works after the
+notebook's code has changed. Code from local modules (files beside the notebook, not installed
+packages) is shipped by value too.
+
+Example:
+    >>> def train(ctx):
+    ...     ctx.report_validation_metrics(1, {"loss": 0.0})
+    >>> blob = freeze(train)
+    >>> thaw(blob).__name__
+    'train'
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import cloudpickle
+
+from det_jupyter.errors import ConfigError, FieldError
+
+__all__ = ["entrypoint_name", "freeze", "resolve_entrypoint", "thaw"]
+
+
+def resolve_entrypoint(
+    entrypoint: Any, config_entrypoint: str | None, namespace: Mapping[str, Any] | None = None
+) -> Any:
+    """The entrypoint object: the one given, else the config's ``entrypoint`` looked up by name.
+
+    A name is looked up in ``namespace`` (the notebook's, by default ``__main__``'s globals); a
+    ``package.module:attr`` name is imported.
+
+    Example:
+        >>> resolve_entrypoint(None, "json:dumps").__name__
+        'dumps'
+    """
+    if entrypoint is not None:
+        if not callable(entrypoint):
+            raise TypeError(
+                f"entrypoint {entrypoint!r} is not callable: pass a function train(ctx) or a trial class"
+            )
+        return entrypoint
+    if not config_entrypoint:
+        raise ConfigError(
+            FieldError(
+                "entrypoint",
+                "no entrypoint given",
+                "pass one to create_experiment(config, train) or set `entrypoint: NAME` in the config",
+            )
+        )
+    name = config_entrypoint.strip()
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(
+                FieldError(
+                    "entrypoint", f"cannot import {name!r} ({exc})", "check the module:attribute spelling"
+                )
+            ) from None
+        return obj
+    ns = namespace if namespace is not None else vars(sys.modules["__main__"])
+    if name not in ns:
+        if " " in name or "/" in name:
+            raise ConfigError(
+                FieldError(
+                    "entrypoint",
+                    f"{name!r} looks like a shell command; command entrypoints are not supported yet",
+                    "name a function or trial class defined in the notebook",
+                )
+            )
+        import difflib
+
+        close = difflib.get_close_matches(name, [k for k, v in ns.items() if callable(v)], n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "define it in a cell above, or pass it directly"
+        raise ConfigError(FieldError("entrypoint", f"{name!r} is not defined in the notebook", hint))
+    return ns[name]
+
+
+def entrypoint_name(entrypoint: Any) -> str:
+    """A readable name for an entrypoint (``module.qualname``)."""
+    module = getattr(entrypoint, "__module__", None) or ""
+    qualname = getattr(entrypoint, "__qualname__", None) or type(entrypoint).__name__
+    return f"{module}.{qualname}" if module and module != "__main__" else str(qualname)
+
+
+def freeze(entrypoint: Any) -> bytes:
+    """Cloudpickle an entrypoint by value, including code from local (non-installed) modules.
+
+    Local modules are those of the entrypoint, its base classes and everything it references
+    (:func:`~det_jupyter.engine.presubmit.walk_entrypoint`). When pickling fails, the error names the captured
+    global that cannot be pickled; a pickle over 50 MB warns, naming the large captured objects.
+    """
+    from det_jupyter.engine.presubmit import LARGE_GLOBAL_BYTES, check_shippable, walk_entrypoint
+
+    for module in walk_entrypoint(entrypoint).local_modules:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        blob = bytes(cloudpickle.dumps(entrypoint))
+    except Exception as exc:
+        check_shippable(entrypoint, warn_bytes=sys.maxsize)  # raises TypeError naming the culprit
+        raise TypeError(
+            f"cannot ship entrypoint {entrypoint_name(entrypoint)} to workers: {type(exc).__name__}: {exc}. "
+            "A global it uses cannot be pickled (an open file, a lock, a client...); create it inside the "
+            "function instead"
+        ) from exc
+    if len(blob) > LARGE_GLOBAL_BYTES:
+        check_shippable(entrypoint)  # warns, naming the large captured objects
+    return blob
+
+
+def thaw(blob: bytes) -> Any:
+    """Inverse of :func:`freeze`."""
+    return cloudpickle.loads(blob)

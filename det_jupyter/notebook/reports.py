@@ -1,0 +1,208 @@
+"""Read-only views of the store for the ``%det`` magics: each a :class:`Report` with text and HTML.
+
+A notebook shows the HTML, a terminal IPython (and a test) the text. They only read the store (and,
+for the cluster, :func:`~det_jupyter.engine.cluster.cluster_summary`), so they work in any process.
+
+Example:
+    >>> print(Report("hello", "<b>hello</b>"))
+    hello
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from det_jupyter.notebook.widget.html import (
+    STATE_COLORS,
+    errors_html,
+    format_duration,
+    format_hparams,
+    format_value,
+)
+from det_jupyter.store.sqlite import Store
+
+__all__ = [
+    "Report",
+    "cluster_report",
+    "experiment_description",
+    "experiment_list",
+    "trial_logs",
+    "trial_table",
+]
+
+_TABLE = 'style="border-collapse:collapse"'
+
+
+@dataclass(frozen=True)
+class Report:
+    """Text for terminals, HTML for notebooks."""
+
+    text: str
+    html: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+
+_CELL = 'style="padding:2px 8px;text-align:left"'
+
+
+def _table(head: list[str], rows: list[list[str]], html_rows: list[list[str]] | None = None) -> Report:
+    """A text table (columns padded) and an HTML table (``html_rows``: cells already in HTML)."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    cells = html_rows if html_rows is not None else [[html.escape(c) for c in r] for r in rows]
+    body = "".join("<tr>" + "".join(f"<td {_CELL}>{c}</td>" for c in r) + "</tr>" for r in cells)
+    head_html = "".join(f"<th {_CELL}>{html.escape(h)}</th>" for h in head)
+    return Report("\n".join(lines), f"<table {_TABLE}><tr>{head_html}</tr>{body}</table>")
+
+
+def _colored(state: str) -> str:
+    return f'<span style="color:{STATE_COLORS.get(state, "inherit")}">{html.escape(state)}</span>'
+
+
+def experiment_list(store: Store) -> Report:
+    """All experiments, newest first: id, name, state, progress, trials, searcher, best metric."""
+    rows = []
+    for e in store.list_experiments():
+        counts = store.trial_counts(e.id)
+        searcher = e.config.get("searcher", {})
+        best = [t.best_validation for t in store.list_trials(e.id) if t.best_validation is not None]
+        pick = min if searcher.get("smaller_is_better", True) else max
+        rows.append(
+            [
+                str(e.id),
+                e.name,
+                e.state.value,
+                f"{e.progress:.0%}",
+                str(sum(counts.values())),
+                f"{searcher.get('name', '?')} ({searcher.get('metric', '?')})",
+                format_value(pick(best) if best else None),
+            ]
+        )
+    if not rows:
+        return Report("no experiments yet", "<i>no experiments yet</i>")
+    html_rows = [[_colored(c) if i == 2 else html.escape(c) for i, c in enumerate(r)] for r in rows]
+    return _table(["id", "name", "state", "progress", "trials", "searcher", "best"], rows, html_rows)
+
+
+def experiment_description(store: Store, experiment_id: int) -> Report:
+    """State, timing, searcher, trial counts, the best trial and how to load it, failures, the config."""
+    e = store.get_experiment(experiment_id)
+    trials = store.list_trials(experiment_id)
+    searcher = e.config.get("searcher", {})
+    smaller = bool(searcher.get("smaller_is_better", True))
+    scored = [t for t in trials if t.best_validation is not None]
+    best = (
+        min(scored, key=lambda t: (1 if smaller else -1) * float(t.best_validation or 0.0))
+        if scored
+        else None
+    )
+    counts = {s.value: n for s, n in store.trial_counts(experiment_id).items()}
+    elapsed = (e.ended_at or time.time()) - e.created_at
+    lines = [
+        f"experiment {e.id} {e.name!r}: {e.state.value}, progress {e.progress:.0%}, elapsed {format_duration(elapsed)}",
+        f"searcher: {searcher.get('name')} on {searcher.get('metric')} "
+        f"({'smaller' if smaller else 'larger'} is better)",
+        "trials: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none yet"),
+    ]
+    if e.dashboard_link:
+        lines.append(f"Dask dashboard: {e.dashboard_link}")
+    if e.error:
+        lines.append(f"error: {e.error}")
+    if best is not None:
+        lines.append(
+            f"best trial {best.id}: {format_hparams(best.hparams)}, {searcher.get('metric')} = "
+            f"{format_value(best.best_validation)}"
+        )
+        if store.checkpoints(experiment_id=experiment_id):
+            lines.append(f"load it: model = det_jupyter.get_experiment({e.id}).best_checkpoint().load()")
+    failed = [(t.id, t.state, t.restarts, t.error) for t in trials if t.error]
+    if failed:
+        lines.append(
+            f"failures: trials {', '.join(str(f[0]) for f in failed)} (see `%det logs {e.id} TRIAL`)"
+        )
+    config = json.dumps(e.config, indent=2)
+    text = "\n".join([*lines, "config:", config])
+    body = "<br>".join(html.escape(line) for line in lines)
+    extra = (
+        errors_html(failed) + f"<details><summary>config</summary><pre>{html.escape(config)}</pre></details>"
+    )
+    return Report(text, f"<div>{body}</div>{extra}")
+
+
+def trial_table(store: Store, experiment_id: int) -> Report:
+    """One row per trial: id, state, hparams, steps, best metric, restarts, worker."""
+    store.get_experiment(experiment_id)  # NotFoundError for a bad id
+    rows = [
+        [
+            str(t.id),
+            t.state.value,
+            format_hparams(t.hparams),
+            str(t.steps_completed),
+            format_value(t.best_validation),
+            str(t.restarts),
+            t.worker or "-",
+        ]
+        for t in store.list_trials(experiment_id)
+    ]
+    if not rows:
+        return Report(f"experiment {experiment_id} has no trials yet", "<i>no trials yet</i>")
+    return _table(["trial", "state", "hparams", "steps", "best", "restarts", "worker"], rows)
+
+
+def trial_logs(
+    store: Store, experiment_id: int, trial_id: int | None = None, tail: int | None = None
+) -> Report:
+    """The output of one trial (or of every trial of the experiment), ``[trial N]``-prefixed."""
+    trials = [t.id for t in store.list_trials(experiment_id)]
+    if trial_id is not None and trial_id not in trials:
+        from det_jupyter.errors import NotFoundError
+
+        raise NotFoundError(
+            f"trial {trial_id} is not a trial of experiment {experiment_id} (its trials: {trials})"
+        )
+    lines = [
+        f"[trial {tid}] {row.line}" for tid in ([trial_id] if trial_id is not None else trials)
+        for row in store.logs(tid, tail=tail)
+    ]  # fmt: skip
+    text = "\n".join(lines) if lines else "no output yet"
+    return Report(text, f'<pre style="white-space:pre-wrap">{html.escape(text)}</pre>')
+
+
+def cluster_report(summary: dict[str, Any]) -> Report:
+    """Workers with their slots and GPUs (NVML name, memory, utilisation), totals, the dashboard link."""
+    rows = []
+    for w in sorted(summary.get("workers", []), key=lambda w: str(w.get("name"))):
+        resources = ", ".join(f"{k}={v:g}" for k, v in sorted((w.get("resources") or {}).items())) or "-"
+        gpus = "; ".join(
+            f"{g['name']} ({g['memory_used_mb'] / 1024:.1f}/{g['memory_total_mb'] / 1024:.1f} GiB, "
+            f"{g['utilization_percent']:.0f}% busy)"
+            for g in w.get("gpus", [])
+        ) or "-"  # fmt: skip
+        rows.append([str(w.get("name")), str(w.get("address")), str(w.get("nthreads")), resources, gpus])
+    slots = summary.get("slots", {})
+    link = summary.get("dashboard_link")
+    totals = (
+        f"scheduler {summary.get('scheduler')}: {len(rows)} worker(s), "
+        f"{slots.get('GPU', 0):g} GPU slot(s), {slots.get('CPU', 0):g} CPU slot(s)"
+    )
+    table = _table(["worker", "address", "threads", "slots", "GPUs"], rows) if rows else Report("", "")
+    text = "\n".join([totals, f"dashboard: {link or 'none'}", table.text]).rstrip()
+    link_html = (
+        f'<a href="{html.escape(link, quote=True)}" target="_blank" rel="noopener">Dask dashboard</a>'
+        if link
+        else "no dashboard"
+    )
+    return Report(text, f"<div>{html.escape(totals)} · {link_html}</div>{table.html}")

@@ -1,0 +1,165 @@
+"""HTML fragments of the experiment widget: header, trial table, errors, the load-and-predict hint.
+
+Pure functions of a :class:`~det_jupyter.notebook.widget.model.WidgetModel`, so they are tested without a
+browser and reused by the ``%det`` magics. Colours come from JupyterLab's CSS variables, with
+fallbacks for classic notebooks and static renders.
+
+Example:
+    >>> format_duration(3725)
+    '1h 02m 05s'
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from det_jupyter.notebook.widget.model import TableRow, WidgetModel
+from det_jupyter.states import ExperimentState, TrialState
+
+__all__ = [
+    "STATE_COLORS",
+    "errors_html",
+    "format_duration",
+    "format_hparams",
+    "format_value",
+    "header_html",
+    "load_hint_html",
+    "trial_table_html",
+]
+
+STATE_COLORS = {
+    "ACTIVE": "var(--jp-info-color1, #0b7285)",
+    "QUEUED": "var(--jp-ui-font-color2, #666)",
+    "PAUSED": "var(--jp-warn-color1, #e67700)",
+    "STOPPING_CANCELED": "var(--jp-warn-color1, #e67700)",
+    "COMPLETED": "var(--jp-success-color1, #2b8a3e)",
+    "STOPPED": "var(--jp-ui-font-color1, #333)",
+    "CANCELED": "var(--jp-warn-color0, #c92a2a)",
+    "ERROR": "var(--jp-error-color1, #c92a2a)",
+}
+_TABLE_STYLE = "border-collapse:collapse;font-size:var(--jp-ui-font-size1,13px)"
+_CELL = "padding:2px 8px;border-bottom:1px solid var(--jp-border-color2,#ddd);text-align:left"
+_MAX_TRACEBACK = 6000
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``3m 07s``, ``1h 02m 05s``."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m {s % 60:02d}s"
+
+
+def format_value(value: Any) -> str:
+    """Numbers to 4 significant digits; ``-`` for None."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_hparams(hparams: dict[str, Any]) -> str:
+    """``lr=0.001, layers=2`` (nested hyperparameters as dotted keys)."""
+    from det_jupyter.notebook.widget.model import flatten_hparams
+
+    return ", ".join(f"{k}={format_value(v)}" for k, v in flatten_hparams(hparams).items())
+
+
+def _state(state: ExperimentState | TrialState) -> str:
+    color = STATE_COLORS.get(state.value, "inherit")
+    return f'<span style="color:{color};font-weight:600">{state.value}</span>'
+
+
+def header_html(model: WidgetModel) -> str:
+    """Name, id, state, searcher, elapsed time, trial counts and the Dask dashboard link."""
+    exp = model.experiment
+    counts = model.counts()
+    searcher = model.searcher
+    direction = "smaller is better" if model.smaller_is_better else "larger is better"
+    parts = [
+        f"<b>{html.escape(exp.name)}</b>",
+        f"experiment {exp.id}",
+        _state(exp.state),
+        f"{html.escape(str(searcher.get('name', '?')))} on <code>{html.escape(model.validation_metric)}</code>"
+        f" ({direction})",
+        f"elapsed {format_duration(model.elapsed())}",
+    ]
+    trials = f"trials: {counts['done']} done, {counts['running']} running, {counts['queued']} queued"
+    if counts["paused"]:
+        trials += f", {counts['paused']} paused"
+    parts.append(trials)
+    if exp.dashboard_link:
+        link = html.escape(exp.dashboard_link, quote=True)
+        parts.append(f'<a href="{link}" target="_blank" rel="noopener">Dask dashboard</a>')
+    out = " · ".join(parts)
+    if exp.error:
+        color = STATE_COLORS["ERROR"]
+        out += f'<div style="color:{color}">{html.escape(exp.error)}</div>'
+    return f"<div>{out}</div>"
+
+
+def trial_table_html(rows: list[TableRow], metric: str) -> str:
+    """The trial table; the best trial's row is bold and starred."""
+    head = ["trial", "hparams", "state", "steps", f"best {metric}", "restarts"]
+    lines = [
+        f'<table style="{_TABLE_STYLE}"><thead><tr>'
+        + "".join(f'<th style="{_CELL}">{html.escape(h)}</th>' for h in head)
+        + "</tr></thead><tbody>"
+    ]
+    for r in rows:
+        weight = "font-weight:700;" if r.is_best else ""
+        star = " ★" if r.is_best else ""
+        cells = [
+            f"{r.id}{star}",
+            html.escape(format_hparams(r.hparams)),
+            _state(r.state),
+            str(r.steps),
+            format_value(r.best),
+            str(r.restarts),
+        ]
+        lines.append(
+            f'<tr style="{weight}">' + "".join(f'<td style="{_CELL}">{c}</td>' for c in cells) + "</tr>"
+        )
+    lines.append("</tbody></table>")
+    return "".join(lines)
+
+
+def errors_html(errors: list[tuple[int, TrialState, int, str]]) -> str:
+    """Each failed trial's last traceback, open for trials in ERROR, folded for restarted ones."""
+    blocks = []
+    for trial_id, state, restarts, traceback in errors:
+        failed = state == TrialState.ERROR
+        text = traceback if len(traceback) <= _MAX_TRACEBACK else "…" + traceback[-_MAX_TRACEBACK:]
+        summary = (
+            f"trial {trial_id} failed (ERROR after {restarts} restart(s))"
+            if failed
+            else f"trial {trial_id} failed and was restarted ({restarts} restart(s) so far); last error"
+        )
+        color = STATE_COLORS["ERROR"] if failed else STATE_COLORS["PAUSED"]
+        blocks.append(
+            f'<details{" open" if failed else ""}><summary style="color:{color}">{html.escape(summary)}</summary>'
+            f'<pre style="white-space:pre-wrap;font-size:12px">{html.escape(text)}</pre></details>'
+        )
+    return "".join(blocks)
+
+
+def load_hint_html(model: WidgetModel, has_checkpoint: bool) -> str:
+    """After the experiment: the best trial and the line that loads its model for predictions."""
+    best = model.best_trial_id
+    if best is None:
+        return ""
+    trial = next(t for t in model.trials if t.id == best)
+    text = (
+        f"Best trial <b>{best}</b>: {html.escape(format_hparams(trial.hparams))}, "
+        f"{html.escape(model.validation_metric)} = {format_value(trial.best_validation)}."
+    )
+    if has_checkpoint:
+        text += (
+            " Load it and predict: <code>model = det_jupyter.get_experiment("
+            f"{model.experiment_id}).best_checkpoint().load()</code>"
+        )
+    return f"<div>{text}</div>"

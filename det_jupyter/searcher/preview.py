@@ -1,0 +1,241 @@
+"""Preview a search before running it, like ``det preview-search``.
+
+:func:`preview_search` runs the experiment's real searcher against simulated trials: each trial
+"trains" at one time unit per tick, reports a seeded random validation metric at every rung length of
+its bracket (ASHA) or at ``max_time`` (other searchers), exits ``STOPPED`` right after a ``Stop`` and
+``COMPLETED`` at ``max_time``, until the searcher says ``Shutdown``. Events are processed in simulated
+time order (ties by request id), so the result is deterministic for a given experiment seed.
+
+Determined's ``det preview-search`` computes ASHA counts analytically (``master/pkg/searcher/
+simulate.go``); that plan is shown per bracket as ``planned``, next to what the simulation did.
+
+Example:
+    >>> from types import SimpleNamespace as NS
+    >>> from det_jupyter.hparams import parse_hyperparameters
+    >>> searcher = NS(name="adaptive_asha", metric="loss", smaller_is_better=True, max_trials=16,
+    ...               max_concurrent_trials=0, time_metric="batches", max_time=640, mode="standard",
+    ...               divisor=4.0, max_rungs=5, bracket_rungs=None, num_rungs=None, stop_once=False)
+    >>> config = NS(searcher=searcher, reproducibility=NS(experiment_seed=0),
+    ...             hparam_space=parse_hyperparameters({"lr": {"type": "log", "minval": -4, "maxval": -1}}))
+    >>> p = preview_search(config)
+    >>> len(p.trials), sum(row.count for row in p.summary)
+    (16, 16)
+"""
+
+from __future__ import annotations
+
+import heapq
+import html
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from det_jupyter.searcher import ASHASearch, Create, ExitReason, Operation, Shutdown, Stop, make_searcher
+
+__all__ = ["BracketPreview", "SearchPreview", "SummaryRow", "preview_search"]
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """``count`` trials train to ``time`` units of ``time_metric``."""
+
+    count: int
+    time: int
+    time_metric: str
+
+    def __str__(self) -> str:
+        trials = "1 trial trains" if self.count == 1 else f"{self.count} trials train"
+        return f"{trials} to {self.time} {self.time_metric}"
+
+
+@dataclass(frozen=True)
+class BracketPreview:
+    """One ASHA bracket: its shape, Determined's analytic plan and what the simulation did.
+
+    Attributes:
+        num_rungs, max_trials, max_concurrent_trials, rung_lengths: the bracket's structure.
+        planned: per rung, trials that train to exactly that rung in Determined's plan
+            (``max(int(n / divisor), 1)`` continue at each rung).
+        simulated: per rung, trials of the simulation that stopped at (or completed) that rung.
+    """
+
+    num_rungs: int
+    max_trials: int
+    max_concurrent_trials: int
+    rung_lengths: tuple[int, ...]
+    planned: tuple[int, ...]
+    simulated: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SearchPreview:
+    """The outcome of :func:`preview_search`.
+
+    Attributes:
+        searcher_name, time_metric, max_time: from the searcher config.
+        trials: ``(request_id, hparams, time_trained)`` per trial, in creation order.
+        total_time: the sum of ``time_trained``.
+        summary: trials grouped by ``time_trained``, ascending (Determined's preview rows).
+        brackets: per-bracket breakdown for ASHA searchers, else empty.
+    """
+
+    searcher_name: str
+    time_metric: str
+    max_time: int
+    trials: list[tuple[int, dict[str, Any], int]]
+    total_time: int
+    summary: list[SummaryRow]
+    brackets: list[BracketPreview]
+
+    def __str__(self) -> str:
+        lines = [
+            f"Using {self.searcher_name} search method",
+            "",
+            " Trials | Training Time",
+            "--------+---------------",
+        ]
+        lines += [f"{row.count:>7} | {row.time} {self.time_metric}" for row in self.summary]
+        n = len(self.trials)
+        lines.append(
+            f"Total: {n} trial{'' if n == 1 else 's'}, {self.total_time} {self.time_metric} of training"
+        )
+        for i, b in enumerate(self.brackets):
+            lines.append(
+                f"Bracket {i}: {b.num_rungs} rungs at {list(b.rung_lengths)} {self.time_metric}, "
+                f"max_trials {b.max_trials}, max_concurrent_trials {b.max_concurrent_trials}, "
+                f"trials ending per rung: planned {list(b.planned)}, simulated {list(b.simulated)}"
+            )
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        rows = "".join(
+            f"<tr><td>{r.count}</td><td>{r.time} {esc(r.time_metric)}</td></tr>" for r in self.summary
+        )
+        out = (
+            f"<p>Using <b>{esc(self.searcher_name)}</b> search method: {len(self.trials)} trial(s), "
+            f"{self.total_time} {esc(self.time_metric)} in total</p>"
+            f"<table><tr><th>Trials</th><th>Training time</th></tr>{rows}</table>"
+        )
+        if self.brackets:
+            brows = "".join(
+                f"<tr><td>{i}</td><td>{b.num_rungs}</td><td>{list(b.rung_lengths)}</td><td>{b.max_trials}</td>"
+                f"<td>{b.max_concurrent_trials}</td><td>{list(b.planned)}</td><td>{list(b.simulated)}</td></tr>"
+                for i, b in enumerate(self.brackets)
+            )
+            out += (
+                "<table><tr><th>Bracket</th><th>Rungs</th><th>Rung lengths</th><th>Max trials</th>"
+                f"<th>Max concurrent</th><th>Planned per rung</th><th>Simulated per rung</th></tr>{brows}</table>"
+            )
+        return out
+
+
+def _planned(num_rungs: int, max_trials: int, divisor: float) -> tuple[int, ...]:
+    # Determined's simulate.go: at each rung max(int(n / divisor), 1) continue, the rest stop there.
+    out, n = [], max_trials
+    for i in range(num_rungs):
+        keep = max(int(n / divisor), 1)
+        out.append(n if i == num_rungs - 1 else n - keep)
+        n = keep
+    return tuple(out)
+
+
+def preview_search(config: Any) -> SearchPreview:
+    """Simulate the experiment's search and summarise how long each trial would train.
+
+    Args:
+        config: an experiment config as ``load_config`` takes it (dict, YAML text, path), or anything
+            with ``.searcher``, ``.hparam_space`` and ``.reproducibility.experiment_seed`` (``None``
+            means 0).
+
+    Returns:
+        A :class:`SearchPreview`; print it, or display it in a notebook for an HTML table.
+
+    Raises:
+        ConfigError: the searcher cannot be built from this config.
+    """
+    if not hasattr(config, "searcher"):
+        from det_jupyter.config.experiment import load_config
+
+        config = load_config(config)
+    sc = config.searcher
+    seed = getattr(getattr(config, "reproducibility", None), "experiment_seed", None) or 0
+    searcher = make_searcher(sc, config.hparam_space, seed)
+    max_time = int(sc.max_time)
+    metric_rng = random.Random(f"det-jupyter-preview-{seed}")
+
+    hparams: dict[int, dict[str, Any]] = {}
+    quality: dict[int, float] = {}
+    started: dict[int, int] = {}
+    trained: dict[int, int] = {}
+    reports: dict[int, list[int]] = {}  # report times still to come, ascending
+    events: list[tuple[int, int]] = []  # (simulated clock, request_id) of each trial's next report
+    shutdown = False
+
+    def apply(ops: list[Operation], clock: int) -> None:
+        nonlocal shutdown
+        queue = list(ops)
+        while queue:
+            op = queue.pop(0)
+            if isinstance(op, Create):
+                rid = op.request_id
+                hparams[rid], quality[rid], started[rid], trained[rid] = (
+                    op.hparams,
+                    metric_rng.random(),
+                    clock,
+                    0,
+                )
+                lengths: list[int] = [max_time]
+                if isinstance(searcher, ASHASearch):
+                    lengths = list(searcher.brackets[searcher.trial_bracket(rid)].rung_lengths)
+                reports[rid] = sorted({min(t, max_time) for t in lengths} | {max_time})
+                heapq.heappush(events, (clock + reports[rid][0], rid))
+            elif isinstance(op, Stop):
+                reports[op.request_id] = []  # no more reports; its pending event is dropped
+                queue += searcher.on_trial_exited(op.request_id, ExitReason.STOPPED)
+            elif isinstance(op, Shutdown):
+                shutdown = True
+
+    apply(searcher.initial_operations(), 0)
+    while events and not shutdown:
+        clock, rid = heapq.heappop(events)
+        if not reports.get(rid) or clock != started[rid] + reports[rid][0]:
+            continue  # the trial was stopped
+        t = reports[rid].pop(0)
+        trained[rid] = t
+        # A noisy metric that improves with training; each trial has its own quality.
+        metric = quality[rid] + (1.0 - t / max_time) * 0.5 * metric_rng.random()
+        apply(searcher.on_validation_completed(rid, metric, t), clock)
+        if reports[rid]:
+            heapq.heappush(events, (started[rid] + reports[rid][0], rid))
+        elif t >= max_time:
+            reports[rid] = []
+            apply(searcher.on_trial_exited(rid, ExitReason.COMPLETED), clock)
+    if not shutdown:
+        raise RuntimeError(f"the {sc.name} searcher did not shut down in the simulation; this is a bug")
+
+    trials = [(rid, hparams[rid], trained[rid]) for rid in sorted(hparams)]
+    counts: dict[int, int] = {}
+    for _, _, t in trials:
+        counts[t] = counts.get(t, 0) + 1
+    summary = [SummaryRow(counts[t], t, sc.time_metric) for t in sorted(counts)]
+    brackets: list[BracketPreview] = []
+    if isinstance(searcher, ASHASearch):
+        for i, b in enumerate(searcher.brackets):
+            ended = [t for rid, _, t in trials if searcher.trial_bracket(rid) == i]
+            simulated = tuple(sum(1 for t in ended if t == length) for length in b.rung_lengths)
+            planned = _planned(b.num_rungs, b.max_trials, searcher.divisor)
+            brackets.append(
+                BracketPreview(
+                    b.num_rungs, b.max_trials, b.max_concurrent_trials, b.rung_lengths, planned, simulated
+                )
+            )
+    return SearchPreview(
+        searcher_name=sc.name,
+        time_metric=sc.time_metric,
+        max_time=max_time,
+        trials=trials,
+        total_time=sum(t for _, _, t in trials),
+        summary=summary,
+        brackets=brackets,
+    )

@@ -1,0 +1,325 @@
+"""What runs on a Dask worker: unpickle the model definition, build the trial context, run user code.
+
+:func:`run_trial` is the one task function the controller submits. It never touches the store: its
+events (metrics, checkpoints, log lines) go to the controller as Dask events on the experiment's
+topic, and it returns a small summary (status, traceback, number of events sent, so the controller
+knows when it has them all).
+
+:class:`TrialWorkerPlugin` (a *named* Dask ``WorkerPlugin``) keeps per-worker state: the cache of
+unpickled model definitions (keyed by digest, so each worker unpickles one definition once) and the
+stop flags that ``ctx.should_stop()`` reads and the controller sets with :func:`request_stop`.
+
+Example (the controller does this for you):
+    >>> from det_jupyter.worker.runtime import TrialWorkerPlugin
+    >>> TrialWorkerPlugin.name
+    'det-jupyter'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import random
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import cloudpickle
+from distributed import WorkerPlugin, get_worker
+
+from det_jupyter.checkpoints import CheckpointStorage
+from det_jupyter.worker.context import StopFlag, TrialContext, TrialSpec
+
+__all__ = ["TrialWorkerPlugin", "call_entrypoint", "request_stop", "run_trial"]
+
+StopKey = str  # the run's Dask task key: unique across experiments, stores and controllers
+
+
+class TrialWorkerPlugin(WorkerPlugin):
+    """Per-worker state of det_jupyter: model-definition cache and stop flags.
+
+    Registered by the controller with ``client.register_plugin`` (idempotent, by name); a worker that
+    somehow lacks it gets one on first use.
+    """
+
+    name = "det-jupyter"
+    max_cached_definitions = 8
+
+    def __init__(self) -> None:
+        self._definitions: OrderedDict[str, Any] = OrderedDict()
+        self._stops: dict[StopKey, tuple[StopFlag, float]] = {}
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # shipped to workers empty; the lock and caches are per process
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def setup(self, worker: Any) -> None:
+        _install_output_router()
+
+    def definition(self, digest: str, blob: bytes) -> Any:
+        """The unpickled model definition for ``digest`` (unpickled once per worker)."""
+        with self._lock:
+            if digest in self._definitions:
+                self._definitions.move_to_end(digest)
+                return self._definitions[digest]
+        obj = cloudpickle.loads(blob)
+        with self._lock:
+            self._definitions[digest] = obj
+            while len(self._definitions) > self.max_cached_definitions:
+                self._definitions.popitem(last=False)
+        return obj
+
+    def stop_flag(self, key: StopKey) -> StopFlag:
+        """The flag of one trial run, created on first use (a stop may arrive before the run starts).
+
+        Flags of runs that never came to this worker (stops are broadcast for queued runs) are
+        forgotten after an hour.
+        """
+        now = time.monotonic()
+        with self._lock:
+            stale = [k for k, (_, born) in self._stops.items() if now - born > 3600 and k != key]
+            for k in stale:
+                del self._stops[k]
+            return self._stops.setdefault(key, (StopFlag(), now))[0]
+
+    def request_stop(self, key: StopKey) -> None:
+        """Ask a trial run to stop at its next ``should_stop()`` check."""
+        self.stop_flag(key).set()
+
+    def release(self, key: StopKey) -> None:
+        """Forget a finished run's flag."""
+        with self._lock:
+            self._stops.pop(key, None)
+
+
+def _plugin(worker: Any) -> TrialWorkerPlugin:
+    plugin = worker.plugins.get(TrialWorkerPlugin.name)
+    if plugin is None:
+        plugin = TrialWorkerPlugin()
+        plugin.setup(worker)
+        worker.plugins[TrialWorkerPlugin.name] = plugin
+    return plugin  # type: ignore[no-any-return]
+
+
+def request_stop(key: StopKey, dask_worker: Any = None) -> bool:
+    """Run on a worker via ``client.run``: set the stop flag of one trial run."""
+    worker = dask_worker if dask_worker is not None else get_worker()
+    _plugin(worker).request_stop(key)
+    return True
+
+
+class _DaskSink:
+    """An EventSink that sends events to the controller over the Dask scheduler."""
+
+    def __init__(self, worker: Any, topic: str) -> None:
+        self._worker = worker
+        self._topic = topic
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self._worker.log_event(self._topic, event)
+
+
+def call_entrypoint(entrypoint: Any, ctx: TrialContext) -> None:
+    """Run user code: ``Cls.run_trial(ctx)`` for trial classes (TorchTrial, KerasTrial), else ``fn(ctx)``."""
+    run = getattr(entrypoint, "run_trial", None) if isinstance(entrypoint, type) else None
+    if callable(run):
+        run(ctx)
+    elif callable(entrypoint):
+        entrypoint(ctx)
+    else:
+        raise TypeError(
+            f"entrypoint {entrypoint!r} is neither a function taking the trial context nor a trial class "
+            "(subclass det_jupyter.torch.TorchTrial / det_jupyter.keras.KerasTrial)"
+        )
+
+
+def run_trial(spec: TrialSpec, blob: bytes, digest: str) -> dict[str, Any]:
+    """The Dask task of one trial run. Returns ``{"status", "traceback", "events_sent", "stopped"}``.
+
+    ``status`` is ``"completed"`` when user code returned and ``"error"`` when it raised (the traceback
+    is also sent to the trial's log). A dying worker surfaces to the controller as a failed future.
+    """
+    worker = get_worker()
+    plugin = _plugin(worker)
+    key: StopKey = spec.run_key or f"{spec.experiment_id}-{spec.trial_id}-{spec.run_id}"
+    spec = _newest_checkpoint(spec)
+    ctx = TrialContext(spec, _DaskSink(worker, spec.topic), plugin.stop_flag(key))
+    ctx._emit(
+        {
+            "type": "started",
+            "worker": str(worker.address),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "gpus": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            "restored_from": spec.latest_checkpoint,
+        }
+    )
+    status, tb = "completed", None
+    try:
+        entrypoint = plugin.definition(digest, blob)
+        with _trial_environment(spec), _captured_output(ctx):
+            _seed_everything(spec.seed)
+            call_entrypoint(entrypoint, ctx)
+    except BaseException as exc:  # user code may raise anything; report it, let the controller decide
+        status, tb = "error", "".join(traceback.format_exception(exc))
+        ctx._flush()
+        ctx._emit({"type": "log", "lines": [[time.time(), line] for line in tb.rstrip().splitlines()]})
+    finally:
+        ctx._close()
+        plugin.release(key)
+    summary = {
+        "status": status,
+        "traceback": tb,
+        "events_sent": ctx.events_sent,
+        "stopped": ctx.should_stop(),
+    }
+    # The summary also travels as the run's last event, so the controller need not fetch task results
+    # (a round trip to the worker per trial); the return value is the fallback if that event is late.
+    ctx._emit({"type": "exited", **summary})
+    return summary
+
+
+def _newest_checkpoint(spec: TrialSpec) -> TrialSpec:
+    """Prefer the trial's newest committed checkpoint over the one in the task's arguments.
+
+    They differ when Dask itself re-ran this task after its worker died: the arguments are then as
+    old as the first submission, while the storage's pointer knows the latest commit.
+    """
+    storage = CheckpointStorage(spec.storage_url, spec.storage_options)
+    latest = storage.read_latest(spec.experiment_id, spec.trial_id)
+    if latest is not None and (spec.latest_checkpoint is None or latest[1] > spec.latest_checkpoint_steps):
+        return replace(spec, latest_checkpoint=latest[0], latest_checkpoint_steps=latest[1])
+    return spec
+
+
+@contextlib.contextmanager
+def _trial_environment(spec: TrialSpec) -> Iterator[None]:
+    """Apply ``environment.env_vars`` for the trial's duration (one trial per worker process)."""
+    saved = {k: os.environ.get(k) for k in spec.env_vars}
+    os.environ.update(spec.env_vars)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(seed % 2**32)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
+# --- output capture ------------------------------------------------------------------------------
+
+
+class _LineForwarder(io.TextIOBase):
+    """Collects one trial thread's printed output and sends it as log events, in batches."""
+
+    def __init__(self, ctx: TrialContext, interval: float = 0.2) -> None:
+        self._ctx = ctx
+        self._partial = ""
+        self._lines: list[list[Any]] = []
+        self._interval = interval
+        self._last = time.monotonic()
+
+    def write(self, text: str) -> int:
+        self._partial += text
+        if "\n" in self._partial:
+            *done, self._partial = self._partial.split("\n")
+            now = time.time()
+            self._lines += [[now, line] for line in done]
+            if time.monotonic() - self._last >= self._interval or len(self._lines) >= 500:
+                self.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if self._lines:
+            lines, self._lines = self._lines, []
+            self._ctx._emit({"type": "log", "lines": lines})
+        self._last = time.monotonic()
+
+    def close_out(self) -> None:
+        if self._partial:
+            self._lines.append([time.time(), self._partial])
+            self._partial = ""
+        self.flush()
+
+
+class _ThreadRouter(io.TextIOBase):
+    """Stands in for sys.stdout/sys.stderr: writes from a trial's thread go to its forwarder too."""
+
+    def __init__(self, original: Any) -> None:
+        self.original = original
+        self.routes: dict[int, _LineForwarder] = {}
+
+    def write(self, text: str) -> int:
+        forwarder = self.routes.get(threading.get_ident())
+        if forwarder is not None:
+            forwarder.write(text)
+        return int(self.original.write(text))
+
+    def flush(self) -> None:
+        self.original.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self.original, "encoding", "utf-8"))
+
+
+def _install_output_router() -> None:
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, _ThreadRouter):
+            setattr(sys, name, _ThreadRouter(stream))
+
+
+@contextlib.contextmanager
+def _captured_output(ctx: TrialContext) -> Iterator[None]:
+    _install_output_router()
+    forwarder = _LineForwarder(ctx)
+    ident = threading.get_ident()
+    routers: list[_ThreadRouter] = [s for s in (sys.stdout, sys.stderr) if isinstance(s, _ThreadRouter)]
+    for router in routers:
+        router.routes[ident] = forwarder
+    try:
+        yield
+    finally:
+        for router in routers:
+            router.routes.pop(ident, None)
+        forwarder.close_out()
+
+
+def describe_worker(dask_worker: Any) -> dict[str, Any]:
+    """Run on a worker via ``client.run``: its address, resources, pinned GPUs and their NVML state."""
+    from det_jupyter.engine.gpu import gpu_inventory, visible_gpu_indices
+
+    visible = visible_gpu_indices()
+    gpus = [g.to_dict() for g in gpu_inventory() if visible is None or g.index in visible]
+    return {
+        "address": str(dask_worker.address),
+        "name": str(dask_worker.name),
+        "host": socket.gethostname(),
+        "nthreads": int(dask_worker.state.nthreads),
+        "resources": dict(dask_worker.state.total_resources),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "gpus": gpus,
+    }

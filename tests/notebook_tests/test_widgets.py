@@ -1,0 +1,454 @@
+"""ExperimentWidget and its WidgetModel: figure data equals the store, controls write requests, refresh stops.
+
+Fast tests write rows into a fresh store by hand (no controller runs, so control requests stay
+pending and can be read back); slow tests follow real experiments on the session's Dask cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import det_jupyter
+from det_jupyter.config.experiment import load_config
+from det_jupyter.experiment import Experiment
+from det_jupyter.notebook.widget.model import WidgetModel
+from det_jupyter.notebook.widget.widget import ExperimentWidget
+from det_jupyter.states import ControlAction, ExperimentState, TrialState
+from det_jupyter.store.sqlite import Store
+
+CONFIG = {
+    "name": "widget-test",
+    "searcher": {"name": "random", "metric": "val_loss", "max_trials": 3, "max_time": 10, "time_metric": "batches"},
+    "hyperparameters": {
+        "lr": {"type": "double", "minval": 0, "maxval": 1},
+        "act": {"type": "categorical", "vals": ["relu", "tanh"]},
+    },
+}  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "det.db")
+
+
+@pytest.fixture
+def widgets() -> Iterator[list[ExperimentWidget]]:
+    """Widgets made by a test; their refresh threads are stopped at the end."""
+    made: list[ExperimentWidget] = []
+    yield made
+    for w in made:
+        w.close()
+
+
+def _experiment(store: Store, config: dict[str, Any] = CONFIG) -> Experiment:
+    exp_id = store.create_experiment(
+        name=config["name"], config=load_config(config).to_dict(), entrypoint=b"", seed=1
+    )
+    return Experiment(exp_id, store)
+
+
+def _trials(store: Store, exp: Experiment, n: int = 3) -> list[int]:
+    ids = [
+        store.create_trial(exp.id, i, {"lr": 0.1 * (i + 1), "act": ["relu", "tanh"][i % 2]}) for i in range(n)
+    ]
+    for t in ids:
+        store.update_trial(t, state=TrialState.ACTIVE)
+    return ids
+
+
+def _report(
+    store: Store, trial_id: int, kind: str, steps: range, fn: Callable[[int], float], run_id: int = 0
+) -> None:
+    name = "val_loss" if kind == "validation" else "loss"
+    store.add_metrics([(trial_id, run_id, kind, s, {name: fn(s), "other": -1.0}, time.time()) for s in steps])
+
+
+def _expected(
+    store: Store, exp: Experiment, kind: str, metric: str
+) -> dict[int, tuple[list[int], list[float]]]:
+    """Per trial, steps ascending and the newest value reported at each step: straight from the store."""
+    points: dict[int, dict[int, float]] = {}
+    for row in store.metrics(experiment_id=exp.id, kind=kind):
+        points.setdefault(row.trial_id, {})[row.steps] = row.metrics[metric]
+    return {t: (sorted(p), [p[s] for s in sorted(p)]) for t, p in sorted(points.items())}
+
+
+def _figure_series(fig: Any) -> dict[int, tuple[list[int], list[float]]]:
+    return {
+        int(tr.name.split()[1]): (list(tr.x), list(tr.y)) for tr in fig.data if tr.name.startswith("trial ")
+    }
+
+
+# --- the model ------------------------------------------------------------------------------------
+
+
+def test_model_reads_incrementally_and_matches_the_store(store: Store) -> None:
+    exp = _experiment(store)
+    t1, t2, _t3 = _trials(store, exp)
+    _report(store, t1, "training", range(1, 9), lambda s: 1 / s)
+    _report(store, t1, "validation", range(4, 9, 4), lambda s: 2 / s)
+    model = WidgetModel(store, exp.id)
+    changes = model.refresh()
+    assert changes.new_reports == 10 and changes.series == {"training": {t1}, "validation": {t1}}
+    assert model.training_metric == "loss"  # preferred over the other numeric metric
+    # a restarted run re-reports steps 5..8 with new values, and another trial starts reporting
+    _report(store, t1, "training", range(5, 11), lambda s: 10 / s, run_id=1)
+    _report(store, t2, "validation", range(4, 5), lambda s: 0.25)
+    changes = model.refresh()
+    assert changes.new_reports == 7
+    assert changes.series == {"training": {t1}, "validation": {t2}}
+    assert model.series("training") == _expected(store, exp, "training", "loss")
+    assert model.series("validation") == _expected(store, exp, "validation", "val_loss")
+    assert model.trial_series("training", t1) == (
+        list(range(1, 11)),
+        [1, 1 / 2, 1 / 3, 1 / 4, 2, 10 / 6, 10 / 7, 10 / 8, 10 / 9, 1],
+    )
+    assert not model.refresh()  # nothing new: nothing to redraw
+
+
+def test_training_metric_falls_back_to_a_loss_like_name(store: Store) -> None:
+    exp = _experiment(store)
+    (t1,) = _trials(store, exp, 1)
+    store.add_metrics([(t1, 0, "training", 1, {"accuracy": 0.5, "train_loss": 0.9}, time.time())])
+    model = WidgetModel(store, exp.id)
+    model.refresh()
+    assert model.training_metric == "train_loss"
+    assert model.series("training") == {t1: ([1], [0.9])}
+
+
+def test_table_sorts_and_best_trial_follows_the_searcher_direction(store: Store) -> None:
+    config = {**CONFIG, "searcher": {**CONFIG["searcher"], "metric": "val_acc", "smaller_is_better": False}}
+    exp = _experiment(store, config)
+    t1, t2, t3 = _trials(store, exp)
+    store.update_trial(t1, best_validation=0.7, steps_completed=10, restarts=1)
+    store.update_trial(t2, best_validation=0.9, steps_completed=4)
+    store.update_trial(t3, steps_completed=2)
+    model = WidgetModel(store, exp.id)
+    model.refresh()
+    assert model.best_trial_id == t2
+    assert [r.id for r in model.table_rows("best")] == [t2, t1, t3]  # best first, unscored last
+    assert [r.id for r in model.table_rows("best", descending=True)] == [t1, t2, t3]
+    assert [r.id for r in model.table_rows("steps", descending=True)] == [t1, t2, t3]
+    assert [r.id for r in model.table_rows("restarts")] == [t2, t3, t1]
+    assert [r.is_best for r in model.table_rows()] == [False, True, False]
+    with pytest.raises(ValueError, match="sort_by='metric' is not a table column"):
+        model.table_rows("metric")
+
+
+# --- the widget -----------------------------------------------------------------------------------
+
+
+def test_figures_show_one_trace_per_trial_equal_to_the_store(
+    store: Store, widgets: list[ExperimentWidget]
+) -> None:
+    exp = _experiment(store)
+    t1, t2, t3 = _trials(store, exp)
+    for i, t in enumerate((t1, t2, t3)):
+        _report(store, t, "training", range(1, 6), lambda s, i=i: i + 1 / s)
+        _report(store, t, "validation", range(5, 6), lambda s, i=i: 0.5 + i)
+        store.update_trial(t, best_validation=0.5 + i, steps_completed=5)
+    store.update_trial(t3, state=TrialState.STOPPED)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    assert _figure_series(w.training_figure) == _expected(store, exp, "training", "loss")
+    assert _figure_series(w.validation_figure) == _expected(store, exp, "validation", "val_loss")
+    # new reports appear after the next refresh
+    _report(store, t2, "training", range(6, 9), lambda s: 0.1)
+    _report(store, t2, "validation", range(8, 9), lambda s: 0.1)
+    store.update_trial(t2, best_validation=0.1, steps_completed=8)
+    w.refresh()
+    assert _figure_series(w.training_figure) == _expected(store, exp, "training", "loss")
+    assert _figure_series(w.validation_figure) == _expected(store, exp, "validation", "val_loss")
+    for fig in (w.training_figure, w.validation_figure):  # spare traces for later trials stay empty
+        assert all(not tr.x and not tr.showlegend for tr in fig.data if not tr.name)
+    # the best trial (now t2) is drawn thick and opaque, the others thin
+    widths = {tr.name: tr.line.width for tr in w.validation_figure.data if tr.name.startswith("trial")}
+    assert widths == {f"trial {t1}": 1.5, f"trial {t2}": 4.0, f"trial {t3}": 1.5}
+    # the early-stopped trial is marked where it stopped
+    (stop,) = [tr for tr in w.validation_figure.data if tr.name == "ASHA stop"]
+    assert (list(stop.x), list(stop.y), list(stop.hovertext)) == ([5], [2.5], [f"trial {t3} stopped early"])
+    assert f"{t2} ★" in w.table.value
+
+
+def test_a_refresh_sends_one_batched_update_per_figure(store: Store, widgets: list[ExperimentWidget]) -> None:
+    exp = _experiment(store)
+    trials = _trials(store, exp)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    sent: dict[str, int] = {"training": 0, "validation": 0}
+    for kind, fig in (("training", w.training_figure), ("validation", w.validation_figure)):
+        send = fig._send
+
+        def counting(*args: Any, _kind: str = kind, _send: Any = send, **kwargs: Any) -> Any:
+            sent[_kind] += 1
+            return _send(*args, **kwargs)
+
+        fig._send = counting
+    for t in trials:  # three new trials: they take spare traces, in one batched update
+        _report(store, t, "training", range(1, 50), lambda s: 1 / s)
+    w.refresh()
+    assert sent["training"] == 4
+    for t in trials:  # three changed traces: again one batched update
+        _report(store, t, "training", range(50, 100), lambda s: 1 / s)
+    w.refresh()
+    assert sent["training"] == 8
+    assert sent["validation"] == 0  # nothing changed there, nothing sent
+    for t in trials:  # a third update within the same second waits for the next refresh
+        _report(store, t, "training", range(100, 101), lambda s: 1 / s)
+    w.refresh()
+    assert sent["training"] == 8 and w.pending
+    assert _figure_series(w.training_figure)[trials[0]][0][-1] == 99
+
+
+def test_buttons_write_control_requests(store: Store, widgets: list[ExperimentWidget]) -> None:
+    exp = _experiment(store)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    assert not w.pause_button.disabled and w.activate_button.disabled and not w.kill_button.disabled
+    w.pause_button.click()
+    w.activate_button.click()
+    w.kill_button.click()
+    actions = [r.action for r in store.pending_requests(exp.id)]
+    assert actions == [ControlAction.PAUSE, ControlAction.ACTIVATE, ControlAction.KILL]
+    assert "kill requested" in w.status.value
+    store.update_experiment(exp.id, state=ExperimentState.PAUSED)
+    w.refresh()
+    assert w.pause_button.disabled and not w.activate_button.disabled
+
+
+def test_failed_trials_show_their_traceback(store: Store, widgets: list[ExperimentWidget]) -> None:
+    exp = _experiment(store)
+    t1, t2, _ = _trials(store, exp)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    assert w.errors.layout.display == "none"
+    store.update_trial(t1, state=TrialState.ERROR, restarts=3, error="Traceback\nKeyError: 'label' <col>")
+    store.update_trial(t2, restarts=1, error="Traceback\nValueError: once")
+    w.refresh()
+    assert w.errors.layout.display is None
+    assert f"trial {t1} failed (ERROR after 3 restart(s))" in w.errors.value
+    assert "KeyError: &#x27;label&#x27; &lt;col&gt;" in w.errors.value  # escaped, not injected
+    assert f"trial {t2} failed and was restarted" in w.errors.value
+
+
+def test_refresh_thread_stops_after_one_final_refresh(
+    store: Store, widgets: list[ExperimentWidget], wait_for: Any
+) -> None:
+    exp = _experiment(store)
+    trials = _trials(store, exp)
+    for i, t in enumerate(trials):
+        _report(store, t, "validation", range(10, 11), lambda s, i=i: 0.3 + i)
+        store.update_trial(t, best_validation=0.3 + i)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    w.start()
+    assert w.refreshing and w.parallel_figure is None
+    _report(store, trials[0], "validation", range(11, 12), lambda s: 0.2)
+    wait_for(lambda: _figure_series(w.validation_figure)[trials[0]][0] == [10, 11], what="the thread to draw")
+    store.update_trial(trials[0], best_validation=0.2)
+    for t in trials:
+        store.update_trial(t, state=TrialState.COMPLETED)
+    store.update_experiment(exp.id, state=ExperimentState.COMPLETED, ended_at=time.time(), progress=1.0)
+    wait_for(lambda: not w.refreshing, timeout=10, what="the refresh thread to stop")
+    count = w.refreshes
+    assert w.pause_button.disabled and w.activate_button.disabled and w.kill_button.disabled
+    assert w.progress.value == 1.0 and w.progress.bar_style == "success"
+    # the parallel-coordinates plot of hparams vs the metric appears once it has ended
+    dims = {d.label: list(d.values) for d in w.parallel_figure.data[0].dimensions}
+    assert dims["lr"] == pytest.approx([0.1, 0.2, 0.3]) and dims["val_loss"] == [0.2, 1.3, 2.3]
+    assert dims["act"] == [0.0, 1.0, 0.0]  # categorical, coded with tick labels
+    assert f"Best trial <b>{trials[0]}</b>" in w.footer.value
+    w.start()  # nothing to follow any more
+    assert not w.refreshing and w.refreshes == count
+
+
+def test_refresh_rate_is_bounded(store: Store) -> None:
+    with pytest.raises(ValueError, match="at most twice a second"):
+        ExperimentWidget(_experiment(store), refresh_interval=0.1)
+
+
+def test_experiment_displays_its_widget_only_in_a_kernel(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = _experiment(store)
+    exp._ipython_display_()  # no kernel here: the repr line
+    assert capsys.readouterr().out.strip() == f"<Experiment {exp.id} 'widget-test' ACTIVE progress=0%>"
+
+
+# --- live experiments on the cluster ----------------------------------------------------------------
+
+
+def paced_trial(ctx: Any) -> None:
+    """Reports a training loss every step and a validation every 4.
+
+    With hparam ``gate`` (a path), it pauses after step 4 until that file exists, so a test can look
+    at the widget while the experiment certainly runs.
+    """
+    gate = ctx.hparams.get("gate")
+    for step in range(1, ctx.searcher.max_time + 1):
+        while gate and step == 5 and not Path(gate).exists() and not ctx.should_stop():
+            time.sleep(0.01)
+        time.sleep(ctx.hparams.get("step_seconds", 0.0))
+        ctx.report_training_metrics(step, {"loss": ctx.hparams["x"] / step})
+        if step % 4 == 0:
+            ctx.report_validation_metrics(step, {"val_loss": ctx.hparams["x"] + 1 / step})
+        if ctx.should_stop():
+            return
+
+
+def _live_config(**searcher: Any) -> dict[str, Any]:
+    return {
+        "name": "widget-live",
+        "searcher": {"name": "random", "metric": "val_loss", "max_trials": 3, "max_time": 16,
+                     "time_metric": "batches", "max_concurrent_trials": 2, **searcher},
+        "hyperparameters": {"x": {"type": "double", "minval": 0, "maxval": 1}, "step_seconds": 0.05},
+    }  # fmt: skip
+
+
+@pytest.mark.slow
+def test_widget_follows_a_running_experiment_to_its_end(
+    det_home: Path, tmp_path: Path, dask_client: Any, widgets: list[ExperimentWidget], wait_for: Any
+) -> None:
+    config = _live_config(max_time=20)
+    gate = tmp_path / "go"
+    config["hyperparameters"]["gate"] = str(gate)
+    exp = det_jupyter.create_experiment(config, paced_trial, cluster=dask_client)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    w.start()
+    wait_for(
+        lambda: sum(len(x) == 4 for x, _ in _figure_series(w.training_figure).values()) == 2,
+        what="the two running trials' first 4 steps to be drawn while they wait at the gate",
+    )
+    assert exp.state == ExperimentState.ACTIVE
+    gate.touch()
+    assert exp.wait(timeout=120) == ExperimentState.COMPLETED
+    wait_for(lambda: not w.refreshing, timeout=10, what="the widget to stop refreshing")
+    store = exp.store
+    assert _figure_series(w.training_figure) == _expected(store, exp, "training", "loss")
+    assert _figure_series(w.validation_figure) == _expected(store, exp, "validation", "val_loss")
+    assert len(_figure_series(w.validation_figure)) == 3
+    best = exp.best_trial()
+    assert best is not None
+    widths = {tr.name: tr.line.width for tr in w.validation_figure.data if tr.name.startswith("trial")}
+    assert widths.pop(f"trial {best.id}") == 4.0 and set(widths.values()) == {1.5}
+    assert w.parallel_figure is not None
+    assert "COMPLETED" in w.header.value and "trials: 3 done, 0 running, 0 queued" in w.header.value
+
+
+@pytest.mark.slow
+def test_asha_stops_are_marked_where_trials_stopped(
+    det_home: Path, dask_client: Any, widgets: list[ExperimentWidget], wait_for: Any
+) -> None:
+    config = _live_config(name="adaptive_asha", mode="aggressive", max_trials=8, max_time=16, divisor=4)
+    config["reproducibility"] = {"experiment_seed": 7}  # the same 8 hparams every run
+    exp = det_jupyter.create_experiment(config, paced_trial, cluster=dask_client)
+    assert exp.wait(timeout=120) == ExperimentState.COMPLETED
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    stopped = {t.id for t in exp.trials() if t.state == TrialState.STOPPED}
+    assert stopped, "the search stopped no trial early"
+    (marker,) = [tr for tr in w.validation_figure.data if tr.name == "ASHA stop"]
+    series = _figure_series(w.validation_figure)
+    assert sorted(zip(marker.x, marker.y)) == sorted((series[t][0][-1], series[t][1][-1]) for t in stopped)
+
+
+@pytest.mark.slow
+def test_kill_button_stops_a_running_experiment(
+    det_home: Path, dask_client: Any, widgets: list[ExperimentWidget], wait_for: Any
+) -> None:
+    config = _live_config(max_time=2000)
+    exp = det_jupyter.create_experiment(config, paced_trial, cluster=dask_client)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    wait_for(lambda: exp.store.metrics(experiment_id=exp.id), what="the first reports")
+    w.kill_button.click()
+    assert exp.wait(timeout=60) == ExperimentState.CANCELED
+    w.refresh()
+    assert w.kill_button.disabled and "CANCELED" in w.header.value
+
+
+@pytest.mark.slow
+def test_kill_button_works_while_the_kernel_runs_another_cell(
+    det_home: Path, tmp_path: Path, dask_client: Any, wait_for: Any
+) -> None:
+    """A real ipykernel, driven as JupyterLab drives it: the click arrives while a cell sleeps."""
+    import os
+    import queue
+    import sys
+
+    from jupyter_client.manager import start_new_kernel
+
+    env = {**os.environ, "DET_JUPYTER_HOME": str(det_home)}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # this venv's ipykernel
+    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
+    try:
+
+        def run(code: str) -> list[dict[str, Any]]:
+            msg_id = kc.execute(code)
+            out = []
+            while True:
+                msg = kc.get_iopub_msg(timeout=120)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                out.append(msg)
+                assert msg["msg_type"] != "error", "\n".join(msg["content"]["traceback"])
+                if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    while kc.get_shell_msg(timeout=10)["parent_header"].get("msg_id") != msg_id:
+                        pass  # consume the execute_reply
+                    return out
+
+        gate = tmp_path / "never"
+        run(
+            "%load_ext det_jupyter\n"
+            "import time\nfrom pathlib import Path\n"
+            "def gated(ctx):\n"
+            f"    while not Path({str(gate)!r}).exists() and not ctx.should_stop():\n"
+            "        time.sleep(0.01)\n"
+        )
+        config = (
+            "searcher: {name: random, metric: val_loss, max_trials: 2, max_time: 4, time_metric: batches}\n"
+        )
+        shown = run(f"%%det_experiment gated -o exp --cluster {dask_client.scheduler.address}\n{config}")
+        assert any("application/vnd.jupyter.widget-view+json" in m["content"].get("data", {}) for m in shown)
+        (kill,) = [
+            m["content"]["comm_id"]
+            for m in shown
+            if m["msg_type"] == "comm_open"
+            and m["content"]["data"]["state"].get("_model_name") == "ButtonModel"
+            and m["content"]["data"]["state"].get("description") == "Kill"
+        ]
+        (exp,) = det_jupyter.list_experiments()
+        wait_for(lambda: {t.state for t in exp.trials()} == {TrialState.ACTIVE}, what="both trials to run")
+
+        busy = kc.execute("import time; time.sleep(300)")  # the kernel is now busy with this cell
+        kc.shell_channel.send(
+            kc.session.msg(
+                "comm_msg", {"comm_id": kill, "data": {"method": "custom", "content": {"event": "click"}}}
+            )
+        )
+        assert exp.wait(timeout=60) == ExperimentState.CANCELED
+        seen: list[str] = []
+
+        def header_says_canceled() -> bool:  # the refresh thread keeps drawing while the cell sleeps
+            try:
+                msg = kc.get_iopub_msg(timeout=0.1)
+            except queue.Empty:
+                return False
+            seen.append(str(msg["content"].get("data", {}).get("state", {}).get("value", "")))
+            return "CANCELED" in seen[-1] and "experiment" in seen[-1]
+
+        wait_for(header_says_canceled, timeout=30, what="the widget header to show CANCELED")
+        replies = []  # ... and still is: the sleeping cell has not replied
+        while kc.shell_channel.msg_ready():
+            replies.append(kc.get_shell_msg(timeout=1)["parent_header"].get("msg_id"))
+        assert busy not in replies
+        km.interrupt_kernel()
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
