@@ -26,13 +26,30 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from det_jupyter.errors import NotFoundError, StoreError
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
+from det_jupyter.store.results import ResultTables
+from det_jupyter.store.rows import (
+    CheckpointRow,
+    ExperimentRow,
+    LogRow,
+    MetricRow,
+    RequestRow,
+    TrialRow,
+    TrialStats,
+)
+from det_jupyter.store.schema import (
+    EXPERIMENT_COLUMNS,
+    EXPERIMENT_UPDATABLE,
+    SCHEMA_VERSION,
+    TRIAL_COLUMNS,
+    TRIAL_UPDATABLE,
+    migrate,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -46,93 +63,6 @@ __all__ = [
     "TrialStats",
     "default_home",
 ]
-
-# Each entry migrates the schema from version i to i + 1. Never edit a released entry; append.
-_MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE experiments (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT NOT NULL,
-        description TEXT NOT NULL DEFAULT '',
-        state TEXT NOT NULL,
-        config TEXT NOT NULL,
-        entrypoint BLOB NOT NULL,
-        entrypoint_name TEXT NOT NULL DEFAULT '',
-        load_hook BLOB,
-        seed INTEGER NOT NULL,
-        searcher_state TEXT,
-        progress REAL NOT NULL DEFAULT 0,
-        owner TEXT,
-        heartbeat REAL,
-        cluster_address TEXT,
-        dashboard_link TEXT,
-        error TEXT,
-        created_at REAL NOT NULL,
-        ended_at REAL
-    );
-    CREATE TABLE trials (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
-        request_id INTEGER NOT NULL,
-        hparams TEXT NOT NULL,
-        state TEXT NOT NULL,
-        restarts INTEGER NOT NULL DEFAULT 0,
-        run_id INTEGER NOT NULL DEFAULT 0,
-        steps_completed INTEGER NOT NULL DEFAULT 0,
-        best_validation REAL,
-        latest_validation REAL,
-        searcher_time REAL NOT NULL DEFAULT 0,
-        error TEXT,
-        worker TEXT,
-        created_at REAL NOT NULL,
-        started_at REAL,
-        ended_at REAL,
-        UNIQUE (experiment_id, request_id)
-    );
-    CREATE INDEX trials_by_experiment ON trials(experiment_id);
-    CREATE TABLE metrics (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
-        run_id INTEGER NOT NULL,
-        kind TEXT NOT NULL,
-        steps INTEGER NOT NULL,
-        metrics TEXT NOT NULL,
-        reported_at REAL NOT NULL
-    );
-    CREATE INDEX metrics_by_trial ON metrics(trial_id, kind, steps);
-    CREATE TABLE checkpoints (
-        uuid TEXT PRIMARY KEY,
-        trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
-        experiment_id INTEGER NOT NULL,
-        run_id INTEGER NOT NULL,
-        steps INTEGER NOT NULL,
-        state TEXT NOT NULL,
-        metric REAL,
-        metadata TEXT NOT NULL,
-        resources TEXT NOT NULL,
-        created_at REAL NOT NULL
-    );
-    CREATE INDEX checkpoints_by_trial ON checkpoints(trial_id, steps);
-    CREATE INDEX checkpoints_by_experiment ON checkpoints(experiment_id);
-    CREATE TABLE logs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        trial_id INTEGER NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
-        run_id INTEGER NOT NULL,
-        ts REAL NOT NULL,
-        line TEXT NOT NULL
-    );
-    CREATE INDEX logs_by_trial ON logs(trial_id, id);
-    CREATE TABLE requests (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
-        action TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        handled_at REAL
-    );
-    CREATE INDEX pending_requests ON requests(experiment_id, handled_at);
-    """,
-]
-SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 def default_home() -> Path:
@@ -158,141 +88,7 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-@dataclass(frozen=True)
-class ExperimentRow:
-    """A read-only snapshot of an experiment (blobs left out)."""
-
-    id: int
-    name: str
-    description: str
-    state: ExperimentState
-    config: dict[str, Any]
-    entrypoint_name: str
-    seed: int
-    progress: float
-    owner: str | None
-    heartbeat: float | None
-    cluster_address: str | None
-    dashboard_link: str | None
-    error: str | None
-    created_at: float
-    ended_at: float | None
-
-
-@dataclass(frozen=True)
-class TrialRow:
-    """A read-only snapshot of a trial."""
-
-    id: int
-    experiment_id: int
-    request_id: int
-    hparams: dict[str, Any]
-    state: TrialState
-    restarts: int
-    run_id: int
-    steps_completed: int
-    best_validation: float | None
-    latest_validation: float | None
-    searcher_time: float
-    error: str | None
-    worker: str | None
-    created_at: float
-    started_at: float | None
-    ended_at: float | None
-
-
-@dataclass(frozen=True)
-class MetricRow:
-    """One report: ``kind`` is ``training`` or ``validation``."""
-
-    trial_id: int
-    run_id: int
-    kind: str
-    steps: int
-    metrics: dict[str, Any]
-    reported_at: float
-
-
-@dataclass(frozen=True)
-class CheckpointRow:
-    """A committed checkpoint; ``state`` is ``COMPLETED`` or ``DELETED`` (by the GC policy)."""
-
-    uuid: str
-    trial_id: int
-    experiment_id: int
-    run_id: int
-    steps: int
-    state: str
-    metric: float | None
-    metadata: dict[str, Any]
-    resources: dict[str, int]
-    created_at: float
-
-
-@dataclass(frozen=True)
-class LogRow:
-    """One line of a trial's output."""
-
-    trial_id: int
-    run_id: int
-    ts: float
-    line: str
-
-
-@dataclass(frozen=True)
-class TrialStats:
-    """Aggregates of an experiment's trials: how many per state, and the range of their best metrics."""
-
-    experiment_id: int
-    counts: dict[TrialState, int]
-    min_best_validation: float | None
-    max_best_validation: float | None
-
-    @property
-    def total(self) -> int:
-        """All trials of the experiment."""
-        return sum(self.counts.values())
-
-
-@dataclass(frozen=True)
-class RequestRow:
-    """A control request (pause / activate / kill) waiting for the controller."""
-
-    id: int
-    experiment_id: int
-    action: ControlAction
-    created_at: float
-
-
-_EXPERIMENT_COLUMNS = ", ".join(f.name for f in fields(ExperimentRow))
-_TRIAL_COLUMNS = ", ".join(f.name for f in fields(TrialRow))
-_CHECKPOINT_COLUMNS = ", ".join(f.name for f in fields(CheckpointRow))
-_TRIAL_UPDATABLE = {
-    "state",
-    "restarts",
-    "run_id",
-    "steps_completed",
-    "best_validation",
-    "latest_validation",
-    "searcher_time",
-    "error",
-    "worker",
-    "started_at",
-    "ended_at",
-}
-_EXPERIMENT_UPDATABLE = {
-    "state",
-    "progress",
-    "owner",
-    "heartbeat",
-    "cluster_address",
-    "dashboard_link",
-    "error",
-    "ended_at",
-}
-
-
-class Store:
+class Store(ResultTables):
     """The SQLite store. Thread-safe (one connection per thread); several processes may share a file.
 
     Args:
@@ -357,19 +153,8 @@ class Store:
             self._local.conn = None
 
     def _migrate(self) -> None:
-        conn = self._conn
         with self.transaction():
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"store {self.path} has schema version {version}, newer than this det_jupyter knows "
-                    f"({SCHEMA_VERSION}); upgrade det_jupyter or point DET_JUPYTER_HOME elsewhere"
-                )
-            for i in range(version, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[i].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {i + 1}")
+            migrate(self._conn, self.path)
 
     @property
     def schema_version(self) -> int:
@@ -410,7 +195,7 @@ class Store:
     def get_experiment(self, experiment_id: int) -> ExperimentRow:
         """One experiment; raises :class:`NotFoundError` for an unknown id."""
         row = self._conn.execute(
-            f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments WHERE id = ?", (experiment_id,)
+            f"SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE id = ?", (experiment_id,)
         ).fetchone()
         if row is None:
             raise NotFoundError(f"experiment {experiment_id} not found in {self.path}")
@@ -419,7 +204,7 @@ class Store:
     def list_experiments(self, *, limit: int | None = None, offset: int = 0) -> list[ExperimentRow]:
         """Experiments, newest first."""
         rows = self._conn.execute(
-            f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments ORDER BY id DESC LIMIT ? OFFSET ?",
+            f"SELECT {EXPERIMENT_COLUMNS} FROM experiments ORDER BY id DESC LIMIT ? OFFSET ?",
             (-1 if limit is None else limit, offset),
         ).fetchall()
         return [self._experiment(r) for r in rows]
@@ -439,7 +224,7 @@ class Store:
 
     def update_experiment(self, experiment_id: int, **values: Any) -> None:
         """Set columns of an experiment (``state``, ``progress``, ``owner``, ``heartbeat``, ...)."""
-        self._update("experiments", _EXPERIMENT_UPDATABLE, experiment_id, values)
+        self._update("experiments", EXPERIMENT_UPDATABLE, experiment_id, values)
 
     def get_searcher_state(self, experiment_id: int) -> dict[str, Any] | None:
         """The searcher's saved state, or ``None`` before the first save."""
@@ -493,7 +278,7 @@ class Store:
 
     def get_trial(self, trial_id: int) -> TrialRow:
         """One trial; raises :class:`NotFoundError` for an unknown id."""
-        row = self._conn.execute(f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE id = ?", (trial_id,)).fetchone()
+        row = self._conn.execute(f"SELECT {TRIAL_COLUMNS} FROM trials WHERE id = ?", (trial_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"trial {trial_id} not found in {self.path}")
         return self._trial(row)
@@ -501,14 +286,14 @@ class Store:
     def list_trials(self, experiment_id: int, *, limit: int | None = None, offset: int = 0) -> list[TrialRow]:
         """An experiment's trials in creation order (a page of ``limit`` from ``offset`` if given)."""
         rows = self._conn.execute(
-            f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE experiment_id = ? ORDER BY id LIMIT ? OFFSET ?",
+            f"SELECT {TRIAL_COLUMNS} FROM trials WHERE experiment_id = ? ORDER BY id LIMIT ? OFFSET ?",
             (experiment_id, -1 if limit is None else limit, offset),
         ).fetchall()
         return [self._trial(r) for r in rows]
 
     def update_trial(self, trial_id: int, **values: Any) -> None:
         """Set columns of a trial (``state``, ``restarts``, ``best_validation``, ``error``, ...)."""
-        self._update("trials", _TRIAL_UPDATABLE, trial_id, values)
+        self._update("trials", TRIAL_UPDATABLE, trial_id, values)
 
     def trial_counts(self, experiment_id: int) -> dict[TrialState, int]:
         """How many trials of an experiment are in each state."""
@@ -554,145 +339,6 @@ class Store:
             ):
                 out[exp_id].append(float(value))
         return out
-
-    # --- metrics, logs -------------------------------------------------------------------------
-
-    def add_metrics(self, rows: Iterable[tuple[int, int, str, int, dict[str, Any], float]]) -> None:
-        """Insert reports ``(trial_id, run_id, kind, steps, metrics, reported_at)`` in one go."""
-        self._conn.executemany(
-            "INSERT INTO metrics (trial_id, run_id, kind, steps, metrics, reported_at) VALUES (?, ?, ?, ?, ?, ?)",
-            [(t, r, k, s, json.dumps(m), ts) for t, r, k, s, m, ts in rows],
-        )
-
-    def metrics(
-        self,
-        *,
-        experiment_id: int | None = None,
-        trial_id: int | None = None,
-        kind: str | None = None,
-        after_id: int = 0,
-    ) -> list[MetricRow]:
-        """Reports of one trial or one experiment, in the order they were recorded."""
-        sql, args = self._metric_query(
-            experiment_id,
-            trial_id,
-            kind,
-            after_id,
-            "m.trial_id, m.run_id, m.kind, m.steps, m.metrics, m.reported_at",
-        )
-        return [
-            MetricRow(t, r, k, s, json.loads(m), ts) for t, r, k, s, m, ts in self._conn.execute(sql, args)
-        ]
-
-    def metrics_since(self, *, experiment_id: int, after_id: int = 0) -> tuple[int, list[MetricRow]]:
-        """Reports recorded after row ``after_id``, and the last row id (for incremental readers)."""
-        sql, args = self._metric_query(
-            experiment_id,
-            None,
-            None,
-            after_id,
-            "m.id, m.trial_id, m.run_id, m.kind, m.steps, m.metrics, m.reported_at",
-        )
-        last, out = after_id, []
-        for i, t, r, k, s, m, ts in self._conn.execute(sql, args):
-            last = i
-            out.append(MetricRow(t, r, k, s, json.loads(m), ts))
-        return last, out
-
-    @staticmethod
-    def _metric_query(
-        experiment_id: int | None, trial_id: int | None, kind: str | None, after_id: int, columns: str
-    ) -> tuple[str, list[Any]]:
-        where: list[str] = ["m.id > ?"]
-        args: list[Any] = [after_id]
-        if trial_id is not None:
-            where.append("m.trial_id = ?")
-            args.append(trial_id)
-        if experiment_id is not None:
-            where.append("m.trial_id IN (SELECT id FROM trials WHERE experiment_id = ?)")
-            args.append(experiment_id)
-        if kind is not None:
-            where.append("m.kind = ?")
-            args.append(kind)
-        return f"SELECT {columns} FROM metrics m WHERE {' AND '.join(where)} ORDER BY m.id", args
-
-    def add_logs(self, rows: Iterable[tuple[int, int, float, str]]) -> None:
-        """Insert log lines ``(trial_id, run_id, ts, line)``."""
-        self._conn.executemany(
-            "INSERT INTO logs (trial_id, run_id, ts, line) VALUES (?, ?, ?, ?)", list(rows)
-        )
-
-    def logs(self, trial_id: int, *, tail: int | None = None) -> list[LogRow]:
-        """A trial's log lines in order (the last ``tail`` lines if given)."""
-        rows = self._conn.execute(
-            "SELECT trial_id, run_id, ts, line FROM (SELECT * FROM logs WHERE trial_id = ? ORDER BY id DESC LIMIT ?)"
-            " ORDER BY id",
-            (trial_id, -1 if tail is None else tail),
-        ).fetchall()
-        return [LogRow(*r) for r in rows]
-
-    # --- checkpoints ---------------------------------------------------------------------------
-
-    def add_checkpoint(
-        self,
-        *,
-        uuid: str,
-        trial_id: int,
-        experiment_id: int,
-        run_id: int,
-        steps: int,
-        metadata: dict[str, Any],
-        resources: dict[str, int],
-        metric: float | None = None,
-    ) -> None:
-        """Register a committed checkpoint."""
-        self._conn.execute(
-            f"INSERT OR REPLACE INTO checkpoints ({_CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                uuid,
-                trial_id,
-                experiment_id,
-                run_id,
-                steps,
-                "COMPLETED",
-                metric,
-                json.dumps(metadata),
-                json.dumps(resources),
-                time.time(),
-            ),
-        )
-
-    def set_checkpoint_metric(self, uuid: str, metric: float) -> None:
-        """Attach the validation metric measured at a checkpoint's steps."""
-        self._conn.execute("UPDATE checkpoints SET metric = ? WHERE uuid = ?", (metric, uuid))
-
-    def checkpoints(
-        self, *, experiment_id: int | None = None, trial_id: int | None = None, include_deleted: bool = False
-    ) -> list[CheckpointRow]:
-        """Checkpoints of a trial or an experiment, oldest first."""
-        where, args = [], []
-        if experiment_id is not None:
-            where.append("experiment_id = ?")
-            args.append(experiment_id)
-        if trial_id is not None:
-            where.append("trial_id = ?")
-            args.append(trial_id)
-        if not include_deleted:
-            where.append("state = 'COMPLETED'")
-        sql = f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._conn.execute(sql + " ORDER BY created_at, steps", args).fetchall()
-        return [
-            CheckpointRow(u, t, e, r, s, st, m, json.loads(md), json.loads(res), c)
-            for u, t, e, r, s, st, m, md, res, c in rows
-        ]
-
-    def mark_checkpoints_deleted(self, uuids: Sequence[str]) -> None:
-        """Record that the GC policy deleted these checkpoints."""
-        self._conn.executemany(
-            "UPDATE checkpoints SET state = 'DELETED' WHERE uuid = ?", [(u,) for u in uuids]
-        )
 
     # --- control requests ----------------------------------------------------------------------
 

@@ -1,0 +1,175 @@
+"""What trials produce, as store tables: metric reports, log lines and checkpoints.
+
+A mixin of :class:`~det_jupyter.store.Store` (which supplies the per-thread connection ``_conn``);
+kept apart so each file holds one concern. Writers: the controller owning the experiment.
+
+Example:
+    >>> from det_jupyter.store import MetricRow, Store
+    >>> store = Store(":memory:")
+    >>> exp = store.create_experiment(name="e", config={}, entrypoint=b"", seed=0)
+    >>> trial = store.create_trial(exp, 0, {})
+    >>> store.add_metrics([MetricRow(trial, 0, "validation", 5, {"loss": 0.5}, 0.0)])
+    >>> [m.steps for m in store.metrics(trial_id=trial)]
+    [5]
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from det_jupyter.store.rows import CheckpointRow, LogRow, MetricRow
+from det_jupyter.store.schema import CHECKPOINT_COLUMNS
+
+__all__ = ["ResultTables"]
+
+
+class ResultTables:
+    """Metrics, logs and checkpoints of trials (mixed into ``Store``)."""
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (``Store`` provides it)."""
+        raise NotImplementedError
+
+    # --- metrics, logs -------------------------------------------------------------------------
+
+    def add_metrics(self, rows: Iterable[tuple[int, int, str, int, dict[str, Any], float]]) -> None:
+        """Insert reports ``(trial_id, run_id, kind, steps, metrics, reported_at)`` in one go."""
+        self._conn.executemany(
+            "INSERT INTO metrics (trial_id, run_id, kind, steps, metrics, reported_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [(t, r, k, s, json.dumps(m), ts) for t, r, k, s, m, ts in rows],
+        )
+
+    def metrics(
+        self,
+        *,
+        experiment_id: int | None = None,
+        trial_id: int | None = None,
+        kind: str | None = None,
+        after_id: int = 0,
+    ) -> list[MetricRow]:
+        """Reports of one trial or one experiment, in the order they were recorded."""
+        sql, args = self._metric_query(
+            experiment_id,
+            trial_id,
+            kind,
+            after_id,
+            "m.trial_id, m.run_id, m.kind, m.steps, m.metrics, m.reported_at",
+        )
+        return [
+            MetricRow(t, r, k, s, json.loads(m), ts) for t, r, k, s, m, ts in self._conn.execute(sql, args)
+        ]
+
+    def metrics_since(self, *, experiment_id: int, after_id: int = 0) -> tuple[int, list[MetricRow]]:
+        """Reports recorded after row ``after_id``, and the last row id (for incremental readers)."""
+        sql, args = self._metric_query(
+            experiment_id,
+            None,
+            None,
+            after_id,
+            "m.id, m.trial_id, m.run_id, m.kind, m.steps, m.metrics, m.reported_at",
+        )
+        last, out = after_id, []
+        for i, t, r, k, s, m, ts in self._conn.execute(sql, args):
+            last = i
+            out.append(MetricRow(t, r, k, s, json.loads(m), ts))
+        return last, out
+
+    @staticmethod
+    def _metric_query(
+        experiment_id: int | None, trial_id: int | None, kind: str | None, after_id: int, columns: str
+    ) -> tuple[str, list[Any]]:
+        where: list[str] = ["m.id > ?"]
+        args: list[Any] = [after_id]
+        if trial_id is not None:
+            where.append("m.trial_id = ?")
+            args.append(trial_id)
+        if experiment_id is not None:
+            where.append("m.trial_id IN (SELECT id FROM trials WHERE experiment_id = ?)")
+            args.append(experiment_id)
+        if kind is not None:
+            where.append("m.kind = ?")
+            args.append(kind)
+        return f"SELECT {columns} FROM metrics m WHERE {' AND '.join(where)} ORDER BY m.id", args
+
+    def add_logs(self, rows: Iterable[tuple[int, int, float, str]]) -> None:
+        """Insert log lines ``(trial_id, run_id, ts, line)``."""
+        self._conn.executemany(
+            "INSERT INTO logs (trial_id, run_id, ts, line) VALUES (?, ?, ?, ?)", list(rows)
+        )
+
+    def logs(self, trial_id: int, *, tail: int | None = None) -> list[LogRow]:
+        """A trial's log lines in order (the last ``tail`` lines if given)."""
+        rows = self._conn.execute(
+            "SELECT trial_id, run_id, ts, line FROM (SELECT * FROM logs WHERE trial_id = ? ORDER BY id DESC LIMIT ?)"
+            " ORDER BY id",
+            (trial_id, -1 if tail is None else tail),
+        ).fetchall()
+        return [LogRow(*r) for r in rows]
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def add_checkpoint(
+        self,
+        *,
+        uuid: str,
+        trial_id: int,
+        experiment_id: int,
+        run_id: int,
+        steps: int,
+        metadata: dict[str, Any],
+        resources: dict[str, int],
+        metric: float | None = None,
+    ) -> None:
+        """Register a committed checkpoint."""
+        self._conn.execute(
+            f"INSERT OR REPLACE INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                uuid,
+                trial_id,
+                experiment_id,
+                run_id,
+                steps,
+                "COMPLETED",
+                metric,
+                json.dumps(metadata),
+                json.dumps(resources),
+                time.time(),
+            ),
+        )
+
+    def set_checkpoint_metric(self, uuid: str, metric: float) -> None:
+        """Attach the validation metric measured at a checkpoint's steps."""
+        self._conn.execute("UPDATE checkpoints SET metric = ? WHERE uuid = ?", (metric, uuid))
+
+    def checkpoints(
+        self, *, experiment_id: int | None = None, trial_id: int | None = None, include_deleted: bool = False
+    ) -> list[CheckpointRow]:
+        """Checkpoints of a trial or an experiment, oldest first."""
+        where, args = [], []
+        if experiment_id is not None:
+            where.append("experiment_id = ?")
+            args.append(experiment_id)
+        if trial_id is not None:
+            where.append("trial_id = ?")
+            args.append(trial_id)
+        if not include_deleted:
+            where.append("state = 'COMPLETED'")
+        sql = f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._conn.execute(sql + " ORDER BY created_at, steps", args).fetchall()
+        return [
+            CheckpointRow(u, t, e, r, s, st, m, json.loads(md), json.loads(res), c)
+            for u, t, e, r, s, st, m, md, res, c in rows
+        ]
+
+    def mark_checkpoints_deleted(self, uuids: Sequence[str]) -> None:
+        """Record that the GC policy deleted these checkpoints."""
+        self._conn.executemany(
+            "UPDATE checkpoints SET state = 'DELETED' WHERE uuid = ?", [(u,) for u in uuids]
+        )
