@@ -1,12 +1,13 @@
 """Experiment configs: Determined-compatible YAML / dicts in, one validated, frozen ``ExperimentConfig`` out.
 
-``experiment`` holds the top-level model and :func:`load_config`; ``sections`` the nested sections;
+``experiment`` holds the top-level model and :func:`load_config`; ``names`` the searcher names and
+time-metric units (the one list of each); ``sections`` the nested sections;
 ``searcher`` the searcher section; ``formatting`` turns pydantic errors into ``FieldError`` s that name
 the field, its YAML line and the fix; ``ibm`` translates IBM deep-learning-service manifests.
 
 Example:
     >>> from det_jupyter.config import load_config
-    >>> load_config({"searcher": {"name": "single", "metric": "loss", "max_time": 5}}).searcher.name
+    >>> load_config({"searcher": {"name": "single", "metric": "loss", "time_metric": "batches", "max_time": 5}}).searcher.name
     'single'
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from det_jupyter.config.experiment import (
     SEARCHER_NAMES,
+    TIME_METRICS,
     CheckpointStorageConfig,
     EnvironmentConfig,
     ExperimentConfig,
@@ -21,11 +23,14 @@ from det_jupyter.config.experiment import (
     ReproducibilityConfig,
     ResourcesConfig,
     SearcherConfig,
+    SearcherName,
+    TimeMetric,
     load_config,
 )
 
 __all__ = [
     "SEARCHER_NAMES",
+    "TIME_METRICS",
     "CheckpointStorageConfig",
     "EnvironmentConfig",
     "ExperimentConfig",
@@ -33,5 +38,7 @@ __all__ = [
     "ReproducibilityConfig",
     "ResourcesConfig",
     "SearcherConfig",
+    "SearcherName",
+    "TimeMetric",
     "load_config",
 ]
