@@ -33,7 +33,8 @@ import yaml
 from pydantic import Field, PrivateAttr, ValidationError
 
 from det_jupyter.config.formatting import Problem, field_errors, parse_path, parse_yaml, show, with_lines
-from det_jupyter.config.searcher import SEARCHER_NAMES, SearcherConfig
+from det_jupyter.config.names import SEARCHER_NAMES, TIME_METRICS, SearcherName, TimeMetric
+from det_jupyter.config.searcher import SearcherConfig
 from det_jupyter.config.sections import (
     DETERMINED_ONLY,
     CheckpointStorageConfig,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SEARCHER_NAMES",
+    "TIME_METRICS",
     "CheckpointStorageConfig",
     "EnvironmentConfig",
     "ExperimentConfig",
@@ -59,6 +61,8 @@ __all__ = [
     "ReproducibilityConfig",
     "ResourcesConfig",
     "SearcherConfig",
+    "SearcherName",
+    "TimeMetric",
     "load_config",
 ]
 
@@ -66,7 +70,8 @@ __all__ = [
 class ExperimentConfig(Section):
     """A whole experiment: what to train, how to search, where checkpoints go.
 
-    Build it with :func:`load_config`. Cross-field rules: a ``min_validation_period`` or
+    Build it with :func:`load_config` (user input) or :meth:`from_stored` (what the store kept).
+    Cross-field rules: a ``min_validation_period`` or
     ``min_checkpoint_period`` in ``records`` needs ``records_per_epoch``; the hyperparameters must
     parse (:func:`det_jupyter.hparams.parse_hyperparameters`), and with the grid searcher every
     int/double/log hyperparameter needs a ``count``.
@@ -155,6 +160,31 @@ class ExperimentConfig(Section):
         return type(other) is type(self) and self.__dict__ == other.__dict__
 
     __hash__ = None  # type: ignore[assignment]  # dict fields make it unhashable anyway
+
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any]) -> ExperimentConfig:
+        """The config of a stored experiment: plain model validation of the canonical dict.
+
+        The store keeps :meth:`to_dict` of the config :func:`create_experiment
+        <det_jupyter.experiment.create_experiment>` validated, so reading it back needs no YAML, no IBM
+        manifest translation and no compatibility rewriting: handles, reports, the widget and the
+        controller call this instead of :func:`load_config`.
+
+        Args:
+            data: a dict written by :meth:`to_dict` (``ExperimentRow.config``).
+
+        Raises:
+            ConfigError: the dict is not a valid config (a store written by an incompatible version).
+
+        Example:
+            >>> cfg = load_config("searcher: {name: single, metric: loss, max_length: {batches: 5}}")
+            >>> ExperimentConfig.from_stored(cfg.to_dict()) == cfg
+            True
+        """
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as exc:
+            raise ConfigError(field_errors(exc)) from None
 
     @property
     def hparam_space(self) -> HParamSpace:

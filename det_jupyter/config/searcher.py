@@ -20,6 +20,14 @@ from pydantic import Field, Strict, model_serializer
 from pydantic.functional_serializers import SerializerFunctionWrapHandler
 
 from det_jupyter.config.formatting import Problem
+from det_jupyter.config.names import (
+    ASHA_SEARCHERS,
+    SEARCHER_NAMES,
+    SEARCHERS_NEEDING_MAX_TRIALS,
+    TIME_METRICS,
+    SearcherName,
+    TimeMetric,
+)
 from det_jupyter.config.sections import (
     DETERMINED_ONLY,
     Bool,
@@ -31,22 +39,20 @@ from det_jupyter.config.sections import (
     owner_problems,
 )
 
-__all__ = ["SEARCHER_NAMES", "SearcherConfig"]
-
-SEARCHER_NAMES: tuple[str, ...] = ("single", "grid", "random", "adaptive_asha", "async_halving")
+__all__ = ["SEARCHER_NAMES", "TIME_METRICS", "SearcherConfig", "SearcherName", "TimeMetric"]
 
 # Keys that only some searchers read; any other searcher rejects them.
 _SEARCHER_OWNERS: dict[str, tuple[str, ...]] = {
     "mode": ("adaptive_asha",),
     "max_rungs": ("adaptive_asha",),
     "bracket_rungs": ("adaptive_asha",),
-    "divisor": ("adaptive_asha", "async_halving"),
-    "stop_once": ("adaptive_asha", "async_halving"),
+    "divisor": ASHA_SEARCHERS,
+    "stop_once": ASHA_SEARCHERS,
     "num_rungs": ("async_halving",),
 }
 _LENGTH_FIX = (
     "give the training length as `time_metric: batches` + `max_time: 1000` "
-    "(or the older `max_length: {batches: 1000}`; units batches, epochs, records)"
+    f"(or the older `max_length: {{batches: 1000}}`; units {', '.join(TIME_METRICS)})"
 )
 
 
@@ -74,7 +80,7 @@ class SearcherConfig(Section):
         ('batches', 640)
     """
 
-    name: Literal["single", "grid", "random", "adaptive_asha", "async_halving"]
+    name: SearcherName
     metric: Annotated[str, Field(min_length=1)]
     smaller_is_better: Bool = True
     max_trials: PosInt | None = None
@@ -97,7 +103,7 @@ class SearcherConfig(Section):
         problems = []
         if name in SEARCHER_NAMES:
             problems += owner_problems(data, _SEARCHER_OWNERS, "searcher", "name", name)
-            if name in ("random", "adaptive_asha", "async_halving") and "max_trials" not in given:
+            if name in SEARCHERS_NEEDING_MAX_TRIALS and "max_trials" not in given:
                 fix = "add `max_trials: 16` (how many trials to start in all)"
                 problems.append(Problem(("max_trials",), f"is required for the {name} searcher", fix))
             if name == "async_halving" and "num_rungs" not in given:

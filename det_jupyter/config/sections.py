@@ -36,6 +36,7 @@ from det_jupyter.config.formatting import (
     show,
     unknown_keys,
 )
+from det_jupyter.config.names import TIME_METRICS, TimeMetric
 
 __all__ = [
     "DETERMINED_ONLY",
@@ -53,7 +54,7 @@ __all__ = [
 PosInt = Annotated[int, Strict(), Field(ge=1)]
 NonNegInt = Annotated[int, Strict(), Field(ge=0)]
 Bool = Annotated[bool, Strict()]
-LENGTH_UNITS: tuple[str, ...] = ("batches", "epochs", "records")
+LENGTH_UNITS: tuple[TimeMetric, ...] = TIME_METRICS  # the one list lives in det_jupyter.config.names
 DETERMINED_ONLY = ("is a Determined cluster setting that det_jupyter does not support", "remove it")
 
 
@@ -134,7 +135,7 @@ class Length(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True)
-    unit: Literal["batches", "epochs", "records"]
+    unit: TimeMetric
     value: int
 
     @model_validator(mode="wrap")
