@@ -36,6 +36,8 @@ from distributed import WorkerPlugin, get_worker
 
 from det_jupyter.checkpoints import CheckpointStorage
 from det_jupyter.worker.context import StopFlag, TrialContext, TrialSpec
+from det_jupyter.worker.events import Exited, Log, LogLine, RunStatus, Started
+from det_jupyter.worker.sinks import DaskSink
 
 __all__ = ["TrialWorkerPlugin", "call_entrypoint", "request_stop", "run_trial"]
 
@@ -118,17 +120,6 @@ def request_stop(key: StopKey, dask_worker: Any = None) -> bool:
     return True
 
 
-class _DaskSink:
-    """An EventSink that sends events to the controller over the Dask scheduler."""
-
-    def __init__(self, worker: Any, topic: str) -> None:
-        self._worker = worker
-        self._topic = topic
-
-    def emit(self, event: dict[str, Any]) -> None:
-        self._worker.log_event(self._topic, event)
-
-
 def call_entrypoint(entrypoint: Any, ctx: TrialContext) -> None:
     """Run user code: ``Cls.run_trial(ctx)`` for trial classes (TorchTrial, KerasTrial), else ``fn(ctx)``."""
     run = getattr(entrypoint, "run_trial", None) if isinstance(entrypoint, type) else None
@@ -146,47 +137,44 @@ def call_entrypoint(entrypoint: Any, ctx: TrialContext) -> None:
 def run_trial(spec: TrialSpec, blob: bytes, digest: str) -> dict[str, Any]:
     """The Dask task of one trial run. Returns ``{"status", "traceback", "events_sent", "stopped"}``.
 
-    ``status`` is ``"completed"`` when user code returned and ``"error"`` when it raised (the traceback
-    is also sent to the trial's log). A dying worker surfaces to the controller as a failed future.
+    That dict is :meth:`Exited.summary() <det_jupyter.worker.events.Exited.summary>` of the run's
+    last event. ``status`` is ``"completed"`` when user code returned and ``"error"`` when it raised
+    (the traceback is also sent to the trial's log). A dying worker surfaces to the controller as a
+    failed future.
     """
     worker = get_worker()
     plugin = _plugin(worker)
     key: StopKey = spec.run_key or f"{spec.experiment_id}-{spec.trial_id}-{spec.run_id}"
     spec = _newest_checkpoint(spec)
-    ctx = TrialContext(spec, _DaskSink(worker, spec.topic), plugin.stop_flag(key))
+    ctx = TrialContext(spec, DaskSink(worker, spec.topic), plugin.stop_flag(key))
     ctx._emit(
-        {
-            "type": "started",
-            "worker": str(worker.address),
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "gpus": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-            "restored_from": spec.latest_checkpoint,
-        }
+        Started(
+            worker=str(worker.address),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            gpus=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            restored_from=spec.latest_checkpoint,
+        )
     )
-    status, tb = "completed", None
+    status, tb = RunStatus.COMPLETED, None
     try:
         entrypoint = plugin.definition(digest, blob)
         with _trial_environment(spec), _captured_output(ctx):
             _seed_everything(spec.seed)
             call_entrypoint(entrypoint, ctx)
     except BaseException as exc:  # user code may raise anything; report it, let the controller decide
-        status, tb = "error", "".join(traceback.format_exception(exc))
+        status, tb = RunStatus.ERROR, "".join(traceback.format_exception(exc))
         ctx._flush()
-        ctx._emit({"type": "log", "lines": [[time.time(), line] for line in tb.rstrip().splitlines()]})
+        now = time.time()
+        ctx._emit(Log(tuple(LogLine(now, line) for line in tb.rstrip().splitlines())))
     finally:
         ctx._close()
         plugin.release(key)
-    summary = {
-        "status": status,
-        "traceback": tb,
-        "events_sent": ctx.events_sent,
-        "stopped": ctx.should_stop(),
-    }
+    exited = Exited(status, tb, events_sent=ctx.events_sent, stopped=ctx.should_stop())
     # The summary also travels as the run's last event, so the controller need not fetch task results
     # (a round trip to the worker per trial); the return value is the fallback if that event is late.
-    ctx._emit({"type": "exited", **summary})
-    return summary
+    ctx._emit(exited)
+    return exited.summary()
 
 
 def _newest_checkpoint(spec: TrialSpec) -> TrialSpec:
@@ -234,7 +222,7 @@ class _LineForwarder(io.TextIOBase):
     def __init__(self, ctx: TrialContext, interval: float = 0.2) -> None:
         self._ctx = ctx
         self._partial = ""
-        self._lines: list[list[Any]] = []
+        self._lines: list[LogLine] = []
         self._interval = interval
         self._last = time.monotonic()
 
@@ -243,7 +231,7 @@ class _LineForwarder(io.TextIOBase):
         if "\n" in self._partial:
             *done, self._partial = self._partial.split("\n")
             now = time.time()
-            self._lines += [[now, line] for line in done]
+            self._lines += [LogLine(now, line) for line in done]
             if time.monotonic() - self._last >= self._interval or len(self._lines) >= 500:
                 self.flush()
         return len(text)
@@ -251,12 +239,12 @@ class _LineForwarder(io.TextIOBase):
     def flush(self) -> None:
         if self._lines:
             lines, self._lines = self._lines, []
-            self._ctx._emit({"type": "log", "lines": lines})
+            self._ctx._emit(Log(tuple(lines)))
         self._last = time.monotonic()
 
     def close_out(self) -> None:
         if self._partial:
-            self._lines.append([time.time(), self._partial])
+            self._lines.append(LogLine(time.time(), self._partial))
             self._partial = ""
         self.flush()
 

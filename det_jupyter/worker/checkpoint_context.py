@@ -1,0 +1,96 @@
+"""``ctx.checkpoint``: save and restore a trial's checkpoints (Determined's ``core.CheckpointContext``).
+
+A save stages files in a local directory and commits them atomically to the
+:class:`~det_jupyter.checkpoints.CheckpointStorage`; only then does the trial send its
+:class:`~det_jupyter.worker.events.CheckpointSaved` event (after flushing buffered metrics, so the
+controller sees the metrics a checkpoint was taken after first).
+
+Example:
+    >>> from det_jupyter.worker.context import local_context
+    >>> ctx = local_context(hparams={})
+    >>> with ctx.checkpoint.save(steps=5) as path:
+    ...     _ = (path / "state.txt").write_text("5")
+    >>> with ctx.checkpoint.restore() as path:
+    ...     (path / "state.txt").read_text()
+    '5'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid as uuidlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from det_jupyter.checkpoints import CheckpointStorage
+from det_jupyter.worker.events import CheckpointSaved
+from det_jupyter.worker.metric_values import jsonable
+
+if TYPE_CHECKING:
+    from det_jupyter.worker.context import TrialContext
+
+__all__ = ["CheckpointContext"]
+
+
+class CheckpointContext:
+    """Save and restore this trial's checkpoints (``ctx.checkpoint``).
+
+    Args:
+        trial: the context it belongs to (for ids, hparams and sending the event).
+        storage: where checkpoints are committed.
+        latest: UUID of the trial's newest committed checkpoint, or ``None`` on a fresh start.
+        steps: steps at which ``latest`` was saved.
+
+    Example:
+        >>> from det_jupyter.worker.context import local_context
+        >>> local_context(hparams={}).checkpoint.latest is None
+        True
+    """
+
+    def __init__(self, trial: TrialContext, storage: CheckpointStorage, latest: str | None, steps: int):
+        self._trial = trial
+        self._storage = storage
+        self.latest: str | None = latest
+        """UUID of this trial's newest committed checkpoint, or ``None``."""
+        self.latest_steps: int = steps
+        """Steps at which ``latest`` was saved (0 on a fresh start)."""
+
+    @contextlib.contextmanager
+    def save(self, steps: int, metadata: Mapping[str, Any] | None = None) -> Iterator[Path]:
+        """Write a checkpoint: yields an empty local directory; on exit it is committed atomically.
+
+        Args:
+            steps: training progress at this checkpoint (same unit as your metric reports).
+            metadata: small JSON-safe facts to keep with it (framework, format, epoch...).
+
+        If the block raises, nothing is committed and the exception propagates.
+        """
+        if steps < 0:
+            raise ValueError(f"ctx.checkpoint.save(steps={steps}): steps must be non-negative")
+        uuid = str(uuidlib.uuid4())
+        user_metadata = jsonable(dict(metadata or {}))  # numpy / tensor values as in the event below
+        trial = self._trial
+        with self._storage.stage(uuid) as path:
+            yield path
+            meta = {
+                **user_metadata,
+                "steps": int(steps),
+                "experiment_id": trial.experiment_id,
+                "trial_id": trial.trial_id,
+                "hparams": trial.hparams,
+            }
+            resources = self._storage.commit(uuid, path, meta)
+        self._storage.write_latest(trial.experiment_id, trial.trial_id, uuid, int(steps))
+        self.latest, self.latest_steps = uuid, int(steps)
+        trial._flush()
+        trial._emit(CheckpointSaved(uuid, int(steps), user_metadata, resources))
+
+    @contextlib.contextmanager
+    def restore(self) -> Iterator[Path | None]:
+        """Yields the local directory of this trial's newest checkpoint, or ``None`` on a fresh start."""
+        if self.latest is None:
+            yield None
+            return
+        with self._storage.restore_path(self.latest) as path:
+            yield path
