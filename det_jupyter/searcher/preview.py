@@ -10,14 +10,11 @@ Determined's ``det preview-search`` computes ASHA counts analytically (``master/
 simulate.go``); that plan is shown per bracket as ``planned``, next to what the simulation did.
 
 Example:
-    >>> from types import SimpleNamespace as NS
-    >>> from det_jupyter.hparams import parse_hyperparameters
-    >>> searcher = NS(name="adaptive_asha", metric="loss", smaller_is_better=True, max_trials=16,
-    ...               max_concurrent_trials=0, time_metric="batches", max_time=640, mode="standard",
-    ...               divisor=4.0, max_rungs=5, bracket_rungs=None, num_rungs=None, stop_once=False)
-    >>> config = NS(searcher=searcher, reproducibility=NS(experiment_seed=0),
-    ...             hparam_space=parse_hyperparameters({"lr": {"type": "log", "minval": -4, "maxval": -1}}))
-    >>> p = preview_search(config)
+    >>> p = preview_search({
+    ...     "searcher": {"name": "adaptive_asha", "metric": "loss", "max_trials": 16, "max_concurrent_trials": 0,
+    ...                  "time_metric": "batches", "max_time": 640},
+    ...     "hyperparameters": {"lr": {"type": "log", "minval": -4, "maxval": -1}},
+    ...     "reproducibility": {"experiment_seed": 0}})
     >>> len(p.trials), sum(row.count for row in p.summary)
     (16, 16)
 """
@@ -26,11 +23,16 @@ from __future__ import annotations
 
 import heapq
 import html
+import os
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from det_jupyter.searcher import ASHASearch, Create, ExitReason, Operation, Shutdown, Stop, make_searcher
+
+if TYPE_CHECKING:
+    from det_jupyter.config.experiment import ExperimentConfig
 
 __all__ = ["BracketPreview", "SearchPreview", "SummaryRow", "preview_search"]
 
@@ -140,13 +142,15 @@ def _planned(num_rungs: int, max_trials: int, divisor: float) -> tuple[int, ...]
     return tuple(out)
 
 
-def preview_search(config: Any) -> SearchPreview:
+def preview_search(
+    config: ExperimentConfig | Mapping[str, object] | str | os.PathLike[str],
+) -> SearchPreview:
     """Simulate the experiment's search and summarise how long each trial would train.
 
     Args:
-        config: an experiment config as ``load_config`` takes it (dict, YAML text, path), or anything
-            with ``.searcher``, ``.hparam_space`` and ``.reproducibility.experiment_seed`` (``None``
-            means 0).
+        config: a validated :class:`~det_jupyter.config.experiment.ExperimentConfig`, or what
+            :func:`~det_jupyter.config.experiment.load_config` takes (dict, YAML text, path). The
+            experiment seed (``None`` means 0) makes the preview repeatable.
 
     Returns:
         A :class:`SearchPreview`; print it, or display it in a notebook for an HTML table.
@@ -154,14 +158,15 @@ def preview_search(config: Any) -> SearchPreview:
     Raises:
         ConfigError: the searcher cannot be built from this config.
     """
-    if not hasattr(config, "searcher"):
+    if isinstance(config, Mapping | str | os.PathLike):
         from det_jupyter.config.experiment import load_config
 
         config = load_config(config)
     sc = config.searcher
-    seed = getattr(getattr(config, "reproducibility", None), "experiment_seed", None) or 0
+    seed = config.reproducibility.experiment_seed or 0
     searcher = make_searcher(sc, config.hparam_space, seed)
-    max_time = int(sc.max_time)
+    # Both are set by validation (make_searcher has just needed max_time); "or" only narrows the types.
+    max_time, time_metric = int(sc.max_time or 0), str(sc.time_metric or "")
     metric_rng = random.Random(f"det-jupyter-preview-{seed}")
 
     hparams: dict[int, dict[str, Any]] = {}
@@ -218,7 +223,7 @@ def preview_search(config: Any) -> SearchPreview:
     counts: dict[int, int] = {}
     for _, _, t in trials:
         counts[t] = counts.get(t, 0) + 1
-    summary = [SummaryRow(counts[t], t, sc.time_metric) for t in sorted(counts)]
+    summary = [SummaryRow(counts[t], t, time_metric) for t in sorted(counts)]
     brackets: list[BracketPreview] = []
     if isinstance(searcher, ASHASearch):
         for i, b in enumerate(searcher.brackets):
@@ -232,7 +237,7 @@ def preview_search(config: Any) -> SearchPreview:
             )
     return SearchPreview(
         searcher_name=sc.name,
-        time_metric=sc.time_metric,
+        time_metric=time_metric,
         max_time=max_time,
         trials=trials,
         total_time=sum(t for _, _, t in trials),

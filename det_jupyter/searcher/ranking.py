@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-__all__ = ["best_index", "best_of", "finite_or_none", "is_better", "is_rankable", "rank_key"]
+__all__ = ["best_index", "best_of", "best_value", "finite_or_none", "is_better", "is_rankable", "rank_key"]
 
 T = TypeVar("T")
 
@@ -84,3 +84,15 @@ def best_index(values: Sequence[object], *, smaller_is_better: bool) -> int | No
         range(len(values)), values.__getitem__, smaller_is_better=smaller_is_better, tiebreak=float
     )
     return found
+
+
+def best_value(values: Iterable[object], *, smaller_is_better: bool) -> float | None:
+    """The best rankable value as a ``float``; ``None`` if none ranks (e.g. an experiment's best metric).
+
+    Example:
+        >>> best_value([0.3, None, float("nan"), 0.1], smaller_is_better=True)
+        0.1
+        >>> best_value([None, float("inf")], smaller_is_better=False) is None
+        True
+    """
+    return finite_or_none(best_of(values, lambda v: v, smaller_is_better=smaller_is_better))

@@ -18,6 +18,7 @@ import det_jupyter.searcher.base
 import det_jupyter.searcher.grid
 import det_jupyter.searcher.random
 import det_jupyter.searcher.single
+from det_jupyter.config import load_config
 from det_jupyter.errors import ConfigError
 from det_jupyter.hparams import parse_hyperparameters
 from det_jupyter.searcher import (
@@ -311,8 +312,12 @@ def test_progress_and_restore() -> None:
 
 
 def test_config_errors() -> None:
+    # The searcher section's validation is the one check of its fields; make_searcher only dispatches.
+    raw = {"name": "async_halving", "metric": "loss", "time_metric": "batches", "max_time": 64, "divisor": 1.0}
     with pytest.raises(ConfigError) as info:
-        make_searcher(SearcherCfg("async_halving", max_trials=None, num_rungs=None, divisor=1.0), SPACE, 0)
-    assert info.value.paths == ["searcher.max_trials", "searcher.divisor", "searcher.num_rungs"]
+        load_config({"searcher": raw})
+    assert sorted(info.value.paths) == ["searcher.divisor", "searcher.max_trials", "searcher.num_rungs"]
+    with pytest.raises(ConfigError, match=r"searcher\.num_rungs"):  # an unvalidated stand-in is still named
+        make_searcher(SearcherCfg("async_halving", max_trials=4, num_rungs=None), SPACE, 0)
     with pytest.raises(ConfigError, match="unknown searcher 'pbt'"):
         make_searcher(SearcherCfg("pbt"), SPACE, 0)
