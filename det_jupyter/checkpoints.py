@@ -39,6 +39,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from det_jupyter.errors import CheckpointError
+from det_jupyter.searcher.ranking import is_rankable, rank_key
 
 __all__ = [
     "METADATA_FILE",
@@ -291,7 +292,8 @@ def checkpoints_to_delete(
     Kept: the ``save_experiment_best`` best checkpoints of the experiment, the ``save_trial_best`` best
     of each trial, the ``save_trial_latest`` newest of each trial, and always the newest checkpoint of
     each trial in ``active_trials`` (it is what a restart or a resume needs). Everything else goes.
-    Only checkpoints with a validation metric rank as "best".
+    Only checkpoints with a rankable validation metric (a finite number) rank as "best", in
+    :mod:`det_jupyter.searcher.ranking`'s order; ties go to the newer checkpoint (more steps).
 
     Example:
         >>> cks = [CheckpointRecord("a", 1, 10, 0.5), CheckpointRecord("b", 1, 20, 0.9),
@@ -301,11 +303,12 @@ def checkpoints_to_delete(
         ['a']
     """
     items = list(checkpoints)
-    sign = 1.0 if smaller_is_better else -1.0
 
     def best_first(cks: list[CheckpointRecord]) -> list[CheckpointRecord]:
-        scored = [c for c in cks if c.metric is not None]
-        return sorted(scored, key=lambda c: (sign * float(c.metric), -c.steps))  # type: ignore[arg-type]
+        scored = [c for c in cks if is_rankable(c.metric)]
+        return sorted(
+            scored, key=lambda c: rank_key(c.metric, smaller_is_better=smaller_is_better, tiebreak=-c.steps)
+        )
 
     keep: set[str] = {c.uuid for c in best_first(items)[:save_experiment_best]}
     by_trial: dict[int, list[CheckpointRecord]] = {}
