@@ -15,8 +15,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from det_jupyter.errors import DetJupyterError
+
+if TYPE_CHECKING:
+    from det_jupyter.config.experiment import ExperimentConfig
 
 __all__ = ["main"]
 
@@ -111,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(path: str) -> object:
+def _load(path: str) -> ExperimentConfig:
     from det_jupyter.config.experiment import load_config
 
     return load_config(path)

@@ -22,16 +22,18 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from det_jupyter.checkpoints import CheckpointStorage
 from det_jupyter.config.experiment import ExperimentConfig, load_config
 from det_jupyter.engine.definition import entrypoint_name, freeze, resolve_entrypoint, thaw
 from det_jupyter.errors import CheckpointError
+from det_jupyter.searcher.ranking import best_of
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
 from det_jupyter.store.sqlite import CheckpointRow, Store, TrialRow, default_home
+from det_jupyter.worker.context import TrialContext
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Checkpoint",
+    "Entrypoint",
     "Experiment",
     "Trial",
     "create_experiment",
@@ -50,30 +53,41 @@ __all__ = [
 ]
 
 
+Entrypoint: TypeAlias = Callable[[TrialContext], object] | type
+"""What trials run: a Core-API function ``train(ctx)``, or a trial class (``TorchTrial``/``KerasTrial``
+subclass, or any class with ``run_trial(ctx)``)."""
+
+
 def open_store(store: Store | str | os.PathLike[str] | None = None) -> Store:
     """A :class:`Store`: the one given, one at a path, or the default under ``$DET_JUPYTER_HOME``."""
     return store if isinstance(store, Store) else Store(store)
 
 
 def create_experiment(
-    config: Mapping[str, Any] | str | os.PathLike[str] | ExperimentConfig,
-    entrypoint: Any = None,
+    config: ExperimentConfig | Mapping[str, object] | str | os.PathLike[str],
+    entrypoint: Entrypoint | str | None = None,
     *,
     cluster: Client | str | None = None,
-    load: Any = None,
+    load: Callable[..., object] | None = None,
     store: Store | str | os.PathLike[str] | None = None,
-    namespace: Mapping[str, Any] | None = None,
+    namespace: Mapping[str, object] | None = None,
 ) -> Experiment:
     """Submit an experiment and return at once; a controller thread runs it on the Dask cluster.
 
     Args:
-        config: the experiment config: a dict, YAML text, or a path to a YAML file.
-        entrypoint: a function ``train(ctx)`` or a trial class (``TorchTrial``/``KerasTrial`` subclass);
-            default: the config's ``entrypoint`` name looked up in ``namespace`` (the notebook).
+        config: the experiment config: an :class:`ExperimentConfig`, a dict, YAML text, or a path to a
+            YAML file. It is validated here, once; the controller gets the validated config.
+        entrypoint: a function ``train(ctx)`` or a trial class (``TorchTrial``/``KerasTrial`` subclass),
+            or its name; default: the config's ``entrypoint`` name looked up in ``namespace`` (the notebook).
         cluster: ``None`` for the embedded local cluster, a scheduler address, or a ``Client``.
-        load: optional hook ``load(path) -> model`` used by :meth:`Checkpoint.load` for Core-API code.
+        load: optional hook ``load(path, **kwargs) -> model`` used by :meth:`Checkpoint.load` for Core-API code.
         store: the store (default: ``$DET_JUPYTER_HOME/det_jupyter.db``).
         namespace: where to look up a named entrypoint (default: ``__main__``).
+
+    Raises:
+        ConfigError: the config is invalid (every problem, with its path and fix).
+        ClusterError: no worker offers ``resources.slots_per_trial`` slots ("the largest worker offers
+            N"); raised before anything is written to the store.
 
     Example:
         >>> exp = create_experiment("experiment.yaml", train)       # doctest: +SKIP
@@ -93,7 +107,9 @@ def create_experiment(
         seed = random.SystemRandom().randrange(2**31)
     st = open_store(store)
     client = get_client(cluster)
-    slot_resource(client, cfg.resources.slots_per_trial, cfg.resources.slot_type)  # fail before creating
+    # The one slot check on the submit path (the config already checked slots_per_trial >= 1 and
+    # slot_type): fail with "the largest worker offers N" before any row is written.
+    slot_resource(client, cfg.resources.slots_per_trial, cfg.resources.slot_type)
     exp_id = st.create_experiment(
         name=cfg.name,
         description=cfg.description,
@@ -103,6 +119,7 @@ def create_experiment(
         load_hook=hook,
         seed=seed,
     )
+    # TODO(integrator): pass config=cfg once Controller accepts it, so it need not re-validate the row.
     controller = Controller(st, exp_id, client)
     controller.start()
     return Experiment(exp_id, st, controller=controller)
@@ -181,8 +198,13 @@ class Experiment:
 
     @property
     def config(self) -> ExperimentConfig:
-        """The validated experiment config."""
-        return load_config(self._store.get_experiment(self.id).config)
+        """The validated experiment config (as stored at submission).
+
+        Example:
+            >>> exp.config.searcher.metric                           # doctest: +SKIP
+            'val_loss'
+        """
+        return ExperimentConfig.from_stored(self._store.get_experiment(self.id).config)
 
     @property
     def dashboard_link(self) -> str | None:
@@ -216,14 +238,17 @@ class Experiment:
         return [Trial(row.id, self._store) for row in self._store.list_trials(self.id)]
 
     def best_trial(self) -> Trial | None:
-        """The trial with the best validation metric so far, or ``None`` before any validation."""
-        smaller = self._smaller_is_better()
-        scored = [r for r in self._store.list_trials(self.id) if r.best_validation is not None]
-        if not scored:
-            return None
-        sign = 1.0 if smaller else -1.0
-        best = min(scored, key=lambda r: sign * float(r.best_validation or 0.0))
-        return Trial(best.id, self._store)
+        """The trial with the best validation metric so far, or ``None`` before any validation.
+
+        "Best" is :mod:`det_jupyter.searcher.ranking`'s: finite values only, ties to the older trial.
+        """
+        best = best_of(
+            self._store.list_trials(self.id),
+            lambda r: r.best_validation,
+            smaller_is_better=self._smaller_is_better(),
+            tiebreak=lambda r: r.id,
+        )
+        return None if best is None else Trial(best.id, self._store)
 
     def best_checkpoint(self) -> Checkpoint:
         """The checkpoint with the best validation metric (else the best trial's newest one).
@@ -231,11 +256,10 @@ class Experiment:
         Raises :class:`~det_jupyter.errors.CheckpointError` when no checkpoint exists.
         """
         rows = self._store.checkpoints(experiment_id=self.id)
-        scored = [r for r in rows if r.metric is not None]
-        if scored:
-            smaller = self._smaller_is_better()
-            sign = 1.0 if smaller else -1.0
-            best = min(scored, key=lambda r: (sign * float(r.metric or 0.0), -r.steps))
+        best = best_of(
+            rows, lambda r: r.metric, smaller_is_better=self._smaller_is_better(), tiebreak=lambda r: -r.steps
+        )  # ties: the newest checkpoint
+        if best is not None:
             return Checkpoint(best, self._store)
         trial = self.best_trial()
         candidates = [r for r in rows if trial is None or r.trial_id == trial.id] or rows
@@ -287,8 +311,7 @@ class Experiment:
         return self
 
     def _smaller_is_better(self) -> bool:
-        searcher = self._store.get_experiment(self.id).config.get("searcher", {})
-        return bool(searcher.get("smaller_is_better", True))
+        return self.config.searcher.smaller_is_better
 
 
 class Trial:
@@ -377,7 +400,7 @@ class Checkpoint:
         return f"<Checkpoint {self.uuid} trial={self.trial_id} steps={self.steps} metric={self.metric}>"
 
     def _storage(self) -> CheckpointStorage:
-        cfg = load_config(self._store.get_experiment(self.experiment_id).config)
+        cfg = ExperimentConfig.from_stored(self._store.get_experiment(self.experiment_id).config)
         url = cfg.checkpoint_storage.resolve_url(str(default_home() / "checkpoints"))
         return CheckpointStorage(url, cfg.checkpoint_storage.storage_options())
 
