@@ -35,6 +35,7 @@ from dataclasses import asdict, astuple, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from det_jupyter.config.names import TIME_METRICS
 from det_jupyter.errors import CheckpointError
 from det_jupyter.worker.context import TrialContext
 
@@ -49,7 +50,7 @@ __all__ = [
     "write_state",
 ]
 
-UNITS = ("batches", "epochs", "records")
+UNITS: tuple[str, ...] = TIME_METRICS  # the one list: det_jupyter.config.names
 STATE_FILE = "trial_state.json"
 """The small JSON file every framework checkpoint carries: progress, last validation, the data section."""
 
