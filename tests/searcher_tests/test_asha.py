@@ -313,7 +313,13 @@ def test_progress_and_restore() -> None:
 
 def test_config_errors() -> None:
     # The searcher section's validation is the one check of its fields; make_searcher only dispatches.
-    raw = {"name": "async_halving", "metric": "loss", "time_metric": "batches", "max_time": 64, "divisor": 1.0}
+    raw = {
+        "name": "async_halving",
+        "metric": "loss",
+        "time_metric": "batches",
+        "max_time": 64,
+        "divisor": 1.0,
+    }
     with pytest.raises(ConfigError) as info:
         load_config({"searcher": raw})
     assert sorted(info.value.paths) == ["searcher.divisor", "searcher.max_trials", "searcher.num_rungs"]
