@@ -16,6 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from det_jupyter.config.experiment import ExperimentConfig
+from det_jupyter.config.searcher import SearcherConfig
+from det_jupyter.errors import ConfigError
 from det_jupyter.notebook.widget.html import (
     STATE_COLORS,
     errors_html,
@@ -23,7 +26,8 @@ from det_jupyter.notebook.widget.html import (
     format_hparams,
     format_value,
 )
-from det_jupyter.store.sqlite import Store
+from det_jupyter.searcher.ranking import best_of, best_value
+from det_jupyter.store.sqlite import ExperimentRow, Store
 
 __all__ = [
     "Report",
@@ -72,14 +76,28 @@ def _colored(state: str) -> str:
     return f'<span style="color:{STATE_COLORS.get(state, "inherit")}">{html.escape(state)}</span>'
 
 
+def _searcher(e: ExperimentRow) -> SearcherConfig | None:
+    """The experiment's searcher section, or ``None`` for a config this version cannot read."""
+    try:
+        return ExperimentConfig.from_stored(e.config).searcher
+    except ConfigError:
+        return None  # one unreadable experiment must not hide the others from %det list
+
+
 def experiment_list(store: Store) -> Report:
     """All experiments, newest first: id, name, state, progress, trials, searcher, best metric."""
     rows = []
     for e in store.list_experiments():
         counts = store.trial_counts(e.id)
-        searcher = e.config.get("searcher", {})
-        best = [t.best_validation for t in store.list_trials(e.id) if t.best_validation is not None]
-        pick = min if searcher.get("smaller_is_better", True) else max
+        searcher = _searcher(e)
+        best = (
+            best_value(
+                (t.best_validation for t in store.list_trials(e.id)),
+                smaller_is_better=searcher.smaller_is_better,
+            )
+            if searcher is not None
+            else None
+        )
         rows.append(
             [
                 str(e.id),
@@ -87,8 +105,8 @@ def experiment_list(store: Store) -> Report:
                 e.state.value,
                 f"{e.progress:.0%}",
                 str(sum(counts.values())),
-                f"{searcher.get('name', '?')} ({searcher.get('metric', '?')})",
-                format_value(pick(best) if best else None),
+                f"{searcher.name} ({searcher.metric})" if searcher is not None else "? (?)",
+                format_value(best),
             ]
         )
     if not rows:
@@ -101,20 +119,14 @@ def experiment_description(store: Store, experiment_id: int) -> Report:
     """State, timing, searcher, trial counts, the best trial and how to load it, failures, the config."""
     e = store.get_experiment(experiment_id)
     trials = store.list_trials(experiment_id)
-    searcher = e.config.get("searcher", {})
-    smaller = bool(searcher.get("smaller_is_better", True))
-    scored = [t for t in trials if t.best_validation is not None]
-    best = (
-        min(scored, key=lambda t: (1 if smaller else -1) * float(t.best_validation or 0.0))
-        if scored
-        else None
-    )
+    searcher = ExperimentConfig.from_stored(e.config).searcher
+    smaller = searcher.smaller_is_better
+    best = best_of(trials, lambda t: t.best_validation, smaller_is_better=smaller, tiebreak=lambda t: t.id)
     counts = {s.value: n for s, n in store.trial_counts(experiment_id).items()}
     elapsed = (e.ended_at or time.time()) - e.created_at
     lines = [
         f"experiment {e.id} {e.name!r}: {e.state.value}, progress {e.progress:.0%}, elapsed {format_duration(elapsed)}",
-        f"searcher: {searcher.get('name')} on {searcher.get('metric')} "
-        f"({'smaller' if smaller else 'larger'} is better)",
+        f"searcher: {searcher.name} on {searcher.metric} ({'smaller' if smaller else 'larger'} is better)",
         "trials: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none yet"),
     ]
     if e.dashboard_link:
@@ -123,7 +135,7 @@ def experiment_description(store: Store, experiment_id: int) -> Report:
         lines.append(f"error: {e.error}")
     if best is not None:
         lines.append(
-            f"best trial {best.id}: {format_hparams(best.hparams)}, {searcher.get('metric')} = "
+            f"best trial {best.id}: {format_hparams(best.hparams)}, {searcher.metric} = "
             f"{format_value(best.best_validation)}"
         )
         if store.checkpoints(experiment_id=experiment_id):

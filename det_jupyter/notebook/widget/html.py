@@ -84,8 +84,7 @@ def header_html(model: WidgetModel) -> str:
         f"<b>{html.escape(exp.name)}</b>",
         f"experiment {exp.id}",
         _state(exp.state),
-        f"{html.escape(str(searcher.get('name', '?')))} on <code>{html.escape(model.validation_metric)}</code>"
-        f" ({direction})",
+        f"{html.escape(searcher.name)} on <code>{html.escape(model.validation_metric)}</code> ({direction})",
         f"elapsed {format_duration(model.elapsed())}",
     ]
     trials = f"trials: {counts['done']} done, {counts['running']} running, {counts['queued']} queued"

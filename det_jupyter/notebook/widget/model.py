@@ -18,11 +18,13 @@ Example:
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from det_jupyter.config.experiment import ExperimentConfig
+from det_jupyter.config.searcher import SearcherConfig
+from det_jupyter.searcher.ranking import best_of, is_rankable, rank_key
 from det_jupyter.states import ExperimentState, TrialState
 from det_jupyter.store.sqlite import ExperimentRow, Store, TrialRow
 
@@ -108,6 +110,7 @@ class WidgetModel:
         self.store = store
         self.experiment_id = experiment_id
         self.experiment: ExperimentRow = store.get_experiment(experiment_id)
+        self.config = ExperimentConfig.from_stored(self.experiment.config)  # fixed at submission
         self.trials: list[TrialRow] = []
         self._requested_training_metric = training_metric
         self.training_metric: str | None = training_metric
@@ -120,19 +123,19 @@ class WidgetModel:
     # --- reading -------------------------------------------------------------------------------
 
     @property
-    def searcher(self) -> dict[str, Any]:
+    def searcher(self) -> SearcherConfig:
         """The searcher section of the experiment's config."""
-        return dict(self.experiment.config.get("searcher") or {})
+        return self.config.searcher
 
     @property
     def validation_metric(self) -> str:
         """The searcher's metric (plotted from validation reports)."""
-        return str(self.searcher.get("metric", ""))
+        return self.searcher.metric
 
     @property
     def smaller_is_better(self) -> bool:
         """Whether the searcher minimises its metric."""
-        return bool(self.searcher.get("smaller_is_better", True))
+        return self.searcher.smaller_is_better
 
     @property
     def terminal(self) -> bool:
@@ -200,14 +203,14 @@ class WidgetModel:
 
     @property
     def best_trial_id(self) -> int | None:
-        """The trial with the best ``best_validation`` (ties: the older trial)."""
-        sign = 1.0 if self.smaller_is_better else -1.0
-        scored = [
-            t for t in self.trials if t.best_validation is not None and math.isfinite(t.best_validation)
-        ]
-        if not scored:
-            return None
-        return min(scored, key=lambda t: (sign * float(t.best_validation or 0.0), t.id)).id
+        """The trial with the best ``best_validation`` (:mod:`det_jupyter.searcher.ranking`; ties: the older)."""
+        best = best_of(
+            self.trials,
+            lambda t: t.best_validation,
+            smaller_is_better=self.smaller_is_better,
+            tiebreak=lambda t: t.id,
+        )
+        return None if best is None else best.id
 
     def stopped_points(self, kind: str) -> tuple[list[int], list[float], list[int]]:
         """Where early-stopped (``STOPPED``) trials ended: ``(steps, values, trial ids)``."""
@@ -243,7 +246,8 @@ class WidgetModel:
     def table_rows(self, sort_by: str = "id", descending: bool = False) -> list[TableRow]:
         """The trial table, sorted by ``id``, ``state``, ``steps``, ``best`` (metric) or ``restarts``.
 
-        Trials without a metric sort last whichever the direction; ``best`` ascending means best first.
+        Trials without a rankable metric (none, NaN, ±inf) sort last whichever the direction; ``best``
+        ascending means best first, in :mod:`det_jupyter.searcher.ranking`'s order (ties: the older trial).
         """
         if sort_by not in SORT_KEYS:
             raise ValueError(f"sort_by={sort_by!r} is not a table column; use one of {list(SORT_KEYS)}")
@@ -253,13 +257,13 @@ class WidgetModel:
             for t in self.trials
         ]
         if sort_by == "best":
-            sign = 1.0 if self.smaller_is_better else -1.0
+            smaller = self.smaller_is_better
             scored = sorted(
-                (r for r in rows if r.best is not None),
-                key=lambda r: (sign * float(r.best or 0.0), r.id),
+                (r for r in rows if is_rankable(r.best)),
+                key=lambda r: rank_key(r.best, smaller_is_better=smaller, tiebreak=r.id),
                 reverse=descending,
             )
-            return scored + [r for r in rows if r.best is None]
+            return scored + [r for r in rows if not is_rankable(r.best)]
         key = {
             "id": lambda r: (r.id,),
             "state": lambda r: (r.state.value, r.id),
@@ -278,9 +282,7 @@ class WidgetModel:
         Hyperparameters that vary across trials come first (all of them if none varies); numbers are
         plotted as they are, anything else as categories. The last axis is the searcher metric.
         """
-        scored = [
-            t for t in self.trials if t.best_validation is not None and math.isfinite(t.best_validation)
-        ]
+        scored = [t for t in self.trials if is_rankable(t.best_validation)]
         if not scored:
             return []
         flat = [flatten_hparams(t.hparams) for t in scored]

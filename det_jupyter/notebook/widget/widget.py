@@ -33,7 +33,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from det_jupyter.notebook.widget.figures import SPARE_CHUNK, TrialFigure
+from det_jupyter.notebook.widget.figures import SPARE_CHUNK, TrialFigure, figure_widget
 from det_jupyter.notebook.widget.html import errors_html, header_html, load_hint_html, trial_table_html
 from det_jupyter.notebook.widget.model import SORT_KEYS, TRAINING, VALIDATION, Changes, WidgetModel
 from det_jupyter.states import ControlAction, ExperimentState
@@ -131,7 +131,7 @@ class ExperimentWidget:
         self.activate_button.on_click(lambda _b: self._request(ControlAction.ACTIVATE))
         self.kill_button.on_click(lambda _b: self._request(ControlAction.KILL))
 
-        spares = int(self.model.searcher.get("max_trials") or SPARE_CHUNK)
+        spares = self.model.searcher.max_trials or SPARE_CHUNK
         self.figures = {
             TRAINING: TrialFigure(TRAINING, training_metric, spares=spares),
             VALIDATION: TrialFigure(VALIDATION, self.model.validation_metric, spares=spares),
@@ -324,7 +324,7 @@ class ExperimentWidget:
                 if d.tickvals is not None and d.ticktext is not None:
                     dim.update(tickvals=list(d.tickvals), ticktext=list(d.ticktext))
                 dimensions.append(dim)
-            self.parallel_figure = go.FigureWidget(
+            self.parallel_figure = figure_widget(
                 data=[go.Parcoords(line=line, dimensions=dimensions)],
                 layout={
                     "title": {"text": f"hyperparameters vs {self.model.validation_metric}"},
