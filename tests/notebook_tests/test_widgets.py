@@ -452,3 +452,13 @@ def test_kill_button_works_while_the_kernel_runs_another_cell(
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_figures_say_to_install_anywidget_when_it_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from det_jupyter.notebook.widget.figures import figure_widget
+
+    monkeypatch.setitem(sys.modules, "anywidget", None)  # what `import anywidget` sees when not installed
+    with pytest.raises(ImportError, match="pip install anywidget"):
+        figure_widget()

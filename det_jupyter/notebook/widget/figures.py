@@ -25,7 +25,7 @@ from typing import Any
 
 from det_jupyter.notebook.widget.model import TRAINING, WidgetModel
 
-__all__ = ["OPS_PER_SECOND", "STOP_TRACE", "TrialFigure"]
+__all__ = ["OPS_PER_SECOND", "STOP_TRACE", "TrialFigure", "figure_widget"]
 
 OPS_PER_SECOND = 2
 """Figure operations (4 comm messages each in plotly 7) a figure may send per rolling second."""
@@ -36,6 +36,34 @@ MAX_INITIAL_SPARES = 32
 PALETTE = ("#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3", "#FF6692", "#B6E880",
            "#FF97FF", "#FECB52")  # fmt: skip
 WIDTH, BEST_WIDTH, OPACITY = 1.5, 4.0, 0.55
+
+ANYWIDGET_MISSING = (
+    "the experiment widget draws Plotly FigureWidgets, which need the `anywidget` package "
+    "(a det_jupyter dependency that is missing here): pip install anywidget"
+)
+
+
+def figure_widget(**kwargs: Any) -> Any:
+    """A Plotly ``go.FigureWidget(**kwargs)``, failing clearly when ``anywidget`` is not installed.
+
+    Since plotly 6 a ``FigureWidget`` is an anywidget; without the package plotly fails late and
+    vaguely, so the widget checks first.
+
+    Raises:
+        ImportError: ``anywidget`` is missing; the message says ``pip install anywidget``.
+
+    Example:
+        >>> fig = figure_widget(layout={"height": 300})           # doctest: +SKIP
+        >>> type(fig).__name__                                     # doctest: +SKIP
+        'FigureWidget'
+    """
+    try:
+        import anywidget  # noqa: F401  # imported only to check it is there (see the docstring)
+    except ImportError as exc:
+        raise ImportError(ANYWIDGET_MISSING) from exc
+    import plotly.graph_objects as go
+
+    return go.FigureWidget(**kwargs)
 
 
 class TrialFigure:
@@ -64,7 +92,7 @@ class TrialFigure:
             marker={"symbol": "x", "size": 11, "color": "black"},
         )  # fmt: skip
         count = max(1, min(spares, MAX_INITIAL_SPARES))
-        self.figure = go.FigureWidget(
+        self.figure = figure_widget(
             data=[stop, *(self._spare() for _ in range(count))],
             layout={
                 "title": {"text": f"{kind} {metric or ''}".strip()},
