@@ -119,8 +119,7 @@ def create_experiment(
         load_hook=hook,
         seed=seed,
     )
-    # TODO(integrator): pass config=cfg once Controller accepts it, so it need not re-validate the row.
-    controller = Controller(st, exp_id, client)
+    controller = Controller(st, exp_id, client, config=cfg)  # validated once, above
     controller.start()
     return Experiment(exp_id, st, controller=controller)
 
