@@ -29,6 +29,7 @@ from det_jupyter.errors import (
 )
 from det_jupyter.experiment import (
     Checkpoint,
+    Entrypoint,
     Experiment,
     Trial,
     create_experiment,
@@ -64,6 +65,7 @@ __all__ = [
     "ClusterError",
     "ConfigError",
     "DetJupyterError",
+    "Entrypoint",
     "Experiment",
     "ExperimentConfig",
     "ExperimentState",
