@@ -301,6 +301,10 @@ class ASHASearch(SearchMethod):
         return self._fill()
 
     def _signed(self, metric: float) -> float:
+        # Rungs deliberately do not use det_jupyter.searcher.ranking: Determined's insertMetric places a
+        # new metric before equal ones (a tie goes to the newer trial) and ranks ±inf as numbers (here
+        # clamped to +-EXITED_METRIC); ranking.py's "ties to the older, inf unrankable" would change
+        # which trials ASHA stops, and stored searcher states would replay differently.
         m = float(metric) if self.smaller_is_better else -float(metric)
         if math.isnan(m):
             return EXITED_METRIC  # Go's sort.Search places NaN last: the worst

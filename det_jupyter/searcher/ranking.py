@@ -4,7 +4,9 @@ A metric value is *rankable* when it is a finite real number (``bool`` is not a 
 else (``None``, NaN, ±inf, a string) ranks worst, whichever the direction. Ties go to the older
 item: the smaller ``tiebreak`` (trial id, or ``-steps`` for "newest checkpoint of a trial first").
 The controller, ``Experiment.best_trial()`` / ``best_checkpoint()``, the widget, the reports, the
-server's serializers and the checkpoint GC all use these functions, so they cannot disagree.
+server's serializers and the checkpoint GC all use these functions, so they cannot disagree
+(``tests/searcher_tests/test_ranking.py`` checks them against one store). The one deliberate exception
+is ASHA's rung order (``asha.py``), which follows Determined's tie rule so searcher decisions match.
 
 Example:
     >>> best_index([0.3, float("nan"), 0.1, 0.1], smaller_is_better=True)
