@@ -47,6 +47,7 @@ __all__ = [
     "ReproducibilityConfig",
     "ResourcesConfig",
     "Section",
+    "SlotType",
     "given_keys",
     "owner_problems",
 ]
@@ -55,6 +56,8 @@ PosInt = Annotated[int, Strict(), Field(ge=1)]
 NonNegInt = Annotated[int, Strict(), Field(ge=0)]
 Bool = Annotated[bool, Strict()]
 LENGTH_UNITS: tuple[TimeMetric, ...] = TIME_METRICS  # the one list lives in det_jupyter.config.names
+SlotType = Literal["auto", "gpu", "cpu"]
+"""``resources.slot_type``: what a trial asks Dask for (``auto``: GPUs when the cluster has them)."""
 DETERMINED_ONLY = ("is a Determined cluster setting that det_jupyter does not support", "remove it")
 
 
@@ -190,7 +193,7 @@ class ResourcesConfig(Section):
     """
 
     slots_per_trial: PosInt = 1
-    slot_type: Literal["auto", "gpu", "cpu"] = "auto"
+    slot_type: SlotType = "auto"
     max_slots: PosInt | None = None
 
     UNSUPPORTED_KEYS = {
