@@ -1,22 +1,19 @@
 """The controller: runs one experiment (Determined's "master" for it), by default as a kernel thread.
 
-It is the only place where searcher, Dask and store meet. One loop, one thread:
+It is where the searcher, the launcher (Dask) and the store meet, and it only *applies* rules: what
+happens to trials and runs is decided by :class:`~det_jupyter.engine.lifecycle.Lifecycle` (pure), what
+trials to create or stop by the searcher (pure). One loop, one thread:
 
-1. wait (at most ``poll_interval``) for items in its inbox: worker events (metrics, checkpoints, log
-   lines, "started") from the experiment's Dask topic, and "done" notices from trial futures;
-2. in ONE store transaction: record the events, feed validations and exits to the searcher, apply
-   its operations (create trials → submit ``run_trial`` tasks with slot resources; stop trials),
-   act on control requests (pause / activate / kill) read from the store, apply the checkpoint GC
-   policy, save the searcher state and a heartbeat.
+1. wait (at most ``poll_interval``) for items in its inbox: worker events from the experiment's topic
+   (decoded by :func:`det_jupyter.worker.events.decode`) and "done" notices of run tasks;
+2. in ONE store transaction: hand them to the lifecycle rules, apply the decisions they return
+   (submit / stop / cancel runs through the launcher, feed validations and exits to the searcher and
+   apply its operations, buffer store rows), act on control requests (pause / activate / kill) read
+   from the store, apply the checkpoint GC policy, save the searcher state and a heartbeat, and flush
+   the write-behind buffer.
 
 So the store always holds a consistent picture, and an experiment whose controller died can be
 resumed from it: trials that were running restart from their latest checkpoints.
-
-Failure rules: a trial whose code raises, or whose worker dies, is resubmitted from its latest
-checkpoint until it has failed ``max_restarts + 1`` times; then it is ERROR (traceback stored) and
-the searcher goes on. Stopping a trial (searcher, pause, kill) sets its stop flag on the worker;
-user code sees ``ctx.should_stop()``, checkpoints and returns. Code that ignores the flag is cut
-off after ``stop_grace`` seconds (its worker is restarted), losing at most one checkpoint period.
 
 Example:
     >>> exp = det_jupyter.create_experiment(config, train)   # doctest: +SKIP
@@ -25,10 +22,8 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import math
 import os
 import queue
 import socket
@@ -36,59 +31,61 @@ import threading
 import time
 import traceback
 import uuid as uuidlib
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from distributed import Client, Future
+from distributed import Client
 
 from det_jupyter.checkpoints import CheckpointRecord, CheckpointStorage, checkpoints_to_delete
 from det_jupyter.config.experiment import ExperimentConfig, load_config
-from det_jupyter.engine.cluster import dashboard_link, slot_resource
-from det_jupyter.searcher import Create, ExitReason, Operation, SearchMethod, Shutdown, Stop, make_searcher
-from det_jupyter.states import ControlAction, ExperimentState, TrialState
+from det_jupyter.engine import runs as r
+from det_jupyter.engine.launcher import DaskLauncher, Launcher
+from det_jupyter.engine.lifecycle import Lifecycle
+from det_jupyter.searcher import Create, Operation, SearchMethod, Shutdown, Stop, make_searcher
+from det_jupyter.states import ExperimentState, TrialState
 from det_jupyter.store.sqlite import Store, default_home
 from det_jupyter.worker.context import TrialSpec
-from det_jupyter.worker.runtime import request_stop, run_trial
+from det_jupyter.worker.events import LogLine, MalformedEvent, Metrics, decode, decode_summary
 
 __all__ = ["Controller"]
 
 log = logging.getLogger(__name__)
 
-_PRECEDENCE = {None: 0, "pause": 1, "searcher": 2, "kill": 3}
 
+class _WriteBehind:
+    """Store rows buffered during one loop iteration and written at its end, inside its transaction.
 
-@dataclass
-class _Trial:
-    """The controller's working copy of a non-terminal trial."""
+    With :meth:`Controller._record_checkpoint`, the only place the controller adds metric, log and
+    checkpoint rows.
+    """
 
-    id: int
-    request_id: int
-    hparams: dict[str, Any]
-    restarts: int = 0
-    run_id: int = -1
-    latest_checkpoint: str | None = None
-    latest_checkpoint_steps: int = 0
-    best: float | None = None
-    searcher_time: float = 0.0
-    validations: dict[int, float] = field(default_factory=dict)
-    unscored_checkpoints: dict[int, str] = field(default_factory=dict)  # steps -> uuid, awaiting a validation
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._trials: dict[int, dict[str, Any]] = {}
+        self._metrics: list[tuple[int, int, str, int, dict[str, Any], float]] = []
+        self._logs: list[tuple[int, int, float, str]] = []
 
+    def update_trial(self, trial_id: int, **values: Any) -> None:
+        self._trials.setdefault(trial_id, {}).update(values)
 
-@dataclass
-class _Run:
-    """One submitted attempt of a trial."""
+    def metrics(self, trial_id: int, run_id: int, body: Metrics) -> None:
+        self._metrics += [
+            (trial_id, run_id, m.kind.value, m.steps, dict(m.metrics), m.reported_at) for m in body.records
+        ]
 
-    trial: _Trial
-    run_id: int
-    key: str
-    future: Future | None = None
-    started: bool = False
-    worker: str | None = None
-    events_seen: int = 0
-    result: dict[str, Any] | None = None
-    wait_events_until: float | None = None
-    stop_reason: str | None = None
-    stop_requested_at: float | None = None
+    def logs(self, trial_id: int, run_id: int, lines: Iterable[LogLine]) -> None:
+        self._logs += [(trial_id, run_id, line.ts, line.text) for line in lines]
+
+    def flush(self) -> None:
+        if self._metrics:
+            self._store.add_metrics(self._metrics)
+            self._metrics = []
+        if self._logs:
+            self._store.add_logs(self._logs)
+            self._logs = []
+        for trial_id, values in self._trials.items():
+            self._store.update_trial(trial_id, **values)
+        self._trials.clear()
 
 
 class Controller:
@@ -97,50 +94,50 @@ class Controller:
     Args:
         store: the store holding the experiment.
         experiment_id: the experiment to run (ACTIVE or PAUSED; resumed if it ran before).
-        client: the Dask client to submit trials with.
+        launcher: where runs execute: a :class:`~det_jupyter.engine.launcher.Launcher`, or a Dask
+            ``Client`` (a :class:`~det_jupyter.engine.launcher.DaskLauncher` is built over it).
+        config: the experiment's config, if the caller has it (else read from the store).
         poll_interval: longest wait between two looks at the store's control requests.
         stop_grace: seconds a stopping trial gets to checkpoint and return before it is cut off.
+        heartbeat_interval: seconds between heartbeats (the lease is stale after 10 of them).
+        clock: the monotonic clock deadlines are measured with (tests pass a fake one).
     """
 
     def __init__(
         self,
         store: Store,
         experiment_id: int,
-        client: Client,
+        launcher: Launcher | Client,
         *,
+        config: ExperimentConfig | None = None,
         poll_interval: float = 0.1,
         stop_grace: float = 30.0,
         heartbeat_interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.experiment_id = experiment_id
-        self.client = client
+        self._launcher_arg = launcher
+        self.config: ExperimentConfig | None = config
         self.poll_interval = poll_interval
         self.stop_grace = stop_grace
         self.heartbeat_interval = heartbeat_interval
+        self._clock = clock
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuidlib.uuid4().hex[:8]}"
         self._nonce = self.owner.rsplit(":", 1)[-1]
         self._topic = f"det-jupyter-exp{experiment_id}-{self._nonce}"
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._trials: dict[int, _Trial] = {}  # non-terminal trials by id
-        self._by_request: dict[int, _Trial] = {}
-        self._runs: dict[str, _Run] = {}  # live runs by task key
-        self._run_of_trial: dict[int, _Run] = {}
-        self._state = ExperimentState.ACTIVE
-        self._searcher_done = False
-        self._search_failed = False
+        self.launcher: Launcher | None = launcher if isinstance(launcher, Launcher) else None
+        self.rules: Lifecycle | None = None
+        self._writes = _WriteBehind(store)
         self._searcher_dirty = False
         self._gc_dirty = False
-        # write-behind buffers, flushed once per loop iteration inside its transaction
-        self._trial_updates: dict[int, dict[str, Any]] = {}
-        self._metric_rows: list[tuple[int, int, str, int, dict[str, Any], float]] = []
-        self._log_rows: list[tuple[int, int, float, str]] = []
         self._finished = threading.Event()  # set once the final state is committed
         self._done = False
-        self._last_heartbeat = 0.0
-        self._last_requests = 0.0
-        self._last_gc = 0.0
+        self._last_heartbeat = -float("inf")
+        self._last_requests = -float("inf")
+        self._last_gc = -float("inf")
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -175,9 +172,9 @@ class Controller:
         except Exception:
             tb = traceback.format_exc()
             log.error("controller of experiment %s failed:\n%s", self.experiment_id, tb)
-            for run in list(self._runs.values()):
-                if run.future is not None:
-                    run.future.cancel()
+            if self.launcher is not None and self.rules is not None:
+                for key in list(self.rules.runs):
+                    self.launcher.cancel(key)
             self.store.update_experiment(
                 self.experiment_id,
                 state=ExperimentState.ERROR,
@@ -186,67 +183,75 @@ class Controller:
             )
         finally:
             self._finished.set()
-            with contextlib.suppress(Exception):  # the client may be closed already; nothing to clean
-                self.client.unsubscribe_topic(self._topic)
+            if self.launcher is not None:
+                self.launcher.unsubscribe(self._topic)
             self.store.update_experiment(self.experiment_id, owner=None)
             self.store.close()
 
     def _setup(self) -> None:
         row = self.store.get_experiment(self.experiment_id)
-        self.config: ExperimentConfig = load_config(row.config)
+        cfg = self.config = self.config or load_config(row.config)
         blob, _ = self.store.get_entrypoint(self.experiment_id)
         self._blob, self._digest = blob, hashlib.sha256(blob).hexdigest()[:20]
         self._seed = row.seed
-        storage_url = self.config.checkpoint_storage.resolve_url(str(default_home() / "checkpoints"))
-        self._storage = CheckpointStorage(storage_url, self.config.checkpoint_storage.storage_options())
+        storage_url = cfg.checkpoint_storage.resolve_url(str(default_home() / "checkpoints"))
+        self._storage = CheckpointStorage(storage_url, cfg.checkpoint_storage.storage_options())
         self._storage.remove_incomplete()
-        self._resource = slot_resource(
-            self.client, self.config.resources.slots_per_trial, self.config.resources.slot_type
+        if self.launcher is None:
+            assert isinstance(self._launcher_arg, Client)
+            self.launcher = DaskLauncher(
+                self._launcher_arg, cfg.resources.slots_per_trial, cfg.resources.slot_type
+            )
+        self.searcher: SearchMethod = make_searcher(cfg.searcher, cfg.hparam_space, self._seed)
+        self.rules = Lifecycle(
+            experiment_id=self.experiment_id,
+            nonce=self._nonce,
+            max_restarts=cfg.max_restarts,
+            max_time=cfg.searcher.max_time,
+            metric=cfg.searcher.metric,
+            smaller_is_better=cfg.searcher.smaller_is_better,
+            time_metric=cfg.searcher.time_metric,
+            stop_grace=self.stop_grace,
+            state=row.state,
         )
-        self.searcher: SearchMethod = make_searcher(
-            self.config.searcher, self.config.hparam_space, self._seed
-        )
-        self.client.subscribe_topic(self._topic, lambda event: self._inbox.put(("event", event[1])))
-        self._state = row.state
+        self.launcher.subscribe(self._topic, lambda msg: self._inbox.put(("event", msg)))
         self.store.update_experiment(
             self.experiment_id,
-            dashboard_link=dashboard_link(self.client),
-            cluster_address=_address(self.client),
+            dashboard_link=self.launcher.dashboard_link(),
+            cluster_address=self.launcher.address(),
         )
         saved = self.store.get_searcher_state(self.experiment_id)
+        now = self._clock()
         with self.store.transaction():
             if saved is None:
-                self._apply(self.searcher.initial_operations())
-                self._searcher_dirty = True
+                self._apply_ops(self.searcher.initial_operations(), now)
             else:
                 self.searcher.load_state_dict(saved)
-                self._resume_trials()
+                self._resume_trials(now)
             self._save_searcher()
-            self._flush_writes()
+            self._writes.flush()
 
-    def _resume_trials(self) -> None:
+    def _resume_trials(self, now: float) -> None:
         """Pick up non-terminal trials of an experiment whose previous controller is gone."""
+        assert self.rules is not None
         for row in self.store.list_trials(self.experiment_id):
             if row.state.is_terminal:
                 continue
-            trial = _Trial(
+            trial = r.TrialRecord(
                 row.id, row.request_id, row.hparams, row.restarts, row.run_id, best=row.best_validation
             )
             trial.searcher_time = row.searcher_time
             ckpts = self.store.checkpoints(trial_id=row.id)
             if ckpts:
                 trial.latest_checkpoint, trial.latest_checkpoint_steps = ckpts[-1].uuid, ckpts[-1].steps
-            self._add_trial(trial)
-            if self._state == ExperimentState.ACTIVE:
-                self._submit(trial)
-            else:
-                self._update_trial(trial.id, state=TrialState.PAUSED)
-        if self._state == ExperimentState.STOPPING_CANCELED:
-            self._kill()
+            self._apply(self.rules.add_trial(trial), now)
+        if self.rules.state == ExperimentState.STOPPING_CANCELED:
+            self._apply(self.rules.kill(now), now)
 
     # --- the loop ------------------------------------------------------------------------------
 
     def _step(self) -> None:
+        assert self.rules is not None
         items: list[tuple[str, Any]] = []
         try:
             items.append(self._inbox.get(timeout=self.poll_interval))
@@ -254,90 +259,120 @@ class Controller:
                 items.append(self._inbox.get_nowait())
         except queue.Empty:
             pass
-        now = time.monotonic()
+        now = self._clock()
         with self.store.transaction():
             for kind, payload in items:
                 if kind == "event":
-                    self._on_event(payload)
+                    self._on_message(payload, now)
                 else:
-                    self._on_done(payload)
-            for run in list(self._runs.values()):
-                if run.wait_events_until is not None and now >= run.wait_events_until:
-                    if run.result is None and run.future is not None:  # no "exited" event: ask the worker
-                        run.result = dict(run.future.result())
-                    self._finalize(run)
-                elif run.stop_requested_at is not None and now - run.stop_requested_at > self.stop_grace:
-                    self._cut_off(run)
-            if now - self._last_requests >= self.poll_interval:
+                    self._on_task_done(payload, now)
+            self._apply(self.rules.tick(now), now)
+            if not items or now - self._last_requests >= self.poll_interval:  # idle, or under load
                 self._last_requests = now
                 for request in self.store.pending_requests(self.experiment_id):
-                    self._on_request(request.action)
+                    self._apply(self.rules.on_request(request.action, now), now)
                     self.store.mark_request_handled(request.id)
             if self._gc_dirty and now - self._last_gc >= 1.0:
-                self._collect_garbage()
+                self._collect_garbage(now)
             self._save_searcher()
             if now - self._last_heartbeat >= self.heartbeat_interval:
                 self._last_heartbeat = now
                 self.store.update_experiment(self.experiment_id, heartbeat=time.time())
-            self._maybe_finish()
-            self._flush_writes()
+            final = self.rules.finish()
+            if final is not None:
+                if self._gc_dirty:
+                    self._collect_garbage(now)
+                self.store.update_experiment(
+                    self.experiment_id,
+                    state=final.state,
+                    ended_at=time.time(),
+                    error=final.error,
+                    progress=1.0,
+                )
+                self._done = True  # the loop ends once this transaction has committed
+            self._writes.flush()
 
-    def _update_trial(self, trial_id: int, **values: Any) -> None:
-        self._trial_updates.setdefault(trial_id, {}).update(values)
+    def _on_message(self, msg: Any, now: float) -> None:
+        assert self.rules is not None
+        try:
+            event = decode(msg)
+        except MalformedEvent as exc:
+            log.warning("experiment %s ignored an event: %s", self.experiment_id, exc)
+            self.rules.count_event(exc.trial_id, exc.run_id)  # it still counts towards events_sent
+            return
+        self._apply(self.rules.on_event(event, now), now)
 
-    def _flush_writes(self) -> None:
-        if self._metric_rows:
-            self.store.add_metrics(self._metric_rows)
-            self._metric_rows = []
-        if self._log_rows:
-            self.store.add_logs(self._log_rows)
-            self._log_rows = []
-        for trial_id, values in self._trial_updates.items():
-            self.store.update_trial(trial_id, **values)
-        self._trial_updates.clear()
+    def _on_task_done(self, key: str, now: float) -> None:
+        assert self.rules is not None and self.launcher is not None
+        if key in self.rules.runs:
+            end, error = self.launcher.task_end(key)
+            self._apply(self.rules.on_task_end(key, end, error, now), now)
 
-    def _save_searcher(self) -> None:
-        if self._searcher_dirty:
-            self.store.save_searcher_state(
-                self.experiment_id, self.searcher.state_dict(), self.searcher.progress()
-            )
-            self._searcher_dirty = False
+    # --- applying decisions --------------------------------------------------------------------
 
-    # --- searcher operations -------------------------------------------------------------------
+    def _apply(self, decisions: list[r.Decision], now: float) -> None:
+        """Carry out decisions in order (depth first: a searcher's answer is applied before the rest)."""
+        assert self.rules is not None and self.launcher is not None
+        launcher, writes = self.launcher, self._writes
+        for d in decisions:
+            if isinstance(d, r.Submit):
+                self._submit(d.run)
+            elif isinstance(d, r.UpdateTrial):
+                writes.update_trial(d.trial_id, **d.values)
+            elif isinstance(d, r.RecordMetrics):
+                writes.metrics(d.trial_id, d.run_id, d.body)
+            elif isinstance(d, r.RecordLogs):
+                writes.logs(d.trial_id, d.run_id, d.body.lines)
+            elif isinstance(d, r.AppendLog):
+                writes.logs(d.trial_id, d.run_id, [LogLine(time.time(), d.text)])
+            elif isinstance(d, r.RecordCheckpoint):
+                self._record_checkpoint(d)
+            elif isinstance(d, r.ScoreCheckpoint):
+                self.store.set_checkpoint_metric(d.uuid, d.metric)
+                self._gc_dirty = True
+            elif isinstance(d, r.ReportValidation):
+                self._apply_ops(self.searcher.on_validation_completed(d.request_id, d.metric, d.time), now)
+            elif isinstance(d, r.MarkStarted):
+                state = {"state": TrialState.ACTIVE} if d.active else {}
+                writes.update_trial(d.trial_id, worker=d.worker, started_at=time.time(), **state)
+            elif isinstance(d, r.EndTrial):
+                writes.update_trial(d.trial.id, state=d.state, ended_at=time.time())
+                self._gc_dirty = True
+                if d.exit_reason is not None:
+                    self._apply_ops(self.searcher.on_trial_exited(d.trial.request_id, d.exit_reason), now)
+            elif isinstance(d, r.RequestStop):
+                if d.cancel_if_queued and launcher.is_queued(d.run.key):
+                    launcher.cancel(d.run.key)
+                else:
+                    launcher.request_stop(d.run.key, d.run.worker)
+            elif isinstance(d, r.ReleaseRun):
+                launcher.release(d.run.key)
+            elif isinstance(d, r.FetchResult):
+                self._apply(self.rules.on_result(d.run, self._fetch_result(d.run)), now)
+            elif isinstance(d, r.CutOff):
+                self._cut_off(d)
+            elif isinstance(d, r.SetExperimentState):
+                self.store.update_experiment(self.experiment_id, state=d.state)
 
-    def _apply(self, ops: list[Operation]) -> None:
+    def _apply_ops(self, ops: list[Operation], now: float) -> None:
+        assert self.rules is not None
         self._searcher_dirty = True
         for op in ops:
             if isinstance(op, Create):
                 trial_id = self.store.create_trial(self.experiment_id, op.request_id, op.hparams)
-                trial = _Trial(trial_id, op.request_id, op.hparams)
-                self._add_trial(trial)
-                if self._state == ExperimentState.ACTIVE:
-                    self._submit(trial)
-                else:
-                    self._update_trial(trial_id, state=TrialState.PAUSED)
+                self._apply(self.rules.add_trial(r.TrialRecord(trial_id, op.request_id, op.hparams)), now)
             elif isinstance(op, Stop):
-                trial = self._by_request[op.request_id]
-                run = self._run_of_trial.get(trial.id)
-                if run is not None:
-                    self._stop(run, "searcher")
-                else:  # paused: it simply never runs again
-                    self._end_trial(trial, TrialState.STOPPED, ExitReason.STOPPED)
+                self._apply(self.rules.searcher_stop(op.request_id, now), now)
             elif isinstance(op, Shutdown):
-                self._searcher_done, self._search_failed = True, op.failure
+                self.rules.searcher_shutdown(op.failure)
 
-    def _add_trial(self, trial: _Trial) -> None:
-        self._trials[trial.id] = trial
-        self._by_request[trial.request_id] = trial
-
-    def _submit(self, trial: _Trial) -> None:
-        trial.run_id += 1
-        key = f"det-trial-e{self.experiment_id}-t{trial.id}-r{trial.run_id}-{self._nonce}"
-        cfg = self.config
+    def _submit(self, run: r.RunRecord) -> None:
+        assert self.config is not None and self.launcher is not None
+        cfg, trial = self.config, run.trial
         spec = TrialSpec(
             experiment_id=self.experiment_id,
             trial_id=trial.id,
-            run_id=trial.run_id,
+            run_id=run.run_id,
             hparams=trial.hparams,
             metric=cfg.searcher.metric,
             smaller_is_better=cfg.searcher.smaller_is_better,
@@ -354,290 +389,70 @@ class Controller:
             min_checkpoint_period=_period(cfg.min_checkpoint_period),
             records_per_epoch=cfg.records_per_epoch,
             topic=self._topic,
-            run_key=key,
+            run_key=run.key,
         )
-        run = _Run(trial, trial.run_id, key)
-        self._runs[key] = run
-        self._run_of_trial[trial.id] = run
-        resources = {self._resource: cfg.resources.slots_per_trial} if self._resource else None
-        self._update_trial(trial.id, state=TrialState.QUEUED, run_id=trial.run_id, restarts=trial.restarts)
-        run.future = self.client.submit(
-            run_trial, spec, self._blob, self._digest, key=key, resources=resources, pure=False
+        self._writes.update_trial(
+            trial.id, state=TrialState.QUEUED, run_id=run.run_id, restarts=trial.restarts
         )
-        run.future.add_done_callback(lambda _f, k=key: self._inbox.put(("done", k)))
+        self.launcher.submit(spec, self._blob, self._digest, lambda key: self._inbox.put(("done", key)))
 
-    # --- worker events -------------------------------------------------------------------------
-
-    def _on_event(self, event: dict[str, Any]) -> None:
-        trial = self._trials.get(event.get("trial_id", -1))
-        run = self._run_of_trial.get(trial.id) if trial else None
-        if trial is None or run is None or run.run_id != event.get("run_id"):
-            return  # a late event of a run already finalized
-        run.events_seen += 1
-        kind = event["type"]
-        if kind == "metrics":
-            self._on_metrics(run, event["records"])
-        elif kind == "checkpoint":
-            trial.latest_checkpoint, trial.latest_checkpoint_steps = event["uuid"], int(event["steps"])
-            if int(event["steps"]) not in trial.validations:
-                trial.unscored_checkpoints[int(event["steps"])] = event["uuid"]
-            self.store.add_checkpoint(
-                uuid=event["uuid"],
-                trial_id=trial.id,
-                experiment_id=self.experiment_id,
-                run_id=run.run_id,
-                steps=int(event["steps"]),
-                metadata=event.get("metadata") or {},
-                resources=event.get("resources") or {},
-                metric=trial.validations.get(int(event["steps"])),
-            )
-            self._gc_dirty = True
-        elif kind == "log":
-            self._log_rows.extend((trial.id, run.run_id, float(ts), str(line)) for ts, line in event["lines"])
-        elif kind == "exited":
-            run.events_seen -= 1  # the summary does not count itself
-            run.result = {k: event.get(k) for k in ("status", "traceback", "events_sent", "stopped")}
-        elif kind == "started":
-            run.started, run.worker = True, event.get("worker")
-            if event.get("restored_from"):
-                trial.latest_checkpoint = event["restored_from"]
-            state = TrialState.ACTIVE if run.stop_reason is None else None
-            values: dict[str, Any] = {"worker": run.worker, "started_at": time.time()}
-            if state is not None:
-                values["state"] = state
-            self._update_trial(trial.id, **values)
-        if run.result is not None and run.future is not None and run.future.done():
-            self._finalize_when_complete(run)
-
-    def _on_metrics(self, run: _Run, records: list[list[Any]]) -> None:
-        trial = run.trial
-        searcher = self.config.searcher
-        rows = []
-        steps_done = 0
-        for kind, steps, metrics, ts in records:
-            rows.append((trial.id, run.run_id, kind, int(steps), metrics, float(ts)))
-            steps_done = max(steps_done, int(steps))
-            if kind != "validation":
-                continue
-            value = metrics.get(searcher.metric)
-            metric = float(value) if isinstance(value, (int, float)) else math.nan
-            if math.isnan(metric):  # NaN / missing ranks worst
-                metric = math.inf if searcher.smaller_is_better else -math.inf
-            elapsed = metrics.get(searcher.time_metric) if searcher.time_metric else None
-            trial.searcher_time = float(elapsed) if isinstance(elapsed, (int, float)) else float(steps)
-            trial.validations[int(steps)] = metric
-            better = trial.best is None or (
-                metric < trial.best if searcher.smaller_is_better else metric > trial.best
-            )
-            if better:
-                trial.best = metric
-            self._update_trial(
-                trial.id,
-                best_validation=_finite(trial.best),
-                latest_validation=_finite(metric),
-                searcher_time=trial.searcher_time,
-            )
-            unscored = trial.unscored_checkpoints.pop(int(steps), None)
-            if unscored is not None:
-                self.store.set_checkpoint_metric(unscored, metric)
-                self._gc_dirty = True
-            if run.stop_reason != "kill" and self._state != ExperimentState.STOPPING_CANCELED:
-                self._apply(
-                    self.searcher.on_validation_completed(trial.request_id, metric, trial.searcher_time)
-                )
-        self._metric_rows.extend(rows)
-        self._update_trial(trial.id, steps_completed=steps_done)
-
-    # --- run completion ------------------------------------------------------------------------
-
-    def _on_done(self, key: str) -> None:
-        run = self._runs.get(key)
-        if run is None or run.future is None:
-            return
-        future = run.future
-        if future.status == "finished":
-            if (
-                run.result is None
-            ):  # its "exited" event is still on the way; fetch the result if it never comes
-                run.wait_events_until = time.monotonic() + 5.0
-                return
-        elif future.status == "cancelled":
-            run.result = {"status": "cancelled", "events_sent": 0}
-        else:
-            exc = future.exception()
-            run.result = {
-                "status": "lost",
-                "traceback": f"{type(exc).__name__}: {exc} (the worker running the trial died or was lost)",
-                "events_sent": 0,
-            }
-        self._finalize_when_complete(run)
-
-    def _finalize_when_complete(self, run: _Run) -> None:
-        """Finalize a finished run once all its events arrived (or after a deadline)."""
-        assert run.result is not None
-        if run.events_seen >= int(run.result.get("events_sent") or 0):
-            self._finalize(run)
-        elif run.wait_events_until is None:  # the last events are still on their way through the scheduler
-            run.wait_events_until = time.monotonic() + 10.0
-
-    def _finalize(self, run: _Run) -> None:
-        assert run.result is not None
-        self._runs.pop(run.key, None)
-        if self._run_of_trial.get(run.trial.id) is run:
-            del self._run_of_trial[run.trial.id]
-        trial, result, reason = run.trial, run.result, run.stop_reason
-        status = result["status"]
-        reached_end = trial.searcher_time >= float(self.config.searcher.max_time or math.inf)
-        if reason == "kill":
-            self._end_trial(trial, TrialState.CANCELED, None)
-        elif status == "completed" and (reason is None or reached_end):
-            self._end_trial(trial, TrialState.COMPLETED, ExitReason.COMPLETED)
-        elif reason == "searcher":
-            self._end_trial(trial, TrialState.STOPPED, ExitReason.STOPPED)
-        elif reason == "pause" and status != "error":
-            self._update_trial(trial.id, state=TrialState.PAUSED)
-            if self._state == ExperimentState.ACTIVE:  # activated again while it was winding down
-                self._submit(trial)
-        else:
-            self._restart_or_fail(
-                trial, result.get("traceback") or "the trial's task was cancelled outside det_jupyter"
-            )
-
-    def _restart_or_fail(self, trial: _Trial, error: str) -> None:
-        trial.restarts += 1
-        self._log_rows.extend(
-            [(trial.id, trial.run_id, time.time(), f"[det_jupyter] run {trial.run_id} failed:")]
+    def _record_checkpoint(self, d: r.RecordCheckpoint) -> None:
+        self.store.add_checkpoint(
+            uuid=d.body.uuid,
+            trial_id=d.trial_id,
+            experiment_id=self.experiment_id,
+            run_id=d.run_id,
+            steps=d.body.steps,
+            metadata=dict(d.body.metadata),
+            resources=dict(d.body.resources),
+            metric=d.metric,
         )
-        if trial.restarts <= self.config.max_restarts and self._state == ExperimentState.ACTIVE:
-            self._update_trial(trial.id, error=error, restarts=trial.restarts)
-            self._submit(trial)
-        elif trial.restarts <= self.config.max_restarts:  # paused meanwhile
-            self._update_trial(trial.id, error=error, restarts=trial.restarts, state=TrialState.PAUSED)
-        else:
-            self._update_trial(trial.id, error=error, restarts=trial.restarts)
-            self._end_trial(trial, TrialState.ERROR, ExitReason.ERRORED)
-
-    def _end_trial(self, trial: _Trial, state: TrialState, reason: ExitReason | None) -> None:
-        self._update_trial(trial.id, state=state, ended_at=time.time())
-        self._trials.pop(trial.id, None)
         self._gc_dirty = True
-        if reason is not None and self._state != ExperimentState.STOPPING_CANCELED:
-            self._apply(self.searcher.on_trial_exited(trial.request_id, reason))
 
-    # --- stopping ------------------------------------------------------------------------------
-
-    def _stop(self, run: _Run, reason: str) -> None:
-        if _PRECEDENCE[reason] <= _PRECEDENCE[run.stop_reason]:
-            return
-        run.stop_reason = reason
-        run.stop_requested_at = time.monotonic()
-        if not run.started and run.future is not None and self._still_queued(run.key):
-            run.future.cancel()
-            return
-        workers = [run.worker] if run.worker else None
-        key = run.key
+    def _fetch_result(self, run: r.RunRecord) -> r.Outcome:
+        """No ``exited`` event came: ask the worker for the task's summary."""
+        assert self.launcher is not None
         try:
-            self.client.run(request_stop, key, workers=workers, on_error="ignore")
-        except OSError as exc:  # worker gone: the future will fail and be handled
-            log.warning("could not ask trial %s to stop: %s", run.trial.id, exc)
+            return r.Outcome.of(decode_summary(self.launcher.result(run.key)))
+        except Exception as exc:  # a malformed summary or a task that failed after all
+            return r.Outcome(r.OutcomeStatus.LOST, f"{type(exc).__name__}: {exc} (fetching the run's result)")
 
-    def _still_queued(self, key: str) -> bool:
-        def task_state(dask_scheduler: Any, key: str) -> str | None:
-            ts = dask_scheduler.tasks.get(key)
-            return None if ts is None else str(ts.state)
-
-        state = self.client.run_on_scheduler(task_state, key=key)
-        return state in ("released", "waiting", "queued", "no-worker")
-
-    def _cut_off(self, run: _Run) -> None:
+    def _cut_off(self, d: r.CutOff) -> None:
         """A stopping trial ignored ``should_stop()`` past the grace period: restart its worker."""
-        log.warning(
-            "trial %s ignored should_stop() for %.0fs; restarting its worker", run.trial.id, self.stop_grace
+        assert self.launcher is not None
+        run = d.run
+        log.warning("trial %s ignored should_stop() for %.0fs; restarting its worker", run.trial.id, d.grace)
+        text = (
+            f"[det_jupyter] did not stop within {d.grace:g}s of ctx.should_stop() turning true; its worker "
+            "was restarted (check should_stop() once per batch)"
         )
-        self._log_rows.extend(
-            [
-                (
-                    run.trial.id,
-                    run.run_id,
-                    time.time(),
-                    f"[det_jupyter] did not stop within {self.stop_grace:g}s of "
-                    "ctx.should_stop() turning true; its worker was restarted (check should_stop() once per batch)",
-                )
-            ]
-        )
-        run.stop_requested_at = None
-        if run.future is not None:
-            run.future.cancel()
+        self._writes.logs(run.trial.id, run.run_id, [LogLine(time.time(), text)])
+        self.launcher.cancel(run.key)
         if run.worker:
-            try:
-                self.client.restart_workers([run.worker], raise_for_error=False)
-            except Exception as exc:  # an external cluster may not allow it; the task was cancelled anyway
-                log.warning("could not restart worker %s: %s", run.worker, exc)
+            self.launcher.restart_worker(run.worker)
 
-    # --- control requests ----------------------------------------------------------------------
-
-    def _on_request(self, action: ControlAction) -> None:
-        if self._state.is_terminal:
-            return
-        if action == ControlAction.PAUSE and self._state == ExperimentState.ACTIVE:
-            self._set_state(ExperimentState.PAUSED)
-            for run in list(self._runs.values()):
-                self._stop(run, "pause")
-        elif action == ControlAction.ACTIVATE and self._state == ExperimentState.PAUSED:
-            self._set_state(ExperimentState.ACTIVE)
-            for trial in list(self._trials.values()):
-                if trial.id not in self._run_of_trial:
-                    self._submit(trial)
-        elif action == ControlAction.KILL:
-            self._kill()
-
-    def _kill(self) -> None:
-        self._set_state(ExperimentState.STOPPING_CANCELED)
-        for trial in list(self._trials.values()):
-            run = self._run_of_trial.get(trial.id)
-            if run is None:
-                self._end_trial(trial, TrialState.CANCELED, None)
-            else:
-                self._stop(run, "kill")
-
-    def _set_state(self, state: ExperimentState) -> None:
-        self._state = state
-        self.store.update_experiment(self.experiment_id, state=state)
-
-    def _maybe_finish(self) -> None:
-        if self._runs:
-            return
-        if self._state == ExperimentState.STOPPING_CANCELED:
-            final = ExperimentState.CANCELED
-        elif self._searcher_done and not self._trials:
-            final = ExperimentState.ERROR if self._search_failed else ExperimentState.COMPLETED
-        else:
-            return
-        if self._gc_dirty:
-            self._collect_garbage()
-        error = (
-            "every trial failed; see the trials' logs and errors" if final == ExperimentState.ERROR else None
-        )
-        self.store.update_experiment(
-            self.experiment_id, state=final, ended_at=time.time(), error=error, progress=1.0
-        )
-        self._state = final
-        self._done = True  # the loop ends once this transaction has committed
+    def _save_searcher(self) -> None:
+        if self._searcher_dirty:
+            self.store.save_searcher_state(
+                self.experiment_id, self.searcher.state_dict(), self.searcher.progress()
+            )
+            self._searcher_dirty = False
 
     # --- checkpoint GC -------------------------------------------------------------------------
 
-    def _collect_garbage(self) -> None:
+    def _collect_garbage(self, now: float) -> None:
+        assert self.config is not None and self.rules is not None
         self._gc_dirty = False
-        self._last_gc = time.monotonic()
+        self._last_gc = now
         policy = self.config.checkpoint_storage
         rows = self.store.checkpoints(experiment_id=self.experiment_id)
         doomed = checkpoints_to_delete(
-            [CheckpointRecord(r.uuid, r.trial_id, r.steps, r.metric) for r in rows],
+            [CheckpointRecord(c.uuid, c.trial_id, c.steps, c.metric) for c in rows],
             save_experiment_best=policy.save_experiment_best,
             save_trial_best=policy.save_trial_best,
             save_trial_latest=policy.save_trial_latest,
             smaller_is_better=self.config.searcher.smaller_is_better,
-            active_trials=self._trials.keys(),
+            active_trials=self.rules.trials.keys(),
         )
         for uuid in doomed:
             self._storage.delete(uuid)
@@ -647,12 +462,3 @@ class Controller:
 
 def _period(length: Any) -> tuple[str, int] | None:
     return None if length is None else (str(length.unit), int(length.value))
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
-def _address(client: Client) -> str | None:
-    scheduler = getattr(client, "scheduler", None)
-    return str(scheduler.address) if scheduler is not None else None
