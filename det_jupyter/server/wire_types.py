@@ -1,6 +1,6 @@
 """Generate ``labextension/src/wire.ts``, the sidebar's copy of the wire format, from the Python side.
 
-The REST API's JSON shapes are the ``TypedDict`` s of :mod:`det_jupyter.server.serializers`. This
+The REST API's JSON shapes are the ``TypedDict`` s of :mod:`det_jupyter.server.wire_models`. This
 module walks them with :func:`typing.get_type_hints` and writes one TypeScript interface per shape
 (``ExperimentSummaryModel`` becomes ``IExperimentSummaryModel``), with a doc comment per field taken
 from the class's Google-style ``Attributes:`` section. A ``str`` field annotated with an enum
@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints, is_typeddict
 
-from det_jupyter.server import serializers
+from det_jupyter.server import wire_models as shapes
 
 __all__ = ["WIRE_TS", "field_docs", "main", "render_typescript", "wire_models"]
 
@@ -44,14 +44,14 @@ REGENERATE = "python -m det_jupyter.server.wire_types"
 _PRINT_WIDTH = 100  # labextension's prettier printWidth: the output must pass `jlpm prettier:check`
 
 _HEADER = f"""\
-// The REST API's wire format, generated from the TypedDicts of det_jupyter/server/serializers.py.
+// The REST API's wire format, generated from the TypedDicts of det_jupyter/server/wire_models.py.
 // Do not edit: change the Python side, then run `{REGENERATE}`.
 """
 
 
 def wire_models() -> list[type]:
-    """The ``TypedDict`` s that :mod:`~det_jupyter.server.serializers` exports, in source order."""
-    models = [getattr(serializers, name) for name in serializers.__all__]
+    """The ``TypedDict`` s that :mod:`~det_jupyter.server.wire_models` exports, in source order."""
+    models = [getattr(shapes, name) for name in shapes.__all__]
     models = [m for m in models if is_typeddict(m)]
     return sorted(models, key=lambda m: inspect.getsourcelines(m)[1])
 
@@ -69,7 +69,7 @@ def _base_model(model: type) -> type | None:
         return None
     if len(bases) > 1:
         raise TypeError(f"{model.__name__}: one TypedDict base at most (wire.ts `extends` one interface)")
-    base = getattr(serializers, bases[0])
+    base = getattr(shapes, bases[0])
     assert is_typeddict(base)
     return base  # type: ignore[no-any-return]
 
@@ -164,7 +164,7 @@ class _Renderer:
             return "string"
         if is_typeddict(tp):
             if tp not in self.models:
-                raise TypeError(f"{where}: {tp.__name__} is not in serializers.__all__; export it")
+                raise TypeError(f"{where}: {tp.__name__} is not in wire_models.__all__; export it")
             return f"I{tp.__name__}"
         if origin in (Union, types.UnionType):
             return " | ".join(self.ts(a, where) for a in args)

@@ -1,4 +1,4 @@
-// The REST API's wire format, generated from the TypedDicts of det_jupyter/server/serializers.py.
+// The REST API's wire format, generated from the TypedDicts of det_jupyter/server/wire_models.py.
 // Do not edit: change the Python side, then run `python -m det_jupyter.server.wire_types`.
 
 /**

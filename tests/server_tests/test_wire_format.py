@@ -43,7 +43,7 @@ def test_the_committed_wire_ts_is_generated_from_the_typeddicts() -> None:
             )
         )
         pytest.fail(
-            "labextension/src/wire.ts does not match the TypedDicts in det_jupyter/server/serializers.py: "
+            "labextension/src/wire.ts does not match the TypedDicts in det_jupyter/server/wire_models.py: "
             f"run `.venv/bin/{REGENERATE}` from the repository root to regenerate it, then "
             f"`cd labextension && jlpm build`.\n{diff}",
             pytrace=False,
