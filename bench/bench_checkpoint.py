@@ -27,6 +27,8 @@ from typing import Any
 import _workloads as W
 from _common import Goal, interleaved, machine, machine_line, median, write_json, write_section
 
+from det_jupyter.store import CheckpointRow
+
 
 def trial_context(params: dict[str, Any], storage: str, every_epoch: bool, epochs: int) -> Any:
     from det_jupyter.worker.context import TrialContext, TrialSpec
@@ -140,8 +142,9 @@ def save_load_runs(device: str, repeats: int) -> dict[str, Any]:
             save_model(model, path, state_dict=state_dict)
         t1 = time.perf_counter()
         uuid = ctx.checkpoint.latest
-        store.add_checkpoint(uuid=uuid, trial_id=trial_id, experiment_id=exp_id, run_id=0, steps=step[0],
-                             metadata={"format": FORMAT}, resources={}, metric=float(step[0]))  # fmt: skip
+        store.add_checkpoint(CheckpointRow.committed(uuid=uuid, trial_id=trial_id, experiment_id=exp_id, run_id=0,
+                                                     steps=step[0], metadata={"format": FORMAT}, resources={},
+                                                     metric=float(step[0])))  # fmt: skip
         row = store.checkpoints(trial_id=trial_id)[-1]
         t2 = time.perf_counter()
         loaded = Checkpoint(row, store).load()

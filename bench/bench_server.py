@@ -28,6 +28,7 @@ from pathlib import Path
 from _report import write_section
 
 from det_jupyter.states import ExperimentState, TrialState
+from det_jupyter.store import CheckpointRow, LogRow, MetricRow
 from det_jupyter.store.sqlite import Store
 
 GOAL_MS = 200.0
@@ -58,19 +59,25 @@ def fill(store: Store, n_trials: int) -> tuple[int, int]:
                 )
                 for step in range(1, POINTS + 1):
                     if step % 10 == 0:
-                        metrics.append((tid, 0, "validation", step, {"val_loss": x + 1 / step}, float(step)))
+                        metrics.append(
+                            MetricRow(tid, 0, "validation", step, {"val_loss": x + 1 / step}, float(step))
+                        )
                     else:
-                        metrics.append((tid, 0, "training", step, {"loss": 1 / step, "lr": 0.1}, float(step)))
-                logs += [(tid, 0, float(i), f"epoch {i}: loss {1 / (i + 1):.4f}") for i in range(50)]
+                        metrics.append(
+                            MetricRow(tid, 0, "training", step, {"loss": 1 / step, "lr": 0.1}, float(step))
+                        )
+                logs += [LogRow(tid, 0, float(i), f"epoch {i}: loss {1 / (i + 1):.4f}") for i in range(50)]
                 store.add_checkpoint(
-                    uuid=f"ckpt-{tid}",
-                    trial_id=tid,
-                    experiment_id=big,
-                    run_id=0,
-                    steps=POINTS,
-                    metadata={"format": "torch-module"},
-                    resources={"model.pt": 1000},
-                    metric=x,
+                    CheckpointRow.committed(
+                        uuid=f"ckpt-{tid}",
+                        trial_id=tid,
+                        experiment_id=big,
+                        run_id=0,
+                        steps=POINTS,
+                        metadata={"format": "torch-module"},
+                        resources={"model.pt": 1000},
+                        metric=x,
+                    )
                 )
             store.add_metrics(metrics)
             store.add_logs(logs)

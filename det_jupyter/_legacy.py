@@ -34,7 +34,7 @@ MOVED_MODULES: dict[str, str] = {
     "det_jupyter.preview": "det_jupyter.searcher.preview",
     "det_jupyter.controller": "det_jupyter.engine.controller",
     "det_jupyter.cluster": "det_jupyter.engine.cluster",
-    "det_jupyter.gpu": "det_jupyter.engine.gpu",
+    "det_jupyter.gpu": "det_jupyter.worker.gpu",
     "det_jupyter.definition": "det_jupyter.engine.definition",
     "det_jupyter.presubmit": "det_jupyter.engine.presubmit",
     "det_jupyter.runtime": "det_jupyter.worker.runtime",

@@ -25,8 +25,8 @@ from typing import Any
 import dask
 from distributed import Client, Nanny, Scheduler, SpecCluster
 
-from det_jupyter.engine.gpu import gpu_inventory
 from det_jupyter.errors import ClusterError
+from det_jupyter.worker.gpu import gpu_inventory
 
 __all__ = [
     "SlotType",

@@ -43,7 +43,7 @@ from det_jupyter.engine.launcher import DaskLauncher, Launcher
 from det_jupyter.engine.lifecycle import Lifecycle
 from det_jupyter.searcher import Create, Operation, SearchMethod, Shutdown, Stop, make_searcher
 from det_jupyter.states import ExperimentState, TrialState
-from det_jupyter.store.sqlite import Store, default_home
+from det_jupyter.store import CheckpointRow, LogRow, MetricRow, Store, default_home
 from det_jupyter.worker.context import TrialSpec
 from det_jupyter.worker.events import LogLine, MalformedEvent, Metrics, decode, decode_summary
 
@@ -62,19 +62,20 @@ class _WriteBehind:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._trials: dict[int, dict[str, Any]] = {}
-        self._metrics: list[tuple[int, int, str, int, dict[str, Any], float]] = []
-        self._logs: list[tuple[int, int, float, str]] = []
+        self._metrics: list[MetricRow] = []
+        self._logs: list[LogRow] = []
 
     def update_trial(self, trial_id: int, **values: Any) -> None:
         self._trials.setdefault(trial_id, {}).update(values)
 
     def metrics(self, trial_id: int, run_id: int, body: Metrics) -> None:
         self._metrics += [
-            (trial_id, run_id, m.kind.value, m.steps, dict(m.metrics), m.reported_at) for m in body.records
+            MetricRow(trial_id, run_id, m.kind.value, m.steps, dict(m.metrics), m.reported_at)
+            for m in body.records
         ]
 
     def logs(self, trial_id: int, run_id: int, lines: Iterable[LogLine]) -> None:
-        self._logs += [(trial_id, run_id, line.ts, line.text) for line in lines]
+        self._logs += [LogRow(trial_id, run_id, line.ts, line.text) for line in lines]
 
     def flush(self) -> None:
         if self._metrics:
@@ -398,14 +399,16 @@ class Controller:
 
     def _record_checkpoint(self, d: r.RecordCheckpoint) -> None:
         self.store.add_checkpoint(
-            uuid=d.body.uuid,
-            trial_id=d.trial_id,
-            experiment_id=self.experiment_id,
-            run_id=d.run_id,
-            steps=d.body.steps,
-            metadata=dict(d.body.metadata),
-            resources=dict(d.body.resources),
-            metric=d.metric,
+            CheckpointRow.committed(
+                uuid=d.body.uuid,
+                trial_id=d.trial_id,
+                experiment_id=self.experiment_id,
+                run_id=d.run_id,
+                steps=d.body.steps,
+                metadata=dict(d.body.metadata),
+                resources=dict(d.body.resources),
+                metric=d.metric,
+            )
         )
         self._gc_dirty = True
 

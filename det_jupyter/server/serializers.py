@@ -16,39 +16,24 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from det_jupyter.engine.gpu import GpuInfo
 from det_jupyter.searcher.ranking import best_value
 from det_jupyter.server.wire_models import (
     ActionModel,
     CheckpointModel,
     ClusterModel,
     ExperimentDetailModel,
-    ExperimentListModel,
     ExperimentSummaryModel,
     GpuModel,
     LogLineModel,
     MetricSeriesModel,
     TrialDetailModel,
-    TrialListModel,
     TrialSummaryModel,
     WorkerModel,
 )
 from det_jupyter.store.sqlite import CheckpointRow, ExperimentRow, LogRow, MetricRow, TrialRow, TrialStats
+from det_jupyter.worker.gpu import GpuInfo
 
 __all__ = [
-    "ActionModel",
-    "CheckpointModel",
-    "ClusterModel",
-    "ExperimentDetailModel",
-    "ExperimentListModel",
-    "ExperimentSummaryModel",
-    "GpuModel",
-    "LogLineModel",
-    "MetricSeriesModel",
-    "TrialDetailModel",
-    "TrialListModel",
-    "TrialSummaryModel",
-    "WorkerModel",
     "downsample",
     "json_safe",
     "serialize_action",
@@ -237,7 +222,7 @@ def serialize_trial_detail(
 
 
 def serialize_gpu(gpu: GpuInfo | Mapping[str, Any]) -> GpuModel:
-    """A GPU from :func:`~det_jupyter.engine.gpu.gpu_inventory` or from a worker's description."""
+    """A GPU from :func:`~det_jupyter.worker.gpu.gpu_inventory` or from a worker's description."""
     d = gpu.to_dict() if isinstance(gpu, GpuInfo) else dict(gpu)
     return {
         "index": int(d.get("index", 0)),

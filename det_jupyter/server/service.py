@@ -21,16 +21,8 @@ from typing import TYPE_CHECKING, Any
 from traitlets import Bool, Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
-from det_jupyter.engine.gpu import gpu_inventory
 from det_jupyter.errors import DetJupyterError, StoreError
 from det_jupyter.server.serializers import (
-    ActionModel,
-    ClusterModel,
-    ExperimentDetailModel,
-    ExperimentListModel,
-    MetricSeriesModel,
-    TrialDetailModel,
-    TrialListModel,
     serialize_action,
     serialize_cluster,
     serialize_experiment_detail,
@@ -39,8 +31,18 @@ from det_jupyter.server.serializers import (
     serialize_trial_detail,
     serialize_trial_summary,
 )
+from det_jupyter.server.wire_models import (
+    ActionModel,
+    ClusterModel,
+    ExperimentDetailModel,
+    ExperimentListModel,
+    MetricSeriesModel,
+    TrialDetailModel,
+    TrialListModel,
+)
 from det_jupyter.states import ControlAction, ExperimentState
 from det_jupyter.store.sqlite import Store
+from det_jupyter.worker.gpu import gpu_inventory
 
 if TYPE_CHECKING:
     from distributed import Client

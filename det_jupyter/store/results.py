@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -37,11 +36,11 @@ class ResultTables:
 
     # --- metrics, logs -------------------------------------------------------------------------
 
-    def add_metrics(self, rows: Iterable[tuple[int, int, str, int, dict[str, Any], float]]) -> None:
-        """Insert reports ``(trial_id, run_id, kind, steps, metrics, reported_at)`` in one go."""
+    def add_metrics(self, rows: Iterable[MetricRow]) -> None:
+        """Insert reports in one go (the rows :meth:`metrics` returns)."""
         self._conn.executemany(
             "INSERT INTO metrics (trial_id, run_id, kind, steps, metrics, reported_at) VALUES (?, ?, ?, ?, ?, ?)",
-            [(t, r, k, s, json.dumps(m), ts) for t, r, k, s, m, ts in rows],
+            [(m.trial_id, m.run_id, m.kind, m.steps, json.dumps(m.metrics), m.reported_at) for m in rows],
         )
 
     def metrics(
@@ -96,10 +95,11 @@ class ResultTables:
             args.append(kind)
         return f"SELECT {columns} FROM metrics m WHERE {' AND '.join(where)} ORDER BY m.id", args
 
-    def add_logs(self, rows: Iterable[tuple[int, int, float, str]]) -> None:
-        """Insert log lines ``(trial_id, run_id, ts, line)``."""
+    def add_logs(self, rows: Iterable[LogRow]) -> None:
+        """Insert log lines (the rows :meth:`logs` returns)."""
         self._conn.executemany(
-            "INSERT INTO logs (trial_id, run_id, ts, line) VALUES (?, ?, ?, ?)", list(rows)
+            "INSERT INTO logs (trial_id, run_id, ts, line) VALUES (?, ?, ?, ?)",
+            [(r.trial_id, r.run_id, r.ts, r.line) for r in rows],
         )
 
     def logs(self, trial_id: int, *, tail: int | None = None) -> list[LogRow]:
@@ -113,32 +113,21 @@ class ResultTables:
 
     # --- checkpoints ---------------------------------------------------------------------------
 
-    def add_checkpoint(
-        self,
-        *,
-        uuid: str,
-        trial_id: int,
-        experiment_id: int,
-        run_id: int,
-        steps: int,
-        metadata: dict[str, Any],
-        resources: dict[str, int],
-        metric: float | None = None,
-    ) -> None:
-        """Register a committed checkpoint."""
+    def add_checkpoint(self, row: CheckpointRow) -> None:
+        """Register a committed checkpoint (a row as :meth:`checkpoints` returns it)."""
         self._conn.execute(
             f"INSERT OR REPLACE INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                uuid,
-                trial_id,
-                experiment_id,
-                run_id,
-                steps,
-                "COMPLETED",
-                metric,
-                json.dumps(metadata),
-                json.dumps(resources),
-                time.time(),
+                row.uuid,
+                row.trial_id,
+                row.experiment_id,
+                row.run_id,
+                row.steps,
+                row.state,
+                row.metric,
+                json.dumps(row.metadata),
+                json.dumps(row.resources),
+                row.created_at,
             ),
         )
 

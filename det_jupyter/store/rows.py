@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +88,39 @@ class CheckpointRow:
     metadata: dict[str, Any]
     resources: dict[str, int]
     created_at: float
+
+    @classmethod
+    def committed(
+        cls,
+        *,
+        uuid: str,
+        trial_id: int,
+        experiment_id: int,
+        run_id: int,
+        steps: int,
+        metadata: dict[str, Any],
+        resources: dict[str, int],
+        metric: float | None = None,
+    ) -> CheckpointRow:
+        """A just-committed checkpoint, stamped now (what the controller records).
+
+        Example:
+            >>> CheckpointRow.committed(uuid="u", trial_id=1, experiment_id=1, run_id=0, steps=5,
+            ...                         metadata={}, resources={}).state
+            'COMPLETED'
+        """
+        return cls(
+            uuid,
+            trial_id,
+            experiment_id,
+            run_id,
+            steps,
+            "COMPLETED",
+            metric,
+            metadata,
+            resources,
+            time.time(),
+        )
 
 
 @dataclass(frozen=True)

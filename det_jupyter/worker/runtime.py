@@ -298,7 +298,7 @@ def _captured_output(ctx: TrialContext) -> Iterator[None]:
 
 def describe_worker(dask_worker: Any) -> dict[str, Any]:
     """Run on a worker via ``client.run``: its address, resources, pinned GPUs and their NVML state."""
-    from det_jupyter.engine.gpu import gpu_inventory, visible_gpu_indices
+    from det_jupyter.worker.gpu import gpu_inventory, visible_gpu_indices
 
     visible = visible_gpu_indices()
     gpus = [g.to_dict() for g in gpu_inventory() if visible is None or g.index in visible]

@@ -16,8 +16,8 @@ from distributed import Client
 
 import det_jupyter
 from det_jupyter.engine.cluster import cluster_summary, local_cluster, slot_resource
-from det_jupyter.engine.gpu import gpu_inventory, visible_gpu_indices
 from det_jupyter.errors import ClusterError
+from det_jupyter.worker.gpu import gpu_inventory, visible_gpu_indices
 
 pytestmark = pytest.mark.slow
 

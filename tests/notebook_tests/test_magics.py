@@ -212,8 +212,8 @@ def test_attach_hints_at_resume_when_no_controller_runs_it(
 
 
 def test_cluster_report_shows_gpus_slots_and_the_dashboard() -> None:
-    from det_jupyter.engine.gpu import GpuInfo
     from det_jupyter.notebook.reports import cluster_report
+    from det_jupyter.worker.gpu import GpuInfo
 
     gpu = GpuInfo(0, "GPU-1", "NVIDIA H100 80GB HBM3", 81559.0, 20480.0, 87.0).to_dict()
     summary = {

@@ -19,6 +19,7 @@ from det_jupyter.experiment import Experiment
 from det_jupyter.notebook.widget.model import WidgetModel
 from det_jupyter.notebook.widget.widget import ExperimentWidget
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
+from det_jupyter.store import MetricRow
 from det_jupyter.store.sqlite import Store
 
 CONFIG = {
@@ -65,7 +66,9 @@ def _report(
     store: Store, trial_id: int, kind: str, steps: range, fn: Callable[[int], float], run_id: int = 0
 ) -> None:
     name = "val_loss" if kind == "validation" else "loss"
-    store.add_metrics([(trial_id, run_id, kind, s, {name: fn(s), "other": -1.0}, time.time()) for s in steps])
+    store.add_metrics(
+        [MetricRow(trial_id, run_id, kind, s, {name: fn(s), "other": -1.0}, time.time()) for s in steps]
+    )
 
 
 def _expected(
@@ -114,7 +117,7 @@ def test_model_reads_incrementally_and_matches_the_store(store: Store) -> None:
 def test_training_metric_falls_back_to_a_loss_like_name(store: Store) -> None:
     exp = _experiment(store)
     (t1,) = _trials(store, exp, 1)
-    store.add_metrics([(t1, 0, "training", 1, {"accuracy": 0.5, "train_loss": 0.9}, time.time())])
+    store.add_metrics([MetricRow(t1, 0, "training", 1, {"accuracy": 0.5, "train_loss": 0.9}, time.time())])
     model = WidgetModel(store, exp.id)
     model.refresh()
     assert model.training_metric == "train_loss"

@@ -24,7 +24,7 @@ from det_jupyter.notebook.widget.model import WidgetModel
 from det_jupyter.searcher.ranking import best_index, best_value, is_better, is_rankable, rank_key
 from det_jupyter.server.serializers import serialize_experiment_summary
 from det_jupyter.states import TrialState
-from det_jupyter.store import Store
+from det_jupyter.store import CheckpointRow, Store
 
 # Per direction: trials' best values in creation order and the trial (1-based position) that is best.
 CASES = {
@@ -56,10 +56,10 @@ def _experiment(store: Store, smaller_is_better: bool) -> tuple[Experiment, list
         # Two checkpoints per trial with the trial's value: GC and best_checkpoint break ties by steps.
         for steps in (5, 10):
             metric = value if value is None or math.isfinite(value) else None
-            store.add_checkpoint(
+            store.add_checkpoint(CheckpointRow.committed(
                 uuid=f"e{exp_id}-t{tid}-s{steps}", trial_id=tid, experiment_id=exp_id, run_id=0,
                 steps=steps, metadata={}, resources={}, metric=metric,
-            )  # fmt: skip
+            ))  # fmt: skip
         ids.append(tid)
     return Experiment(exp_id, store), ids
 

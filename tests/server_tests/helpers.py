@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from det_jupyter.states import ExperimentState, TrialState
+from det_jupyter.store import CheckpointRow, LogRow, MetricRow
 from det_jupyter.store.sqlite import Store
 
 
@@ -31,23 +31,26 @@ def fill_store(store: Store) -> dict[str, int]:
             started_at=1.0,
             ended_at=2.0,
         )
-        rows: list[tuple[int, int, str, int, dict[str, Any], float]] = [
-            (tid, 0, "training", s, {"loss": 1.0 / s}, float(s)) for s in range(1, 21)
+        rows = [MetricRow(tid, 0, "training", s, {"loss": 1.0 / s}, float(s)) for s in range(1, 21)]
+        rows += [
+            MetricRow(tid, 0, "validation", s, {"val_loss": best + 1.0 / s}, float(s))
+            for s in (5, 10, 15, 20)
         ]
-        rows += [(tid, 0, "validation", s, {"val_loss": best + 1.0 / s}, float(s)) for s in (5, 10, 15, 20)]
         store.add_metrics(rows)
-        store.add_logs([(tid, 0, float(i), f"trial {tid} line {i}") for i in range(150)])
+        store.add_logs([LogRow(tid, 0, float(i), f"trial {tid} line {i}") for i in range(150)])
         store.add_checkpoint(
-            uuid=f"ckpt-{tid}",
-            trial_id=tid,
-            experiment_id=done,
-            run_id=0,
-            steps=20,
-            metadata={"format": "torch-module"},
-            resources={"model.pt": 10},
-            metric=best,
+            CheckpointRow.committed(
+                uuid=f"ckpt-{tid}",
+                trial_id=tid,
+                experiment_id=done,
+                run_id=0,
+                steps=20,
+                metadata={"format": "torch-module"},
+                resources={"model.pt": 10},
+                metric=best,
+            )
         )
-    store.add_metrics([(trial_ids[2], 0, "training", 21, {"loss": math.nan}, 21.0)])
+    store.add_metrics([MetricRow(trial_ids[2], 0, "training", 21, {"loss": math.nan}, 21.0)])
     store.save_searcher_state(done, {"ops": []}, 1.0)
     store.update_experiment(done, state=ExperimentState.COMPLETED, ended_at=3.0)
 

@@ -14,8 +14,8 @@ from typing import Annotated, Any, TypedDict, Union, get_args, get_origin, get_t
 
 import pytest
 
-from det_jupyter.engine.gpu import GpuInfo
 from det_jupyter.server import serializers
+from det_jupyter.server import wire_models as wire_models_module
 from det_jupyter.server.service import ExperimentService
 from det_jupyter.server.wire_types import (
     REGENERATE,
@@ -26,6 +26,7 @@ from det_jupyter.server.wire_types import (
     wire_models,
 )
 from det_jupyter.states import ControlAction
+from det_jupyter.worker.gpu import GpuInfo
 
 from .helpers import fill_store
 
@@ -158,25 +159,33 @@ def test_serializers_emit_exactly_what_their_typeddicts_declare(service: Experim
         "slots": {"GPU": 1.0, "CPU": 2.0},
     }
     outputs: list[tuple[str, Any, Any]] = [
-        ("experiments", service.list_experiments(limit=50, offset=0), serializers.ExperimentListModel),
-        ("experiment", service.experiment(ids["done"], limit=2, offset=0), serializers.ExperimentDetailModel),
-        ("trials", service.trials(ids["running"], limit=50, offset=0), serializers.TrialListModel),
-        ("trial", service.trial(ids["nan_trial"], max_points=5, logs_tail=3), serializers.TrialDetailModel),
+        ("experiments", service.list_experiments(limit=50, offset=0), wire_models_module.ExperimentListModel),
+        (
+            "experiment",
+            service.experiment(ids["done"], limit=2, offset=0),
+            wire_models_module.ExperimentDetailModel,
+        ),
+        ("trials", service.trials(ids["running"], limit=50, offset=0), wire_models_module.TrialListModel),
+        (
+            "trial",
+            service.trial(ids["nan_trial"], max_points=5, logs_tail=3),
+            wire_models_module.TrialDetailModel,
+        ),
         (
             "metrics",
             service.trial_metrics(ids["trial"], kind=None, max_points=None),
-            list[serializers.MetricSeriesModel],
+            list[wire_models_module.MetricSeriesModel],
         ),
-        ("action", service.act(ids["running"], ControlAction.PAUSE), serializers.ActionModel),
+        ("action", service.act(ids["running"], ControlAction.PAUSE), wire_models_module.ActionModel),
         (
             "cluster",
             serializers.serialize_cluster(summary, server_gpus=[], message="m"),
-            serializers.ClusterModel,
+            wire_models_module.ClusterModel,
         ),
         (
             "no cluster",
             serializers.serialize_cluster(None, server_gpus=[gpu], message="m"),
-            serializers.ClusterModel,
+            wire_models_module.ClusterModel,
         ),
     ]
     seen: set[type] = set()

@@ -46,7 +46,7 @@ import json, sys, types
 _pkg = types.ModuleType("det_jupyter")
 _pkg.__path__ = [{_PACKAGE_DIR!r}]
 sys.modules["det_jupyter"] = _pkg
-from det_jupyter.store.sqlite import Store
+from det_jupyter.store import MetricRow, Store
 """
 
 
@@ -72,9 +72,9 @@ def _experiment(store: Store, **kwargs: Any) -> int:
     return store.create_experiment(seed=7, **values)
 
 
-def _metric_rows(trial_id: int, n: int, *, tag: str = "", start: int = 0) -> list[tuple[Any, ...]]:
+def _metric_rows(trial_id: int, n: int, *, tag: str = "", start: int = 0) -> list[MetricRow]:
     return [
-        (trial_id, 0, "training", start + i, {"loss": 1.0 / (start + i + 1), "tag": tag}, 1.0)
+        MetricRow(trial_id, 0, "training", start + i, {"loss": 1.0 / (start + i + 1), "tag": tag}, 1.0)
         for i in range(n)
     ]
 
@@ -261,10 +261,10 @@ def test_metrics_filters_and_incremental_reading(store: Store) -> None:
     )
     store.add_metrics(
         [
-            (ta1, 0, "training", 1, {"loss": 1.0}, 10.0),
-            (ta1, 0, "validation", 1, {"val_loss": 0.9}, 11.0),
-            (tb, 0, "training", 1, {"loss": 5.0}, 12.0),
-            (ta2, 1, "training", 3, {"loss": 0.5, "note": None}, 13.0),
+            MetricRow(ta1, 0, "training", 1, {"loss": 1.0}, 10.0),
+            MetricRow(ta1, 0, "validation", 1, {"val_loss": 0.9}, 11.0),
+            MetricRow(tb, 0, "training", 1, {"loss": 5.0}, 12.0),
+            MetricRow(ta2, 1, "training", 3, {"loss": 0.5, "note": None}, 13.0),
         ]
     )
     rows = store.metrics(experiment_id=exp_a)
@@ -285,10 +285,13 @@ def test_metrics_filters_and_incremental_reading(store: Store) -> None:
     again, nothing = store.metrics_since(experiment_id=exp_a, after_id=last)
     assert (again, nothing) == (last, [])
 
-    store.add_metrics([(tb, 0, "training", 2, {"loss": 4.0}, 14.0)])  # another experiment: not seen
+    store.add_metrics([MetricRow(tb, 0, "training", 2, {"loss": 4.0}, 14.0)])  # another experiment: not seen
     assert store.metrics_since(experiment_id=exp_a, after_id=last) == (last, [])
     store.add_metrics(
-        [(ta1, 0, "training", 2, {"loss": 0.8}, 15.0), (ta2, 1, "training", 4, {"loss": 0.4}, 16.0)]
+        [
+            MetricRow(ta1, 0, "training", 2, {"loss": 0.8}, 15.0),
+            MetricRow(ta2, 1, "training", 4, {"loss": 0.4}, 16.0),
+        ]
     )
     newer, batch = store.metrics_since(experiment_id=exp_a, after_id=last)
     assert newer > last
@@ -299,9 +302,9 @@ def test_metrics_filters_and_incremental_reading(store: Store) -> None:
 def test_logs_in_order_and_tail(store: Store) -> None:
     exp_id = _experiment(store)
     t1, t2 = store.create_trial(exp_id, 1, {}), store.create_trial(exp_id, 2, {})
-    store.add_logs([(t1, 0, float(i), f"line {i}") for i in range(5)])
-    store.add_logs([(t2, 0, 9.0, "other trial")])
-    store.add_logs([(t1, 1, 5.0, "line 5")])
+    store.add_logs([LogRow(t1, 0, float(i), f"line {i}") for i in range(5)])
+    store.add_logs([LogRow(t2, 0, 9.0, "other trial")])
+    store.add_logs([LogRow(t1, 1, 5.0, "line 5")])
     logs = store.logs(t1)
     assert all(isinstance(r, LogRow) for r in logs)
     assert [r.line for r in logs] == [f"line {i}" for i in range(6)]
@@ -316,26 +319,40 @@ def test_checkpoint_registry(store: Store) -> None:
     exp_id = _experiment(store)
     t1, t2 = store.create_trial(exp_id, 1, {}), store.create_trial(exp_id, 2, {})
     store.add_checkpoint(
-        uuid="c1",
-        trial_id=t1,
-        experiment_id=exp_id,
-        run_id=0,
-        steps=10,
-        metadata={"f": "torch"},
-        resources={"w.pt": 12},
+        CheckpointRow.committed(
+            uuid="c1",
+            trial_id=t1,
+            experiment_id=exp_id,
+            run_id=0,
+            steps=10,
+            metadata={"f": "torch"},
+            resources={"w.pt": 12},
+            metric=None,
+        )
     )
     store.add_checkpoint(
-        uuid="c2",
-        trial_id=t1,
-        experiment_id=exp_id,
-        run_id=0,
-        steps=20,
-        metadata={},
-        resources={},
-        metric=0.5,
+        CheckpointRow.committed(
+            uuid="c2",
+            trial_id=t1,
+            experiment_id=exp_id,
+            run_id=0,
+            steps=20,
+            metadata={},
+            resources={},
+            metric=0.5,
+        )
     )
     store.add_checkpoint(
-        uuid="c3", trial_id=t2, experiment_id=exp_id, run_id=1, steps=10, metadata={}, resources={}
+        CheckpointRow.committed(
+            uuid="c3",
+            trial_id=t2,
+            experiment_id=exp_id,
+            run_id=1,
+            steps=10,
+            metadata={},
+            resources={},
+            metric=None,
+        )
     )
     rows = store.checkpoints(experiment_id=exp_id)
     assert [r.uuid for r in rows] == ["c1", "c2", "c3"]
@@ -387,7 +404,7 @@ def test_transaction_rolls_back_everything_on_exception(store: Store) -> None:
 
     with pytest.raises(Boom), store.transaction():
         store.add_metrics(_metric_rows(trial_id, 3))
-        store.add_logs([(trial_id, 0, 1.0, "never")])
+        store.add_logs([LogRow(trial_id, 0, 1.0, "never")])
         store.update_trial(trial_id, state=TrialState.ACTIVE)
         store.create_trial(exp_id, 2, {})
         raise Boom
@@ -398,7 +415,7 @@ def test_transaction_rolls_back_everything_on_exception(store: Store) -> None:
     assert [t.id for t in store.list_trials(exp_id)] == [trial_id]
 
     with store.transaction():  # the connection is usable again, and commits
-        store.add_logs([(trial_id, 0, 1.0, "kept")])
+        store.add_logs([LogRow(trial_id, 0, 1.0, "kept")])
     assert [r.line for r in store.logs(trial_id)] == ["kept"]
 
 
@@ -408,18 +425,18 @@ def test_transaction_is_reentrant_and_commits_once_at_the_outermost(store: Store
     observer = Store(store.path)  # another connection, as a reader in another thread or process would be
 
     with store.transaction() as conn:
-        store.add_logs([(trial_id, 0, 1.0, "outer")])
+        store.add_logs([LogRow(trial_id, 0, 1.0, "outer")])
         with store.transaction() as inner:
             assert inner is conn
-            store.add_logs([(trial_id, 0, 2.0, "inner")])
+            store.add_logs([LogRow(trial_id, 0, 2.0, "inner")])
         assert conn.in_transaction  # the inner block did not commit the outer one
         assert observer.logs(trial_id) == []
     assert [r.line for r in observer.logs(trial_id)] == ["outer", "inner"]
 
     with pytest.raises(KeyError), store.transaction():  # an inner failure rolls back the outer work too
-        store.add_logs([(trial_id, 0, 3.0, "outer again")])
+        store.add_logs([LogRow(trial_id, 0, 3.0, "outer again")])
         with store.transaction():
-            store.add_logs([(trial_id, 0, 4.0, "inner again")])
+            store.add_logs([LogRow(trial_id, 0, 4.0, "inner again")])
             raise KeyError("x")
     assert [r.line for r in observer.logs(trial_id)] == ["outer", "inner"]
     observer.close()
@@ -447,15 +464,18 @@ def test_delete_cascades_for_a_terminal_experiment(store: Store, state: Experime
     for exp_id in (doomed, kept):
         trial_id = store.create_trial(exp_id, 1, {})
         store.add_metrics(_metric_rows(trial_id, 2))
-        store.add_logs([(trial_id, 0, 1.0, "hello")])
+        store.add_logs([LogRow(trial_id, 0, 1.0, "hello")])
         store.add_checkpoint(
-            uuid=f"ck-{exp_id}",
-            trial_id=trial_id,
-            experiment_id=exp_id,
-            run_id=0,
-            steps=1,
-            metadata={},
-            resources={},
+            CheckpointRow.committed(
+                uuid=f"ck-{exp_id}",
+                trial_id=trial_id,
+                experiment_id=exp_id,
+                run_id=0,
+                steps=1,
+                metadata={},
+                resources={},
+                metric=None,
+            )
         )
         store.add_request(exp_id, ControlAction.KILL)
     doomed_trial = store.list_trials(doomed)[0].id
@@ -547,10 +567,10 @@ print("ready", flush=True)
 assert sys.stdin.readline().strip() == "go"
 for i in range(n):
     if i % 2:
-        store.add_metrics([(trial_id, 0, "training", i, {"loss": 1.0, "tag": tag}, 1.0)])
+        store.add_metrics([MetricRow(trial_id, 0, "training", i, {"loss": 1.0, "tag": tag}, 1.0)])
     else:
         with store.transaction():
-            store.add_metrics([(trial_id, 0, "training", i, {"loss": 1.0, "tag": tag}, 1.0)])
+            store.add_metrics([MetricRow(trial_id, 0, "training", i, {"loss": 1.0, "tag": tag}, 1.0)])
 print("done", flush=True)
 """
 )
@@ -601,7 +621,9 @@ def test_many_threads_and_processes_write_at_once(tmp_path: Path) -> None:
         try:
             start.wait(timeout=30)
             for i in range(per_writer):
-                row = [(trials[index], 0, "training", i, {"loss": 1.0, "tag": f"thread{index}"}, 1.0)]
+                row = [
+                    MetricRow(trials[index], 0, "training", i, {"loss": 1.0, "tag": f"thread{index}"}, 1.0)
+                ]
                 if i % 2:
                     store.add_metrics(row)
                 else:
