@@ -95,8 +95,8 @@ def create_experiment(
         <ExperimentState.COMPLETED: 'COMPLETED'>
     """
     from det_jupyter.engine.cluster import cluster as get_client
-    from det_jupyter.engine.cluster import slot_resource
     from det_jupyter.engine.controller import Controller
+    from det_jupyter.engine.launcher import DaskLauncher
 
     cfg = load_config(config)
     target = resolve_entrypoint(entrypoint, cfg.entrypoint, namespace)
@@ -106,10 +106,10 @@ def create_experiment(
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
     st = open_store(store)
-    client = get_client(cluster)
-    # The one slot check on the submit path (the config already checked slots_per_trial >= 1 and
-    # slot_type): fail with "the largest worker offers N" before any row is written.
-    slot_resource(client, cfg.resources.slots_per_trial, cfg.resources.slot_type)
+    # The one slot check (the config already checked slots_per_trial >= 1 and slot_type): the
+    # launcher works out the slot resource when it is built, so "the largest worker offers N" is
+    # raised before any row is written, and the controller reuses that launcher.
+    launcher = DaskLauncher(get_client(cluster), cfg.resources.slots_per_trial, cfg.resources.slot_type)
     exp_id = st.create_experiment(
         name=cfg.name,
         description=cfg.description,
@@ -119,7 +119,7 @@ def create_experiment(
         load_hook=hook,
         seed=seed,
     )
-    controller = Controller(st, exp_id, client, config=cfg)  # validated once, above
+    controller = Controller(st, exp_id, launcher, config=cfg)  # validated once, above
     controller.start()
     return Experiment(exp_id, st, controller=controller)
 

@@ -1,7 +1,9 @@
 """Keras support: ``from det_jupyter.keras import KerasTrial, DetCallback``; see :mod:`det_jupyter.frameworks.keras`.
 
 Example:
-    >>> from det_jupyter.keras import FORMAT, DetCallback, KerasTrial, load_model, save_model  # doctest: +SKIP
+    >>> from det_jupyter.keras import FORMAT, DetCallback, KerasTrial, load_model, save_model
+    >>> FORMAT
+    'keras-model'
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """PyTorch support: ``from det_jupyter.torch import TorchTrial``; see :mod:`det_jupyter.frameworks.torch`.
 
 Example:
-    >>> from det_jupyter.torch import FORMAT, TorchTrial, load_model, save_model  # doctest: +SKIP
+    >>> from det_jupyter.torch import FORMAT, TorchTrial, load_model, save_model
+    >>> FORMAT
+    'torch-module'
 """
 
 from __future__ import annotations

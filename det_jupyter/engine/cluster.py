@@ -25,6 +25,7 @@ from typing import Any
 import dask
 from distributed import Client, Nanny, Scheduler, SpecCluster
 
+from det_jupyter.config.sections import SlotType
 from det_jupyter.errors import ClusterError
 from det_jupyter.worker.gpu import gpu_inventory
 
@@ -38,7 +39,6 @@ __all__ = [
     "slot_resource",
 ]
 
-SlotType = str  # "auto" | "gpu" | "cpu"
 
 
 @dataclass

@@ -37,7 +37,7 @@ from typing import Any
 from distributed import Client
 
 from det_jupyter.checkpoints import CheckpointRecord, CheckpointStorage, checkpoints_to_delete
-from det_jupyter.config.experiment import ExperimentConfig, load_config
+from det_jupyter.config.experiment import ExperimentConfig
 from det_jupyter.engine import runs as r
 from det_jupyter.engine.launcher import DaskLauncher, Launcher
 from det_jupyter.engine.lifecycle import Lifecycle
@@ -191,7 +191,7 @@ class Controller:
 
     def _setup(self) -> None:
         row = self.store.get_experiment(self.experiment_id)
-        cfg = self.config = self.config or load_config(row.config)
+        cfg = self.config = self.config or ExperimentConfig.from_stored(row.config)
         blob, _ = self.store.get_entrypoint(self.experiment_id)
         self._blob, self._digest = blob, hashlib.sha256(blob).hexdigest()[:20]
         self._seed = row.seed

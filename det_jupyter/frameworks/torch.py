@@ -220,9 +220,17 @@ class TorchTrial:
         """Train one trial under ``ctx`` (the runtime calls this; so can you, with ``local_context``).
 
         Example:
-            >>> ctx = local_context({"global_batch_size": 16}, time_metric="batches", max_time=20)  # doctest: +SKIP
-            >>> IrisTrial.run_trial(ctx)                                                           # doctest: +SKIP
-            >>> ctx.sink.validation[-1]["metrics"]["val_accuracy"]                           # doctest: +SKIP
+            >>> from det_jupyter.demo import IrisTrial
+            >>> hp = {"global_batch_size": 16, "learning_rate": 0.05, "hidden": 8, "activation": "relu"}
+            >>> ctx = local_context(hp, metric="val_accuracy", smaller_is_better=False, max_time=16)
+            >>> IrisTrial.run_trial(ctx)
+            >>> last = ctx.sink.validation[-1]
+            >>> last["steps"], 0.0 <= last["metrics"]["val_accuracy"] <= 1.0
+            (16, True)
+            >>> with ctx.checkpoint.restore() as path:
+            ...     model = IrisTrial.load_checkpoint(path, hp)
+            >>> tuple(model(torch.zeros(2, 4)).shape)
+            (2, 3)
         """
         TorchLoop(cls(ctx)).run()
 
@@ -242,6 +250,8 @@ class TorchTrial:
 
         Example:
             >>> model = IrisTrial.load_checkpoint(path, {"global_batch_size": 16})  # doctest: +SKIP
+
+            (run end to end under :meth:`run_trial`'s example)
         """
         directory = Path(path)
         _, _, data = read_state(directory)

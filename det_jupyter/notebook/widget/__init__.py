@@ -2,7 +2,9 @@
 (Plotly), ``html`` (header and table), ``widget`` (``ExperimentWidget``, the refresh thread).
 
 Example:
-    >>> from det_jupyter.notebook.widget import ExperimentWidget   # doctest: +SKIP
+    >>> from det_jupyter.notebook.widget import ExperimentWidget
+    >>> ExperimentWidget.__name__
+    'ExperimentWidget'
 """
 
 from __future__ import annotations
