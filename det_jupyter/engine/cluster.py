@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 
-
 @dataclass
 class _Embedded:
     """The kernel's embedded cluster and its client (created on first use), and external clients."""
