@@ -105,10 +105,10 @@ def save_load_runs(device: str, repeats: int) -> dict[str, Any]:
     import torch
 
     import det_jupyter
-    from det_jupyter.config.experiment import load_config
+    from det_jupyter.config import load_config
     from det_jupyter.engine.definition import freeze
     from det_jupyter.experiment import Checkpoint
-    from det_jupyter.store.sqlite import Store
+    from det_jupyter.store import Store
     from det_jupyter.torch import FORMAT, save_model
 
     home = tempfile.mkdtemp(prefix="det-bench-ckpt-home-")

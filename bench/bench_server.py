@@ -28,8 +28,7 @@ from pathlib import Path
 from _report import write_section
 
 from det_jupyter.states import ExperimentState, TrialState
-from det_jupyter.store import CheckpointRow, LogRow, MetricRow
-from det_jupyter.store.sqlite import Store
+from det_jupyter.store import CheckpointRow, LogRow, MetricRow, Store
 
 GOAL_MS = 200.0
 POINTS = 100

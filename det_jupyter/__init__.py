@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from det_jupyter import _legacy
-from det_jupyter.config.experiment import ExperimentConfig, load_config
+from det_jupyter.config import ExperimentConfig, load_config
 from det_jupyter.engine.cluster import cluster, shutdown_cluster
 from det_jupyter.errors import (
     CheckpointError,

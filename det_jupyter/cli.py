@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from det_jupyter.errors import DetJupyterError
 
 if TYPE_CHECKING:
-    from det_jupyter.config.experiment import ExperimentConfig
+    from det_jupyter.config import ExperimentConfig
 
 __all__ = ["main"]
 
@@ -116,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _load(path: str) -> ExperimentConfig:
-    from det_jupyter.config.experiment import load_config
+    from det_jupyter.config import load_config
 
     return load_config(path)
 

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from det_jupyter.checkpoints import CheckpointStorage
-from det_jupyter.config.experiment import ExperimentConfig, load_config
+from det_jupyter.config import ExperimentConfig, load_config
 from det_jupyter.engine.definition import entrypoint_name, freeze, resolve_entrypoint, thaw
 from det_jupyter.errors import CheckpointError
 from det_jupyter.searcher.ranking import best_of
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
-from det_jupyter.store.sqlite import CheckpointRow, Store, TrialRow, default_home
+from det_jupyter.store import CheckpointRow, Store, TrialRow, default_home
 from det_jupyter.worker.context import TrialContext
 
 if TYPE_CHECKING:

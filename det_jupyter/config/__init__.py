@@ -13,19 +13,15 @@ Example:
 
 from __future__ import annotations
 
-from det_jupyter.config.experiment import (
-    SEARCHER_NAMES,
-    TIME_METRICS,
+from det_jupyter.config.experiment import ExperimentConfig, load_config
+from det_jupyter.config.names import SEARCHER_NAMES, TIME_METRICS, SearcherName, TimeMetric
+from det_jupyter.config.searcher import SearcherConfig
+from det_jupyter.config.sections import (
     CheckpointStorageConfig,
     EnvironmentConfig,
-    ExperimentConfig,
     Length,
     ReproducibilityConfig,
     ResourcesConfig,
-    SearcherConfig,
-    SearcherName,
-    TimeMetric,
-    load_config,
 )
 
 __all__ = [

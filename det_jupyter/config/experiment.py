@@ -33,7 +33,6 @@ import yaml
 from pydantic import Field, PrivateAttr, ValidationError
 
 from det_jupyter.config.formatting import Problem, field_errors, parse_path, parse_yaml, show, with_lines
-from det_jupyter.config.names import SEARCHER_NAMES, TIME_METRICS, SearcherName, TimeMetric
 from det_jupyter.config.searcher import SearcherConfig
 from det_jupyter.config.sections import (
     DETERMINED_ONLY,
@@ -51,20 +50,7 @@ from det_jupyter.errors import ConfigError, FieldError
 if TYPE_CHECKING:
     from det_jupyter.hparams import HParamSpace
 
-__all__ = [
-    "SEARCHER_NAMES",
-    "TIME_METRICS",
-    "CheckpointStorageConfig",
-    "EnvironmentConfig",
-    "ExperimentConfig",
-    "Length",
-    "ReproducibilityConfig",
-    "ResourcesConfig",
-    "SearcherConfig",
-    "SearcherName",
-    "TimeMetric",
-    "load_config",
-]
+__all__ = ["ExperimentConfig", "load_config"]
 
 
 class ExperimentConfig(Section):

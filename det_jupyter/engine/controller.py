@@ -37,7 +37,7 @@ from typing import Any
 from distributed import Client
 
 from det_jupyter.checkpoints import CheckpointRecord, CheckpointStorage, checkpoints_to_delete
-from det_jupyter.config.experiment import ExperimentConfig
+from det_jupyter.config import ExperimentConfig
 from det_jupyter.engine import runs as r
 from det_jupyter.engine.launcher import DaskLauncher, Launcher
 from det_jupyter.engine.lifecycle import Lifecycle

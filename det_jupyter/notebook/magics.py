@@ -135,7 +135,7 @@ class DetMagics(Magics):
             %%det_experiment IrisTrial --cluster tcp://scheduler:8786 --wait
             (config with `entrypoint` omitted; blocks until done)
         """
-        from det_jupyter.config.experiment import load_config
+        from det_jupyter.config import load_config
         from det_jupyter.engine.definition import resolve_entrypoint
         from det_jupyter.engine.presubmit import LargeGlobalWarning, check_shippable
         from det_jupyter.experiment import create_experiment

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from det_jupyter.config.experiment import ExperimentConfig
+from det_jupyter.config import ExperimentConfig
 from det_jupyter.config.searcher import SearcherConfig
 from det_jupyter.errors import ConfigError
 from det_jupyter.notebook.widget.html import (
@@ -27,7 +27,7 @@ from det_jupyter.notebook.widget.html import (
     format_value,
 )
 from det_jupyter.searcher.ranking import best_of, best_value
-from det_jupyter.store.sqlite import ExperimentRow, Store
+from det_jupyter.store import ExperimentRow, Store
 
 __all__ = [
     "Report",

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from det_jupyter.searcher import ASHASearch, Create, ExitReason, Operation, Shutdown, Stop, make_searcher
 
 if TYPE_CHECKING:
-    from det_jupyter.config.experiment import ExperimentConfig
+    from det_jupyter.config import ExperimentConfig
 
 __all__ = ["BracketPreview", "SearchPreview", "SummaryRow", "preview_search"]
 
@@ -159,7 +159,7 @@ def preview_search(
         ConfigError: the searcher cannot be built from this config.
     """
     if isinstance(config, Mapping | str | os.PathLike):
-        from det_jupyter.config.experiment import load_config
+        from det_jupyter.config import load_config
 
         config = load_config(config)
     sc = config.searcher

@@ -30,7 +30,7 @@ from det_jupyter.server.wire_models import (
     TrialSummaryModel,
     WorkerModel,
 )
-from det_jupyter.store.sqlite import CheckpointRow, ExperimentRow, LogRow, MetricRow, TrialRow, TrialStats
+from det_jupyter.store import CheckpointRow, ExperimentRow, LogRow, MetricRow, TrialRow, TrialStats
 from det_jupyter.worker.gpu import GpuInfo
 
 __all__ = [

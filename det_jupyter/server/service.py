@@ -41,7 +41,7 @@ from det_jupyter.server.wire_models import (
     TrialListModel,
 )
 from det_jupyter.states import ControlAction, ExperimentState
-from det_jupyter.store.sqlite import Store
+from det_jupyter.store import Store
 from det_jupyter.worker.gpu import gpu_inventory
 
 if TYPE_CHECKING:

@@ -13,18 +13,17 @@ Example:
 
 from __future__ import annotations
 
-from det_jupyter.store.sqlite import (
-    SCHEMA_VERSION,
+from det_jupyter.store.rows import (
     CheckpointRow,
     ExperimentRow,
     LogRow,
     MetricRow,
     RequestRow,
-    Store,
     TrialRow,
     TrialStats,
-    default_home,
 )
+from det_jupyter.store.schema import SCHEMA_VERSION
+from det_jupyter.store.sqlite import Store, default_home
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -34,10 +34,7 @@ from det_jupyter.errors import NotFoundError, StoreError
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
 from det_jupyter.store.results import ResultTables
 from det_jupyter.store.rows import (
-    CheckpointRow,
     ExperimentRow,
-    LogRow,
-    MetricRow,
     RequestRow,
     TrialRow,
     TrialStats,
@@ -45,24 +42,12 @@ from det_jupyter.store.rows import (
 from det_jupyter.store.schema import (
     EXPERIMENT_COLUMNS,
     EXPERIMENT_UPDATABLE,
-    SCHEMA_VERSION,
     TRIAL_COLUMNS,
     TRIAL_UPDATABLE,
     migrate,
 )
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "CheckpointRow",
-    "ExperimentRow",
-    "LogRow",
-    "MetricRow",
-    "RequestRow",
-    "Store",
-    "TrialRow",
-    "TrialStats",
-    "default_home",
-]
+__all__ = ["Store", "default_home"]
 
 
 def default_home() -> Path:

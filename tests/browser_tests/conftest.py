@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from det_jupyter.store.sqlite import Store
+from det_jupyter.store import Store
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -17,7 +17,7 @@ import pytest
 import det_jupyter
 from det_jupyter.experiment import Experiment
 from det_jupyter.states import ExperimentState
-from det_jupyter.store.sqlite import Store
+from det_jupyter.store import Store
 
 from .conftest import ARTIFACTS, ROOT, UI_TIMEOUT_MS, require_browser, shot
 

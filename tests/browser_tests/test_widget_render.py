@@ -31,7 +31,7 @@ import nbformat
 import pytest
 
 from det_jupyter.states import ExperimentState
-from det_jupyter.store.sqlite import Store
+from det_jupyter.store import Store
 
 from .conftest import ARTIFACTS, ROOT, require_browser, shot
 

@@ -13,7 +13,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from det_jupyter.config.experiment import (
+from det_jupyter.config import (
     CheckpointStorageConfig,
     EnvironmentConfig,
     ExperimentConfig,

@@ -21,7 +21,7 @@ from det_jupyter.engine.controller import Controller
 from det_jupyter.engine.launcher import Launcher
 from det_jupyter.engine.runs import TaskEnd
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
-from det_jupyter.store.sqlite import Store
+from det_jupyter.store import Store
 from det_jupyter.worker.context import TrialSpec
 from det_jupyter.worker.events import (
     CheckpointSaved,

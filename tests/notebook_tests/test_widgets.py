@@ -14,13 +14,12 @@ from typing import Any
 import pytest
 
 import det_jupyter
-from det_jupyter.config.experiment import load_config
+from det_jupyter.config import load_config
 from det_jupyter.experiment import Experiment
 from det_jupyter.notebook.widget.model import WidgetModel
 from det_jupyter.notebook.widget.widget import ExperimentWidget
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
-from det_jupyter.store import MetricRow
-from det_jupyter.store.sqlite import Store
+from det_jupyter.store import MetricRow, Store
 
 CONFIG = {
     "name": "widget-test",

@@ -16,7 +16,7 @@ import pytest
 
 import det_jupyter.searcher.ranking
 from det_jupyter.checkpoints import CheckpointRecord, checkpoints_to_delete
-from det_jupyter.config.experiment import load_config
+from det_jupyter.config import load_config
 from det_jupyter.experiment import Experiment
 from det_jupyter.notebook.reports import experiment_description, experiment_list
 from det_jupyter.notebook.widget.html import format_value

@@ -18,7 +18,7 @@ from pytest_jupyter.pytest_tornasync import *  # noqa: F403
 from traitlets.config import Config
 
 from det_jupyter.server.service import SETTINGS_KEY
-from det_jupyter.store.sqlite import Store
+from det_jupyter.store import Store
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 
 from det_jupyter.states import ExperimentState, TrialState
-from det_jupyter.store import CheckpointRow, LogRow, MetricRow
-from det_jupyter.store.sqlite import Store
+from det_jupyter.store import CheckpointRow, LogRow, MetricRow, Store
 
 
 def fill_store(store: Store) -> dict[str, int]:

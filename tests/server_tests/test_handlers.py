@@ -13,7 +13,7 @@ import pytest
 from tornado.httpclient import HTTPResponse
 
 from det_jupyter.states import ControlAction, ExperimentState
-from det_jupyter.store.sqlite import Store
+from det_jupyter.store import Store
 from det_jupyter.worker.gpu import gpu_inventory
 
 from .helpers import fill_store

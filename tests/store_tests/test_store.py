@@ -26,7 +26,7 @@ import pytest
 import det_jupyter
 from det_jupyter.errors import DetJupyterError, NotFoundError, StoreError
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
-from det_jupyter.store.sqlite import (
+from det_jupyter.store import (
     SCHEMA_VERSION,
     CheckpointRow,
     ExperimentRow,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from det_jupyter.states import TrialState
-from det_jupyter.store.sqlite import Store, TrialStats
+from det_jupyter.store import Store, TrialStats
 
 
 def _store(tmp_path: Path) -> tuple[Store, int, int]:

@@ -22,11 +22,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from det_jupyter.config.experiment import ExperimentConfig
+from det_jupyter.config import ExperimentConfig
 from det_jupyter.config.searcher import SearcherConfig
 from det_jupyter.searcher.ranking import best_of, is_rankable, rank_key
 from det_jupyter.states import ExperimentState, TrialState
-from det_jupyter.store.sqlite import ExperimentRow, Store, TrialRow
+from det_jupyter.store import ExperimentRow, Store, TrialRow
 
 __all__ = ["Changes", "ParallelDimension", "TableRow", "WidgetModel", "flatten_hparams"]
 
