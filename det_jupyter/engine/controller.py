@@ -31,7 +31,7 @@ import threading
 import time
 import traceback
 import uuid as uuidlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from distributed import Client
@@ -41,52 +41,16 @@ from det_jupyter.config import ExperimentConfig
 from det_jupyter.engine import runs as r
 from det_jupyter.engine.launcher import DaskLauncher, Launcher
 from det_jupyter.engine.lifecycle import Lifecycle
+from det_jupyter.engine.write_behind import WriteBehind
 from det_jupyter.searcher import Create, Operation, SearchMethod, Shutdown, Stop, make_searcher
 from det_jupyter.states import ExperimentState, TrialState
-from det_jupyter.store import CheckpointRow, LogRow, MetricRow, Store, default_home
+from det_jupyter.store import CheckpointRow, Store, default_home
 from det_jupyter.worker.context import TrialSpec
-from det_jupyter.worker.events import LogLine, MalformedEvent, Metrics, decode, decode_summary
+from det_jupyter.worker.events import LogLine, MalformedEvent, decode, decode_summary
 
 __all__ = ["Controller"]
 
 log = logging.getLogger(__name__)
-
-
-class _WriteBehind:
-    """Store rows buffered during one loop iteration and written at its end, inside its transaction.
-
-    With :meth:`Controller._record_checkpoint`, the only place the controller adds metric, log and
-    checkpoint rows.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._trials: dict[int, dict[str, Any]] = {}
-        self._metrics: list[MetricRow] = []
-        self._logs: list[LogRow] = []
-
-    def update_trial(self, trial_id: int, **values: Any) -> None:
-        self._trials.setdefault(trial_id, {}).update(values)
-
-    def metrics(self, trial_id: int, run_id: int, body: Metrics) -> None:
-        self._metrics += [
-            MetricRow(trial_id, run_id, m.kind.value, m.steps, dict(m.metrics), m.reported_at)
-            for m in body.records
-        ]
-
-    def logs(self, trial_id: int, run_id: int, lines: Iterable[LogLine]) -> None:
-        self._logs += [LogRow(trial_id, run_id, line.ts, line.text) for line in lines]
-
-    def flush(self) -> None:
-        if self._metrics:
-            self._store.add_metrics(self._metrics)
-            self._metrics = []
-        if self._logs:
-            self._store.add_logs(self._logs)
-            self._logs = []
-        for trial_id, values in self._trials.items():
-            self._store.update_trial(trial_id, **values)
-        self._trials.clear()
 
 
 class Controller:
@@ -131,7 +95,7 @@ class Controller:
         self._thread: threading.Thread | None = None
         self.launcher: Launcher | None = launcher if isinstance(launcher, Launcher) else None
         self.rules: Lifecycle | None = None
-        self._writes = _WriteBehind(store)
+        self._writes = WriteBehind(store)
         self._searcher_dirty = False
         self._gc_dirty = False
         self._finished = threading.Event()  # set once the final state is committed
