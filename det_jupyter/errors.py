@@ -19,7 +19,9 @@ __all__ = [
     "CheckpointError",
     "ClusterError",
     "ConfigError",
+    "ConfigWarning",
     "DetJupyterError",
+    "DetJupyterWarning",
     "FieldError",
     "NotFoundError",
     "StoreError",
@@ -97,3 +99,22 @@ class ClusterError(DetJupyterError):
 
 class TrialError(DetJupyterError):
     """A trial's user code failed; the message carries the worker's traceback."""
+
+
+class DetJupyterWarning(UserWarning):
+    """Base class of every warning det_jupyter emits on purpose: it runs, but probably not as meant."""
+
+
+class ConfigWarning(DetJupyterWarning):
+    """A valid experiment config that is probably not what was meant (e.g. ``log`` bounds written as values).
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     _ = __import__("det_jupyter").load_config({
+        ...         "hyperparameters": {"lr": {"type": "log", "minval": 0.0001, "maxval": 0.1}},
+        ...         "searcher": {"name": "single", "metric": "loss", "max_length": {"batches": 5}}})
+        >>> caught[0].category.__name__
+        'ConfigWarning'
+    """

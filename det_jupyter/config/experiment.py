@@ -24,7 +24,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -45,12 +47,12 @@ from det_jupyter.config.sections import (
     ResourcesConfig,
     Section,
 )
-from det_jupyter.errors import ConfigError, FieldError
+from det_jupyter.errors import ConfigError, ConfigWarning, FieldError
 
 if TYPE_CHECKING:
     from det_jupyter.hparams import HParamSpace
 
-__all__ = ["ExperimentConfig", "load_config"]
+__all__ = ["ExperimentConfig", "load_config", "log_bound_warnings"]
 
 
 class ExperimentConfig(Section):
@@ -275,7 +277,53 @@ def load_config(source: Mapping[str, Any] | str | os.PathLike[str] | ExperimentC
             raise ConfigError(sorted(with_lines(exc.errors, root), key=lambda e: e.line or 0)) from None
         root = None  # the translated config's paths are not the manifest's
     try:
-        return ExperimentConfig.model_validate(dict(raw))
+        cfg = ExperimentConfig.model_validate(dict(raw))
     except ValidationError as exc:
         errors = with_lines(field_errors(exc), root)
         raise ConfigError(sorted(errors, key=lambda e: e.line or 0)) from None  # stable: YAML order
+    for warning in with_lines(log_bound_warnings(cfg.hyperparameters), root):
+        warnings.warn(str(warning), ConfigWarning, stacklevel=2)
+    return cfg
+
+
+def log_bound_warnings(hyperparameters: Mapping[str, Any], path: str = "hyperparameters") -> list[FieldError]:
+    """``log`` hyperparameters whose bounds look like values rather than exponents of ``base``.
+
+    ``{type: log, minval: 0.0001, maxval: 0.1}`` samples ``10 ** U(0.0001, 0.1)``, i.e. 1.0002..1.26,
+    which is never what was meant: bounds with ``0 < minval < maxval <= 1`` are reported, with the
+    exponents that give those values. :func:`load_config` turns each into a :class:`ConfigWarning`.
+
+    Example:
+        >>> print(log_bound_warnings({"lr": {"type": "log", "minval": 0.0001, "maxval": 0.1}})[0])
+        hyperparameters.lr: minval and maxval of a `log` hyperparameter are exponents of base 10, so minval: 0.0001, maxval: 0.1 samples 10^0.0001..10^0.1 (1.0002..1.2589), not 0.0001..0.1. Fix: for values from 0.0001 to 0.1 write minval: -4, maxval: -1
+        >>> log_bound_warnings({"lr": {"type": "log", "minval": -4, "maxval": -1}})
+        []
+    """
+    found: list[FieldError] = []
+    for name, value in hyperparameters.items():
+        where = f"{path}.{name}"
+        if not isinstance(value, Mapping):
+            continue
+        if "type" not in value:
+            found += log_bound_warnings(value, where)
+            continue
+        bounds = [value.get("minval"), value.get("maxval"), value.get("base", 10)]
+        if value.get("type") != "log" or not all(_is_number(v) for v in bounds):
+            continue
+        lo, hi, base = (float(v) for v in bounds)
+        if not (0 < lo < hi <= 1 and base > 1):
+            continue
+        exps = [round(math.log(v, base), 4) for v in (lo, hi)]
+        lo_exp, hi_exp = (f"{e:g}" for e in exps)
+        message = (
+            f"minval and maxval of a `log` hyperparameter are exponents of base {base:g}, so minval: {lo:g}, "
+            f"maxval: {hi:g} samples {base:g}^{lo:g}..{base:g}^{hi:g} ({base**lo:.5g}..{base**hi:.5g}), "
+            f"not {lo:g}..{hi:g}"
+        )
+        fix = f"for values from {lo:g} to {hi:g} write minval: {lo_exp}, maxval: {hi_exp}"
+        found.append(FieldError(where, message, fix))
+    return found
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -33,9 +33,11 @@ from det_jupyter.errors import ConfigError, FieldError
 
 __all__ = [
     "ERROR_TYPE",
+    "ConfigLoader",
     "Problem",
     "choice_fix",
     "closest",
+    "duplicate_keys",
     "field_errors",
     "format_path",
     "from_pydantic",
@@ -196,11 +198,79 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
     return [FieldError(format_path(p.loc), p.message, p.fix) for p in from_pydantic(exc)]
 
 
-def parse_yaml(text: str) -> tuple[Any, yaml.Node | None]:
-    """Parse YAML text into (data, node tree); a syntax error becomes a :class:`ConfigError` with its line."""
-    loader = yaml.SafeLoader(text)
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading numbers as YAML 1.2 does: ``1e-3`` and ``1.0e3`` are floats.
+
+    PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent, so ``learning_rate: 1e-3``
+    would load as the *string* ``'1e-3'``. Determined's configs (and JSON) mean a number.
+
+    Example:
+        >>> yaml.load("[1e-3, 1.0e3, 2E+2, 10, '1e-3', 1_000]", Loader=ConfigLoader)
+        [0.001, 1000.0, 200.0, 10, '1e-3', 1000]
+    """
+
+
+ConfigLoader.add_implicit_resolver(  # after PyYAML's own: ints and dotted floats resolve as before
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
+
+
+def duplicate_keys(root: yaml.Node | None) -> list[FieldError]:
+    """One error per key written twice in the same mapping (PyYAML would silently keep the last).
+
+    Example:
+        >>> _, root = parse_yaml("searcher:\\n  metric: a\\n  name: single\\n  metric: b\\n", check_duplicates=False)
+        >>> print(duplicate_keys(root)[0])
+        searcher.metric (line 4): duplicate key: written on line 2 and again on line 4. Fix: keep one of them
+    """
+    errors: list[FieldError] = []
+
+    def walk(node: yaml.Node, loc: Loc, seen_nodes: set[int]) -> None:
+        if id(node) in seen_nodes:  # an alias to a node already checked
+            return
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, yaml.Node] = {}
+            for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                    continue
+                if key.value in first:
+                    before = first[key.value].start_mark.line + 1
+                    line = key.start_mark.line + 1
+                    errors.append(
+                        FieldError(
+                            format_path((*loc, key.value)),
+                            f"duplicate key: written on line {before} and again on line {line}",
+                            "keep one of them",
+                            line,
+                        )
+                    )
+                else:
+                    first[key.value] = key
+                walk(value, (*loc, key.value), seen_nodes)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*loc, i), seen_nodes)
+
+    if root is not None:
+        walk(root, (), set())
+    return sorted(errors, key=lambda e: e.line or 0)
+
+
+def parse_yaml(text: str, *, check_duplicates: bool = True) -> tuple[Any, yaml.Node | None]:
+    """Parse YAML text into (data, node tree); a syntax error becomes a :class:`ConfigError` with its line.
+
+    Numbers are read as YAML 1.2 reads them (:class:`ConfigLoader`); a key written twice in one mapping
+    is a :class:`ConfigError` naming both lines (:func:`duplicate_keys`), unless ``check_duplicates``
+    is false.
+    """
+    loader = ConfigLoader(text)
     try:
         node = loader.get_single_node()
+        if check_duplicates and (duplicates := duplicate_keys(node)):
+            raise ConfigError(duplicates)
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)

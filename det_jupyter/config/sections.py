@@ -229,9 +229,13 @@ class CheckpointStorageConfig(Section):
         save_experiment_best, save_trial_best, save_trial_latest: how many checkpoints garbage
             collection keeps (>= 0).
 
+    Local paths starting with ``~`` are expanded to the home directory of the submitting user.
+
     Example:
         >>> CheckpointStorageConfig(type="s3", bucket="ckpts", prefix="exp1").resolve_url("/tmp")
         's3://ckpts/exp1'
+        >>> CheckpointStorageConfig(host_path="~/ckpts").host_path == os.path.expanduser("~/ckpts")
+        True
     """
 
     type: Literal["shared_fs", "directory", "fsspec", "s3"] = "shared_fs"
@@ -247,6 +251,16 @@ class CheckpointStorageConfig(Section):
     save_experiment_best: NonNegInt = 0
     save_trial_best: NonNegInt = 1
     save_trial_latest: NonNegInt = 1
+
+    @field_validator("host_path", "storage_path", "container_path", mode="after")
+    @classmethod
+    def _expand_home(cls, value: str | None) -> str | None:
+        return os.path.expanduser(value) if value else value  # `~/ckpts` means the home, as in a shell
+
+    @field_validator("url", mode="after")
+    @classmethod
+    def _expand_home_url(cls, value: str | None) -> str | None:
+        return os.path.expanduser(value) if value and value.startswith("~") else value  # local paths only
 
     @classmethod
     def _check(cls, data: Mapping[str, Any], derived: dict[str, Any]) -> list[Problem]:
