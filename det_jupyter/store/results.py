@@ -51,7 +51,11 @@ class ResultTables:
         kind: str | None = None,
         after_id: int = 0,
     ) -> list[MetricRow]:
-        """Reports of one trial or one experiment, in the order they were recorded."""
+        """Reports of one trial or one experiment, in the order they were recorded.
+
+        Reports superseded by a restarted run (:meth:`supersede_metrics`) are left out, so no
+        ``(trial, kind, steps)`` appears twice.
+        """
         sql, args = self._metric_query(
             experiment_id,
             trial_id,
@@ -63,8 +67,32 @@ class ResultTables:
             MetricRow(t, r, k, s, json.loads(m), ts) for t, r, k, s, m, ts in self._conn.execute(sql, args)
         ]
 
+    def supersede_metrics(self, trial_id: int, *, run_id: int, after_steps: int) -> int:
+        """A trial's run ``run_id`` restarts from a checkpoint at ``after_steps``: the reports of earlier
+        runs past those steps are superseded (kept, but no reader sees them). Returns how many.
+
+        Example:
+            >>> from det_jupyter.store import MetricRow, Store
+            >>> store = Store(":memory:")
+            >>> t = store.create_trial(store.create_experiment(name="e", config={}, entrypoint=b"", seed=0), 0, {})
+            >>> store.add_metrics([MetricRow(t, 0, "training", s, {"loss": 1.0}, 0.0) for s in (4, 5, 6, 7)])
+            >>> store.supersede_metrics(t, run_id=1, after_steps=5)
+            2
+            >>> [m.steps for m in store.metrics(trial_id=t)]
+            [4, 5]
+        """
+        cur = self._conn.execute(
+            "UPDATE metrics SET superseded = 1 WHERE trial_id = ? AND run_id < ? AND steps > ? AND superseded = 0",
+            (trial_id, run_id, after_steps),
+        )
+        return int(cur.rowcount)
+
     def metrics_since(self, *, experiment_id: int, after_id: int = 0) -> tuple[int, list[MetricRow]]:
-        """Reports recorded after row ``after_id``, and the last row id (for incremental readers)."""
+        """Reports recorded after row ``after_id``, and the last row id (for incremental readers).
+
+        Superseded reports are left out; a reader that drew a trial's points before its restart
+        re-reads that trial (:meth:`metrics` with ``trial_id``) when the trial's ``run_id`` changes.
+        """
         sql, args = self._metric_query(
             experiment_id,
             None,
@@ -82,7 +110,7 @@ class ResultTables:
     def _metric_query(
         experiment_id: int | None, trial_id: int | None, kind: str | None, after_id: int, columns: str
     ) -> tuple[str, list[Any]]:
-        where: list[str] = ["m.id > ?"]
+        where: list[str] = ["m.id > ?", "m.superseded = 0"]
         args: list[Any] = [after_id]
         if trial_id is not None:
             where.append("m.trial_id = ?")

@@ -113,6 +113,18 @@ _MIGRATIONS: list[str] = [
     );
     CREATE INDEX pending_requests ON requests(experiment_id, handled_at);
     """,
+    # 2: a restarted run supersedes the reports of earlier runs after the checkpoint it resumed from
+    # (Determined "archives" them); readers see only rows with superseded = 0.
+    """
+    ALTER TABLE metrics ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX metrics_live_by_trial ON metrics(trial_id, superseded, steps)
+    """,
+    # 3: large frozen definitions live in content-addressed files beside the db (store/blobs.py); the
+    # row keeps their sha256 and an empty inline BLOB. Rows written before keep their inline BLOBs.
+    """
+    ALTER TABLE experiments ADD COLUMN entrypoint_digest TEXT;
+    ALTER TABLE experiments ADD COLUMN load_hook_digest TEXT
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from det_jupyter.errors import NotFoundError, StoreError
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
+from det_jupyter.store.blobs import INLINE_LIMIT, BlobFiles
 from det_jupyter.store.results import ResultTables
 from det_jupyter.store.rows import (
     ExperimentRow,
@@ -159,10 +160,17 @@ class Store(ResultTables):
         entrypoint_name: str = "",
         load_hook: bytes | None = None,
     ) -> int:
-        """Insert a new ACTIVE experiment; returns its id."""
+        """Insert a new ACTIVE experiment; returns its id.
+
+        A definition (or load hook) of at least ``store.blobs.INLINE_LIMIT`` bytes is written to a
+        content-addressed file in ``blobs/`` beside the db, and the row keeps its digest.
+        """
+        entrypoint, entrypoint_digest = self._blob_out(entrypoint)
+        hook, hook_digest = (None, None) if load_hook is None else self._blob_out(load_hook)
         cur = self._conn.execute(
             "INSERT INTO experiments (name, description, state, config, entrypoint, entrypoint_name,"
-            " load_hook, seed, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " load_hook, seed, created_at, entrypoint_digest, load_hook_digest)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 name,
                 description,
@@ -170,9 +178,11 @@ class Store(ResultTables):
                 json.dumps(config),
                 entrypoint,
                 entrypoint_name,
-                load_hook,
+                hook,
                 seed,
                 time.time(),
+                entrypoint_digest,
+                hook_digest,
             ),
         )
         return int(cur.lastrowid or 0)
@@ -201,11 +211,25 @@ class Store(ResultTables):
     def get_entrypoint(self, experiment_id: int) -> tuple[bytes, bytes | None]:
         """The frozen (cloudpickled) model definition and optional load hook of an experiment."""
         row = self._conn.execute(
-            "SELECT entrypoint, load_hook FROM experiments WHERE id = ?", (experiment_id,)
+            "SELECT entrypoint, load_hook, entrypoint_digest, load_hook_digest FROM experiments WHERE id = ?",
+            (experiment_id,),
         ).fetchone()
         if row is None:
             raise NotFoundError(f"experiment {experiment_id} not found in {self.path}")
-        return bytes(row[0]), None if row[1] is None else bytes(row[1])
+        entrypoint = self.blobs.get(row[2]) if row[2] else bytes(row[0])
+        hook = self.blobs.get(row[3]) if row[3] else None if row[1] is None else bytes(row[1])
+        return entrypoint, hook
+
+    @property
+    def blobs(self) -> BlobFiles:
+        """The content-addressed files beside the db (``blobs/``) that hold large definitions."""
+        return BlobFiles(self.path.parent / "blobs")
+
+    def _blob_out(self, data: bytes) -> tuple[bytes, str | None]:
+        """``(inline value, digest)``: large values go to a blob file (not for ``:memory:`` stores)."""
+        if len(data) < INLINE_LIMIT or str(self.path) == ":memory:":
+            return data, None
+        return b"", self.blobs.put(data)
 
     def update_experiment(self, experiment_id: int, **values: Any) -> None:
         """Set columns of an experiment (``state``, ``progress``, ``owner``, ``heartbeat``, ...)."""
