@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -50,6 +51,7 @@ __all__ = [
 
 METADATA_FILE = "metadata.json"
 _TMP_PREFIX = ".tmp-"
+_WRITER = socket.gethostname().replace("/", "_").replace("@", "_")  # as it appears in staging names
 
 
 class CheckpointStorage:
@@ -104,10 +106,11 @@ class CheckpointStorage:
     def stage(self, uuid: str) -> Iterator[Path]:
         """A local directory to write a checkpoint into; removed afterwards unless committed.
 
-        On a local filesystem it is ``<root>/.tmp-<uuid>`` so that commit is a rename.
+        On a local filesystem it is ``<root>/.tmp-<uuid>@<host>:<pid>`` so that commit is a rename and
+        :meth:`remove_incomplete` can tell a dead writer's leftovers from a live save.
         """
         if self.is_local:
-            path = Path(f"{self._root}/{_TMP_PREFIX}{uuid}")
+            path = Path(f"{self._root}/{_TMP_PREFIX}{uuid}@{_WRITER}:{os.getpid()}")
             path.mkdir(parents=True, exist_ok=False)
         else:
             path = Path(tempfile.mkdtemp(prefix=f"det-ckpt-{uuid}-"))
@@ -225,15 +228,25 @@ class CheckpointStorage:
     def remove_incomplete(self, *, older_than: float = 3600.0) -> int:
         """Remove staged directories left by crashed writers (local storage); returns how many.
 
-        Only directories in which nothing changed for ``older_than`` seconds go: one root serves many
-        experiments, and a staging directory written right now belongs to a live trial's save.
+        A directory whose writer (named in it as ``host:pid``) is a process of this host that no
+        longer exists goes at once; others only once nothing changed in them for ``older_than``
+        seconds: one root serves many experiments and hosts, and a staging directory written right
+        now belongs to a live trial's save.
+
+        Example:
+            >>> import tempfile
+            >>> storage = CheckpointStorage(tempfile.mkdtemp())
+            >>> _ = storage.fs
+            >>> os.makedirs(f"{storage._root}/.tmp-dead@{_WRITER}:999999999")
+            >>> storage.remove_incomplete()
+            1
         """
         if not self.is_local:
             return 0
         cutoff = time.time() - older_than
         removed = 0
         for entry in Path(self._root).glob(f"{_TMP_PREFIX}*"):
-            if _last_modified(entry) >= cutoff:
+            if not _writer_is_dead(entry.name) and _last_modified(entry) >= cutoff:
                 continue
             shutil.rmtree(entry, ignore_errors=True)
             removed += 1
@@ -246,6 +259,21 @@ def _list_resources(root: Path) -> dict[str, int]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.name != METADATA_FILE
     }
+
+
+def _writer_is_dead(name: str) -> bool:
+    """True when a staging directory's writer (``...@host:pid``) is a process of this host that is gone."""
+    _, at, writer = name.rpartition("@")
+    host, _, pid_text = writer.rpartition(":")
+    if not at or host != _WRITER or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except (ProcessLookupError, OverflowError):
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _last_modified(root: Path) -> float:

@@ -465,3 +465,36 @@ def test_gc_property_keeps_what_the_rules_require_and_only_that(
             better_overall = sum(_better(o.metric, c.metric, smaller_is_better) for o in scored)  # type: ignore[arg-type]
             reasons += [better_in_trial < trial_best, better_overall < experiment_best]
         assert any(reasons), c
+
+
+def test_staging_of_a_dead_writer_goes_at_once_a_live_ones_stays(tmp_path: Path) -> None:
+    """A writer SIGKILLed mid-save (a real process) leaves a staging dir that is removed at once."""
+    import signal
+    import subprocess
+    import sys
+
+    root = tmp_path / "root"
+    script = (
+        "import sys, time\n"
+        "from det_jupyter.checkpoints import CheckpointStorage\n"
+        f"s = CheckpointStorage({str(root)!r})\n"
+        "with s.stage('half') as p:\n"
+        "    (p / 'weights').write_text('partial')\n"
+        "    print('staged', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "staged"
+        storage = CheckpointStorage(str(root))
+        with storage.stage("live") as live:  # this process's own save in progress
+            assert storage.remove_incomplete() == 0  # the writer is alive: both stay
+            os.kill(writer.pid, signal.SIGKILL)
+            writer.wait(timeout=30)
+            assert storage.remove_incomplete() == 1  # dead writer: gone without waiting an hour
+            assert live.exists()
+        assert not storage.exists("half") and sorted(p.name for p in root.iterdir()) == []
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait(timeout=30)

@@ -30,7 +30,10 @@ from det_jupyter.worker.metric_values import jsonable
 if TYPE_CHECKING:
     from det_jupyter.worker.context import TrialContext
 
-__all__ = ["CheckpointContext"]
+__all__ = ["VALIDATION_KEY", "CheckpointContext"]
+
+VALIDATION_KEY = "det_jupyter_validation"
+"""Key of a checkpoint's metadata.json holding the validation metrics reported at its steps."""
 
 
 class CheckpointContext:
@@ -78,8 +81,14 @@ class CheckpointContext:
                 "steps": int(steps),
                 "experiment_id": trial.experiment_id,
                 "trial_id": trial.trial_id,
+                "run_id": trial.run_id,
                 "hparams": trial.hparams,
             }
+            validation = trial._recent_validations.get(int(steps))
+            if validation is not None:
+                # the validation at these steps travels with the checkpoint: if the worker dies before
+                # its events are out, the controller still registers both from storage
+                meta[VALIDATION_KEY] = validation
             resources = self._storage.commit(uuid, path, meta)
         self._storage.write_latest(trial.experiment_id, trial.trial_id, uuid, int(steps))
         self.latest, self.latest_steps = uuid, int(steps)

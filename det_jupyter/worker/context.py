@@ -134,6 +134,10 @@ class TrialContext:
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
         self._seq = 0
+        self._recent_validations: dict[int, dict[str, Any]] = {}
+        """steps → converted metrics of the newest validations sent (a checkpoint at those steps,
+        even one written in the background, carries them in its metadata.json, so they survive a
+        worker that dies before their event is out)."""
 
     def __repr__(self) -> str:
         return f"TrialContext(trial_id={self.trial_id}, run_id={self.run_id}, hparams={self.hparams!r})"
@@ -219,6 +223,12 @@ class TrialContext:
             MetricRecord(kind, steps, {str(k): next(values) for k in metrics}, ts)
             for kind, steps, metrics, ts in pending
         )
+        with self._lock:
+            for record in records:
+                if record.kind == MetricKind.VALIDATION:
+                    self._recent_validations[record.steps] = dict(record.metrics)
+                    while len(self._recent_validations) > 8:
+                        del self._recent_validations[next(iter(self._recent_validations))]
         self._emit(Metrics(records))
 
     def _emit(self, body: EventBody) -> None:

@@ -217,7 +217,12 @@ def _seed_everything(seed: int) -> None:
 
 
 class _LineForwarder(io.TextIOBase):
-    """Collects one trial thread's printed output and sends it as log events, in batches."""
+    """Collects one trial thread's printed output and sends it as log events, in batches.
+
+    A line waits at most ``interval`` seconds: a write flushes when the last flush is that old, and
+    the run's flusher thread (:func:`_captured_output`) flushes what a quiet trial left buffered, so
+    a print is sent even if no further print follows (and is not lost when the worker then dies).
+    """
 
     def __init__(self, ctx: TrialContext, interval: float = 0.2) -> None:
         self._ctx = ctx
@@ -225,27 +230,38 @@ class _LineForwarder(io.TextIOBase):
         self._lines: list[LogLine] = []
         self._interval = interval
         self._last = time.monotonic()
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
-        self._partial += text
-        if "\n" in self._partial:
+        with self._lock:
+            self._partial += text
+            if "\n" not in self._partial:
+                return len(text)
             *done, self._partial = self._partial.split("\n")
             now = time.time()
             self._lines += [LogLine(now, line) for line in done]
-            if time.monotonic() - self._last >= self._interval or len(self._lines) >= 500:
-                self.flush()
+            due = time.monotonic() - self._last >= self._interval or len(self._lines) >= 500
+        if due:
+            self.flush()
         return len(text)
 
     def flush(self) -> None:
-        if self._lines:
+        with self._lock:
             lines, self._lines = self._lines, []
+            self._last = time.monotonic()
+        if lines:
             self._ctx._emit(Log(tuple(lines)))
-        self._last = time.monotonic()
+
+    def flush_pending(self) -> None:
+        """Send buffered whole lines (the flusher thread calls it every half interval)."""
+        if self._lines:
+            self.flush()
 
     def close_out(self) -> None:
-        if self._partial:
-            self._lines.append(LogLine(time.time(), self._partial))
-            self._partial = ""
+        with self._lock:
+            if self._partial:
+                self._lines.append(LogLine(time.time(), self._partial))
+                self._partial = ""
         self.flush()
 
 
@@ -288,9 +304,19 @@ def _captured_output(ctx: TrialContext) -> Iterator[None]:
     routers: list[_ThreadRouter] = [s for s in (sys.stdout, sys.stderr) if isinstance(s, _ThreadRouter)]
     for router in routers:
         router.routes[ident] = forwarder
+    done = threading.Event()
+
+    def flush_quiet_output() -> None:
+        while not done.wait(forwarder._interval / 2):
+            forwarder.flush_pending()
+
+    flusher = threading.Thread(target=flush_quiet_output, name="det-jupyter-log-flush", daemon=True)
+    flusher.start()
     try:
         yield
     finally:
+        done.set()
+        flusher.join()
         for router in routers:
             router.routes.pop(ident, None)
         forwarder.close_out()
