@@ -1,8 +1,10 @@
 """Thin REST handlers under ``/det-jupyter/api/``: parse, call :class:`ExperimentService`, write JSON.
 
 Every verb is ``@web.authenticated`` (no token or login cookie: 403); ``APIHandler`` checks XSRF on
-POST and DELETE for cookie-authenticated browsers. Errors are JSON ``{"message": ...}``: an unknown
-id is 404, a malformed parameter 400 naming it, an action the experiment's state forbids 409.
+POST and DELETE for cookie-authenticated browsers. No route reads or serves a file: answers are rows
+of the store (``tests/server_tests/test_security_routes.py`` checks all three for every route).
+Errors are JSON ``{"message": ...}``: an unknown id is 404, a malformed parameter 400 naming it, an
+action the experiment's state forbids 409.
 
 | verb | path | answer |
 | --- | --- | --- |
