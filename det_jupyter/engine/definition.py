@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -24,7 +25,7 @@ import cloudpickle
 
 from det_jupyter.errors import ConfigError, FieldError
 
-__all__ = ["entrypoint_name", "freeze", "resolve_entrypoint", "thaw"]
+__all__ = ["ACCEPTED", "entrypoint_name", "entrypoint_problem", "freeze", "resolve_entrypoint", "thaw"]
 
 
 def resolve_entrypoint(
@@ -44,6 +45,9 @@ def resolve_entrypoint(
             raise TypeError(
                 f"entrypoint {entrypoint!r} is not callable: pass a function train(ctx) or a trial class"
             )
+        problem = entrypoint_problem(entrypoint)
+        if problem is not None:
+            raise TypeError(f"create_experiment(entrypoint={entrypoint_name(entrypoint)}): {problem}")
         return entrypoint
     if not config_entrypoint:
         raise ConfigError(
@@ -82,7 +86,81 @@ def resolve_entrypoint(
         close = difflib.get_close_matches(name, [k for k, v in ns.items() if callable(v)], n=1)
         hint = f"did you mean {close[0]!r}?" if close else "define it in a cell above, or pass it directly"
         raise ConfigError(FieldError("entrypoint", f"{name!r} is not defined in the notebook", hint))
-    return ns[name]
+    found = ns[name]
+    problem = entrypoint_problem(found) if callable(found) else None
+    if problem is not None:
+        raise ConfigError(FieldError("entrypoint", f"{name!r}: {problem}"))
+    return found
+
+
+ACCEPTED = (
+    "a function train(ctx), a subclass of det_jupyter.torch.TorchTrial or det_jupyter.keras.KerasTrial, "
+    "or a class with a classmethod run_trial(ctx)"
+)
+"""What :func:`resolve_entrypoint` accepts, as error messages say it."""
+
+_DETERMINED_TRIALS = {
+    "PyTorchTrial": "det_jupyter.torch.TorchTrial",
+    "TFKerasTrial": "det_jupyter.keras.KerasTrial",
+    "DeepSpeedTrial": "det_jupyter.torch.TorchTrial",
+    "JAXTrial": "a function train(ctx)",
+}
+
+
+def entrypoint_problem(entrypoint: Any) -> str | None:
+    """Why a callable cannot be an entrypoint, or ``None`` when it can.
+
+    A class is run as ``Cls.run_trial(ctx)``; a class without ``run_trial`` (a Determined
+    ``PyTorchTrial`` subclass, a plain ``class MyTrial:``) would only be instantiated as ``Cls(ctx)``
+    and train nothing, so it is refused here, before anything runs. A function must accept one
+    positional argument, the trial context.
+
+    Example:
+        >>> class MyTrial:
+        ...     def __init__(self, context): ...
+        >>> print(entrypoint_problem(MyTrial))
+        class MyTrial has no run_trial(ctx), so det_jupyter would only call MyTrial(ctx) and train nothing. Fix: pass a function train(ctx), a subclass of det_jupyter.torch.TorchTrial or det_jupyter.keras.KerasTrial, or a class with a classmethod run_trial(ctx)
+        >>> entrypoint_problem(lambda ctx: None) is None
+        True
+    """
+    if isinstance(entrypoint, type):
+        if callable(getattr(entrypoint, "run_trial", None)):
+            return None
+        name = entrypoint.__qualname__
+        lookalike = next(
+            (
+                (base, _DETERMINED_TRIALS[base.__name__])
+                for base in entrypoint.__mro__[1:]
+                if base.__name__ in _DETERMINED_TRIALS
+            ),
+            None,
+        )
+        if lookalike is not None:
+            base, ours = lookalike
+            return (
+                f"class {name} subclasses {base.__module__}.{base.__qualname__}, a Determined trial API that "
+                f"det_jupyter does not run (it would only call {name}(ctx) and train nothing). Fix: subclass "
+                f"{ours} instead (same idea: build_model / build_training_data / build_validation_data), "
+                f"or pass {ACCEPTED.split(', ', 1)[0]}"
+            )
+        return (
+            f"class {name} has no run_trial(ctx), so det_jupyter would only call {name}(ctx) and train "
+            f"nothing. Fix: pass {ACCEPTED}"
+        )
+    try:
+        signature = inspect.signature(entrypoint)
+    except (TypeError, ValueError):  # some builtins have none: let them be
+        return None
+    try:
+        signature.bind(object())
+    except TypeError:
+        name = getattr(entrypoint, "__name__", None) or type(entrypoint).__name__
+        shown = signature.replace(return_annotation=inspect.Signature.empty)
+        return (
+            f"{name}{shown} cannot be called with the trial context as its one argument. "
+            f"Fix: define it as def {name}(ctx): ..."
+        )
+    return None
 
 
 def entrypoint_name(entrypoint: Any) -> str:

@@ -143,7 +143,8 @@ def test_unpicklable_global_is_named_before_anything_runs(ip: InteractiveShell) 
     ip.run_cell(
         "class Holder:\n"
         "    handle = open(__import__('os').devnull, 'w')\n"
-        "    def __call__(self, ctx):\n"
+        "    @classmethod\n"
+        "    def run_trial(cls, ctx):\n"
         "        pass\n"
         "class HolderTrial(Holder):\n"
         "    pass\n"
@@ -153,7 +154,14 @@ def test_unpicklable_global_is_named_before_anything_runs(ip: InteractiveShell) 
     ):
         ip.run_cell_magic("det_experiment", "HolderTrial", CONFIG)
     ip.run_cell("Holder.handle.close()")
-    ip.run_cell("class InitTrial:\n    def __init__(self, ctx):\n        self.guard = lock\n")
+    ip.run_cell(
+        "class InitTrial:\n"
+        "    def __init__(self, ctx):\n"
+        "        self.guard = lock\n"
+        "    @classmethod\n"
+        "    def run_trial(cls, ctx):\n"
+        "        cls(ctx)\n"
+    )
     with pytest.raises(UsageError, match=r"global `lock` \(a _thread.lock, used by InitTrial.__init__\)"):
         ip.run_cell_magic("det_experiment", "InitTrial", CONFIG)
     assert det_jupyter.list_experiments() == []
