@@ -94,7 +94,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"experiment {row.id} {row.name!r}: {row.state.value}, progress {row.progress:.0%}")
         if row.error:
             print(f"error: {row.error}")
-        print(json.dumps(row.config, indent=2))
+        from det_jupyter.config.redact import redact_config
+
+        print(json.dumps(redact_config(row.config), indent=2))  # secrets shown as ********
         print(f"\n{'trial':>5}  {'state':<9} {'restarts':>8} {'best':>10}  hparams")
         for t in store.list_trials(exp.id):
             best = "-" if t.best_validation is None else f"{t.best_validation:.4g}"

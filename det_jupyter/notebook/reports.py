@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from det_jupyter.config import ExperimentConfig
+from det_jupyter.config.redact import redact_config
 from det_jupyter.config.searcher import SearcherConfig
 from det_jupyter.errors import ConfigError
 from det_jupyter.notebook.widget.html import (
@@ -145,7 +146,7 @@ def experiment_description(store: Store, experiment_id: int) -> Report:
         lines.append(
             f"failures: trials {', '.join(str(f[0]) for f in failed)} (see `%det logs {e.id} TRIAL`)"
         )
-    config = json.dumps(e.config, indent=2)
+    config = json.dumps(redact_config(e.config), indent=2)  # secrets shown as ********
     text = "\n".join([*lines, "config:", config])
     body = "<br>".join(html.escape(line) for line in lines)
     extra = (

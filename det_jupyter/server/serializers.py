@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from det_jupyter.config.redact import redact_config
 from det_jupyter.searcher.ranking import best_value
 from det_jupyter.server.wire_models import (
     ActionModel,
@@ -138,11 +139,11 @@ def serialize_experiment_detail(
     limit: int,
     offset: int,
 ) -> ExperimentDetailModel:
-    """An experiment with its config and one page of its trials."""
+    """An experiment with its config (secrets redacted: :func:`~det_jupyter.config.redact.redact_config`) and a page of trials."""
     summary = serialize_experiment_summary(row, stats, best_values)
     return {
         **summary,
-        "config": json_safe(row.config),
+        "config": json_safe(redact_config(row.config)),
         "entrypoint_name": row.entrypoint_name,
         "seed": row.seed,
         "owner": row.owner,
