@@ -56,6 +56,19 @@ def default_home() -> Path:
     return Path(os.environ.get("DET_JUPYTER_HOME") or Path.home() / ".det_jupyter").expanduser()
 
 
+def _create_private(path: Path) -> None:
+    """Create the store's directory (0700) and file (0600) when they are new: the configs in it are in
+    clear (storage credentials included; see docs/security.md). Existing ones keep their modes."""
+    if str(path) == ":memory:":
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # SQLite's -wal/-shm copy the mode
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 def _owner_is_dead(owner: str) -> bool:
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
@@ -89,7 +102,7 @@ class Store(ResultTables):
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_home() / "det_jupyter.db"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(self.path)
         self._local = threading.local()
         self._migrate()
 
