@@ -7,6 +7,8 @@ Example:
     $ det-jupyter experiment describe 3
     $ det-jupyter experiment logs 3 --trial 7
     $ det-jupyter experiment kill 3
+    $ det-jupyter master status             # the home's master: pid, uptime, dashboard, experiments
+    $ det-jupyter master stop
 """
 
 from __future__ import annotations
@@ -51,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
         ("delete", "delete a finished experiment's records"),
     ]:
         verbs.add_parser(verb, help=text).add_argument("id", type=int)
+    master = sub.add_parser("master", help="the home's long-lived master that runs experiments")
+    master.add_argument("action", nargs="?", choices=["start", "status", "stop"], default="status")
+    master.add_argument("--foreground", action="store_true", help="start: run it in this process")
+    master.add_argument(
+        "--idle-timeout", type=float, default=None, help="start: exit after S idle seconds (default 600)"
+    )
+
     logs = verbs.add_parser("logs", help="a trial's output (default: every trial's)")
     logs.add_argument("id", type=int)
     logs.add_argument("--trial", type=int, default=None)
@@ -73,6 +82,8 @@ def _run(args: argparse.Namespace) -> int:
         from det_jupyter.demo import run_demo
 
         return run_demo(max_trials=args.max_trials)
+    if args.command == "master":
+        return _master(args.action, foreground=args.foreground, idle_timeout=args.idle_timeout)
     if args.command == "preview":
         from det_jupyter.searcher.preview import preview_search
 
@@ -114,6 +125,48 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     getattr(exp, args.verb)()
     print(f"asked experiment {exp.id} to {args.verb}")
+    return 0
+
+
+def _master(action: str, *, foreground: bool, idle_timeout: float | None) -> int:
+    from det_jupyter.master import (
+        MasterPaths,
+        default_idle_timeout,
+        ensure_master,
+        running_master,
+        stop_master,
+    )
+
+    paths = MasterPaths.of()
+    if action == "start":
+        if foreground:
+            from det_jupyter.master.process import serve
+
+            idle = idle_timeout if idle_timeout is not None else default_idle_timeout()
+            return serve(paths.home, idle_timeout=idle, n_workers=None, gpus=None)
+        info = running_master()
+        if info is not None:
+            print(f"a master already runs for {paths.home}: pid {info.pid} (dashboard {info.dashboard_link})")
+            return 0
+        info = ensure_master(idle_timeout=idle_timeout)
+        print(
+            f"master started for {paths.home}: pid {info.pid}, dashboard {info.dashboard_link}, log {paths.log}"
+        )
+        return 0
+    if action == "stop":
+        info = stop_master()
+        print(f"stopped the master pid {info.pid}" if info else f"no master runs for {paths.home}")
+        return 0
+    info = running_master()
+    if info is None:
+        print(f"no master runs for {paths.home} (the first submit starts one; log: {paths.log})")
+        return 1
+    slots = ", ".join(f"{v:g} {k}" for k, v in info.slots.items() if v) or "none"
+    print(
+        f"master pid {info.pid} for {paths.home}, up {info.uptime:.0f}s, idle timeout {info.idle_timeout:g}s"
+    )
+    print(f"scheduler {info.scheduler}, dashboard {info.dashboard_link or 'none'}, slots {slots}")
+    print(f"experiments: {', '.join(map(str, info.experiments)) or 'none'}; log {paths.log}")
     return 0
 
 

@@ -19,12 +19,15 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from det_jupyter.checkpoints import CheckpointStorage
 from det_jupyter.config import ExperimentConfig, load_config
@@ -45,6 +48,7 @@ __all__ = [
     "Checkpoint",
     "Entrypoint",
     "Experiment",
+    "MasterMode",
     "Trial",
     "create_experiment",
     "get_experiment",
@@ -56,6 +60,63 @@ __all__ = [
 Entrypoint: TypeAlias = Callable[[TrialContext], object] | type
 """What trials run: a Core-API function ``train(ctx)``, or a trial class (``TorchTrial``/``KerasTrial``
 subclass, or any class with ``run_trial(ctx)``)."""
+
+
+MasterMode: TypeAlias = Literal["process", "inprocess"]
+"""Where controllers run: ``"process"``, the home's long-lived ``det-jupyter master`` (experiments outlive
+the kernel), or ``"inprocess"``, a thread of this process (for debugging, and whenever ``cluster=`` is a
+``distributed.Client``, which only this process can use)."""
+
+MASTER_ENV = "DET_JUPYTER_MASTER"
+DEFAULT_MASTER_MODE: MasterMode = "inprocess"
+"""The mode when neither ``master=`` nor ``$DET_JUPYTER_MASTER`` says."""
+
+
+def master_mode(
+    master: MasterMode | None = None,
+    cluster: Client | str | None = None,
+    store: Store | str | os.PathLike[str] | None = None,
+) -> MasterMode:
+    """Which mode a submission uses: a ``Client`` or a store outside ``$DET_JUPYTER_HOME`` → in-process;
+    else ``master=``, else ``$DET_JUPYTER_MASTER``, else :data:`DEFAULT_MASTER_MODE`.
+
+    Example:
+        >>> master_mode("process"), master_mode("inprocess")
+        ('process', 'inprocess')
+    """
+    from distributed import Client as DaskClient
+
+    if isinstance(cluster, DaskClient):
+        return "inprocess"
+    if store is not None:
+        path = store.path if isinstance(store, Store) else Path(store)
+        if path.resolve() != (default_home() / "det_jupyter.db").resolve():
+            return "inprocess"  # the home's master serves the home's store only
+    chosen = master or os.environ.get(MASTER_ENV) or DEFAULT_MASTER_MODE
+    if chosen not in ("process", "inprocess"):
+        raise ValueError(f"master={chosen!r}: use 'process' (the det-jupyter master) or 'inprocess'")
+    return "process" if chosen == "process" else "inprocess"
+
+
+_inprocess: weakref.WeakSet[Controller] = weakref.WeakSet()
+_atexit_lock = threading.Lock()
+_atexit_registered = False
+
+
+def _stop_inprocess_controllers() -> None:
+    """At interpreter exit (a kernel shutting down), before Dask closes the cluster: stop controllers,
+    so runs killed by the shutdown are recorded as interrupted, not failed (no restart spent)."""
+    for controller in list(_inprocess):
+        controller.stop(timeout=5.0)
+
+
+def _track(controller: Controller) -> None:
+    global _atexit_registered
+    with _atexit_lock:
+        _inprocess.add(controller)
+        if not _atexit_registered:  # registered after distributed's own hooks, so it runs before them
+            atexit.register(_stop_inprocess_controllers)
+            _atexit_registered = True
 
 
 def open_store(store: Store | str | os.PathLike[str] | None = None) -> Store:
@@ -71,18 +132,25 @@ def create_experiment(
     load: Callable[..., object] | None = None,
     store: Store | str | os.PathLike[str] | None = None,
     namespace: Mapping[str, object] | None = None,
+    master: MasterMode | None = None,
 ) -> Experiment:
-    """Submit an experiment and return at once; a controller thread runs it on the Dask cluster.
+    """Submit an experiment and return at once; a controller runs it on the Dask cluster.
+
+    In ``"process"`` mode (see :func:`master_mode`) the experiment row is written and the home's
+    ``det-jupyter master`` (started on demand) runs it, so it outlives this kernel; in ``"inprocess"``
+    mode a controller thread of this process runs it.
 
     Args:
         config: the experiment config: an :class:`ExperimentConfig`, a dict, YAML text, or a path to a
             YAML file. It is validated here, once; the controller gets the validated config.
         entrypoint: a function ``train(ctx)`` or a trial class (``TorchTrial``/``KerasTrial`` subclass),
             or its name; default: the config's ``entrypoint`` name looked up in ``namespace`` (the notebook).
-        cluster: ``None`` for the embedded local cluster, a scheduler address, or a ``Client``.
+        cluster: ``None`` for the embedded local cluster, a scheduler address, or a ``Client`` (which
+            makes the submission in-process: the master cannot use this process's client).
         load: optional hook ``load(path, **kwargs) -> model`` used by :meth:`Checkpoint.load` for Core-API code.
         store: the store (default: ``$DET_JUPYTER_HOME/det_jupyter.db``).
         namespace: where to look up a named entrypoint (default: ``__main__``).
+        master: ``"process"`` or ``"inprocess"`` (default: ``$DET_JUPYTER_MASTER``, else in-process).
 
     Raises:
         ConfigError: the config is invalid (every problem, with its path and fix).
@@ -105,23 +173,65 @@ def create_experiment(
     seed = cfg.reproducibility.experiment_seed
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
+    if master_mode(master, cluster, store) == "process":
+        address = cluster if isinstance(cluster, str) else None
+        return _submit_to_master(cfg, target, blob, hook, seed, address, open_store(store))
     st = open_store(store)
     # The one slot check (the config already checked slots_per_trial >= 1 and slot_type): the
     # launcher works out the slot resource when it is built, so "the largest worker offers N" is
     # raised before any row is written, and the controller reuses that launcher.
     launcher = DaskLauncher(get_client(cluster), cfg.resources.slots_per_trial, cfg.resources.slot_type)
-    exp_id = st.create_experiment(
-        name=cfg.name,
-        description=cfg.description,
-        config=cfg.to_dict(),
-        entrypoint=blob,
-        entrypoint_name=entrypoint_name(target),
-        load_hook=hook,
-        seed=seed,
-    )
-    controller = Controller(st, exp_id, launcher, config=cfg)  # validated once, above
+    if cluster is None and not os.environ.get("DET_JUPYTER_CLUSTER"):
+        # the kernel's embedded cluster dies with it: record no address, so a master can take over
+        launcher.address = lambda: None  # type: ignore[method-assign]
+    with st.transaction():  # the row is born owned, so a running master never picks it up
+        exp_id = st.create_experiment(
+            name=cfg.name,
+            description=cfg.description,
+            config=cfg.to_dict(),
+            entrypoint=blob,
+            entrypoint_name=entrypoint_name(target),
+            load_hook=hook,
+            seed=seed,
+        )
+        controller = Controller(st, exp_id, launcher, config=cfg)  # validated once, above
+        st.update_experiment(exp_id, owner=controller.owner, heartbeat=time.time())
     controller.start()
+    _track(controller)
     return Experiment(exp_id, st, controller=controller)
+
+
+def _submit_to_master(
+    cfg: ExperimentConfig,
+    target: Any,
+    blob: bytes,
+    hook: bytes | None,
+    seed: int,
+    cluster: str | None,
+    st: Store,
+) -> Experiment:
+    """Master mode: check slots against the master's published summary, write the row, poke, return."""
+    from det_jupyter.engine.cluster import slot_resource_of
+    from det_jupyter.master import ensure_master, poke
+
+    address = cluster or os.environ.get("DET_JUPYTER_CLUSTER") or None
+    info = ensure_master()
+    if address is None:  # an external cluster's slots are checked by the master (ERROR with the fix)
+        resources = [dict(w.get("resources") or {}) for w in info.workers]
+        slot_resource_of(resources, cfg.resources.slots_per_trial, cfg.resources.slot_type)
+    with st.transaction():
+        exp_id = st.create_experiment(
+            name=cfg.name,
+            description=cfg.description,
+            config=cfg.to_dict(),
+            entrypoint=blob,
+            entrypoint_name=entrypoint_name(target),
+            load_hook=hook,
+            seed=seed,
+        )
+        st.update_experiment(exp_id, cluster_address=address, dashboard_link=info.dashboard_link)
+    poke()
+    return Experiment(exp_id, st)
 
 
 def get_experiment(experiment_id: int, *, store: Store | str | os.PathLike[str] | None = None) -> Experiment:
@@ -293,19 +403,41 @@ class Experiment:
         """Stop the experiment for good: running trials checkpoint and end CANCELED."""
         self._store.add_request(self.id, ControlAction.KILL)
 
-    def resume(self, *, cluster: Client | str | None = None) -> Experiment:
-        """Run this experiment again in this process after its controller died (e.g. a kernel restart).
+    def resume(self, *, cluster: Client | str | None = None, master: MasterMode | None = None) -> Experiment:
+        """Run this experiment again after its controller died (a kernel restart, a killed master).
 
-        The searcher continues exactly where it stopped; running trials restart from their latest
-        checkpoints. Raises ``RuntimeError`` if a live controller still owns it.
+        In ``"process"`` mode (:func:`master_mode`) this makes sure the home's master runs: it reclaims
+        every orphan experiment. In-process, a controller thread of this process takes it over. The
+        searcher continues exactly where it stopped; interrupted trials restart from their latest
+        checkpoints without counting a restart.
+
+        Raises:
+            RuntimeError: the experiment is terminal (nothing to resume), or (in-process) a live
+                controller still owns it.
+
+        Example:
+            >>> get_experiment(3).resume()                               # doctest: +SKIP
         """
         from det_jupyter.engine.cluster import cluster as get_client
         from det_jupyter.engine.controller import Controller
 
-        if self.state.is_terminal:
+        row = self._store.get_experiment(self.id)
+        if row.state.is_terminal:
+            raise RuntimeError(
+                f"experiment {self.id} is {row.state.value}: it has ended and there is nothing to resume; "
+                "submit it again (e.g. with a higher max_restarts) to run it once more"
+            )
+        if master_mode(master, cluster, self._store) == "process":
+            from det_jupyter.master import ensure_master, poke
+
+            if isinstance(cluster, str):
+                self._store.update_experiment(self.id, cluster_address=cluster)
+            ensure_master()
+            poke()
             return self
         controller = Controller(self._store, self.id, get_client(cluster))
         controller.start()
+        _track(controller)
         self._controller = controller
         return self
 

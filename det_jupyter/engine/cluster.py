@@ -37,6 +37,7 @@ __all__ = [
     "local_cluster",
     "shutdown_cluster",
     "slot_resource",
+    "slot_resource_of",
 ]
 
 
@@ -179,9 +180,21 @@ def slot_resource(client: Client, slots_per_trial: int, slot_type: SlotType = "a
     Raises :class:`ClusterError` when workers exist but none offers ``slots_per_trial`` such slots.
     """
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    return slot_resource_of([w.get("resources") or {} for w in workers], slots_per_trial, slot_type)
+
+
+def slot_resource_of(
+    workers: list[dict[str, float]], slots_per_trial: int, slot_type: SlotType = "auto"
+) -> str | None:
+    """:func:`slot_resource` over the workers' declared resources (e.g. a master's published summary).
+
+    Example:
+        >>> slot_resource_of([{"CPU": 1}, {"CPU": 1}], 1)
+        'CPU'
+    """
     capacity: dict[str, float] = {}
-    for w in workers:
-        for resource, amount in (w.get("resources") or {}).items():
+    for resources in workers:
+        for resource, amount in resources.items():
             capacity[resource] = max(capacity.get(resource, 0.0), float(amount))
     if slot_type == "gpu":
         name: str | None = "GPU"

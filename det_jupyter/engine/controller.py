@@ -99,6 +99,7 @@ class Controller:
         self._searcher_dirty = False
         self._gc_dirty = False
         self._finished = threading.Event()  # set once the final state is committed
+        self._stopping = threading.Event()  # stop() was called: leave the experiment resumable
         self._done = False
         self._last_heartbeat = -float("inf")
         self._last_requests = -float("inf")
@@ -129,11 +130,24 @@ class Controller:
         """True once the loop has ended (experiment terminal, or the controller failed)."""
         return self._finished.is_set()
 
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop running the experiment without ending it (its master or kernel is shutting down).
+
+        Live runs are cancelled and the lease released; the experiment stays ACTIVE / PAUSED, so the
+        next controller resumes it and resubmits the interrupted trials without counting a restart.
+        """
+        self._stopping.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
     def _main(self) -> None:
         try:
             self._setup()
-            while not self._done:
+            while not self._done and not self._stopping.is_set():
                 self._step()
+            if not self._done and self.launcher is not None and self.rules is not None:
+                for key in list(self.rules.runs):  # interrupted, not failed: nothing is recorded
+                    self.launcher.cancel(key)
         except Exception:
             tb = traceback.format_exc()
             log.error("controller of experiment %s failed:\n%s", self.experiment_id, tb)
@@ -209,7 +223,7 @@ class Controller:
             ckpts = self.store.checkpoints(trial_id=row.id)
             if ckpts:
                 trial.latest_checkpoint, trial.latest_checkpoint_steps = ckpts[-1].uuid, ckpts[-1].steps
-            self._apply(self.rules.add_trial(trial), now)
+            self._apply(self.rules.resume_trial(trial), now)
         if self.rules.state == ExperimentState.STOPPING_CANCELED:
             self._apply(self.rules.kill(now), now)
 

@@ -183,6 +183,36 @@ class Lifecycle:
             return [self._submit(trial)]
         return [UpdateTrial(trial.id, {"state": TrialState.PAUSED})]
 
+    def resume_trial(self, trial: TrialRecord) -> list[Decision]:
+        """A non-terminal trial found when a controller takes over (its master or kernel died or stopped).
+
+        Its last run was interrupted by a fault outside the trial's code, so it never spends
+        ``max_restarts``: the trial is resubmitted (``run_id + 1``) from its latest checkpoint with its
+        ``restarts`` unchanged, and its log says so.
+
+        Example:
+            >>> rules = Lifecycle(experiment_id=1, nonce="n", max_restarts=0, max_time=10)
+            >>> out = rules.resume_trial(TrialRecord(id=7, request_id=1, hparams={}, restarts=0, run_id=2))
+            >>> out[-1].run.run_id, out[-1].run.trial.restarts
+            (3, 0)
+        """
+        out: list[Decision] = []
+        if trial.run_id >= 0:
+            since = (
+                f"its checkpoint at step {trial.latest_checkpoint_steps}"
+                if trial.latest_checkpoint
+                else "the start (no checkpoint yet)"
+            )
+            out.append(
+                AppendLog(
+                    trial.id,
+                    trial.run_id,
+                    f"[det_jupyter] run {trial.run_id} was interrupted (its master or kernel stopped); "
+                    f"resuming from {since}, not counted as a restart",
+                )
+            )
+        return [*out, *self.add_trial(trial)]
+
     def searcher_stop(self, request_id: int, now: float) -> list[Decision]:
         """The searcher's ``Stop``: stop the trial's run, or end a trial that has none (paused) STOPPED."""
         trial = self._by_request.get(request_id)

@@ -76,6 +76,16 @@ class DetMagics(Magics):
         self._last_cluster = address
         return client
 
+    def _target(self, address: str | None) -> Client | str | None:
+        """What ``cluster=`` gets: the address itself in master mode (the master connects), else a client."""
+        from det_jupyter.experiment import master_mode
+
+        if master_mode() == "process":
+            if address is not None:
+                self._last_cluster = address
+            return address
+        return self._client(address)
+
     @property
     def _user_ns(self) -> dict[str, Any]:
         return self.shell.user_ns if self.shell is not None else {}
@@ -173,7 +183,7 @@ class DetMagics(Magics):
             with warnings.catch_warnings():  # check_shippable already warned about large globals
                 warnings.simplefilter("ignore", LargeGlobalWarning)
                 exp = create_experiment(
-                    config, target, cluster=self._client(args.cluster), namespace=self._user_ns
+                    config, target, cluster=self._target(args.cluster), namespace=self._user_ns
                 )
         except (ConfigError, ClusterError) as exc:
             raise UsageError(str(exc)) from None
@@ -260,8 +270,9 @@ class DetMagics(Magics):
                 print(f"asked experiment {exp.id} to {args.verb} (it was {exp.state.value})")
                 return None
             if args.verb == "resume":
-                exp.resume(cluster=self._client(self._last_cluster))
-                print(f"experiment {exp.id} runs again from this kernel ({exp.state.value})")
+                exp.resume(cluster=self._target(self._last_cluster))
+                where = "the det-jupyter master" if exp._controller is None else "this kernel"
+                print(f"experiment {exp.id} runs again in {where} ({exp.state.value})")
             display(exp)
             if args.verb == "attach":
                 self._hint_orphan(exp)
@@ -270,9 +281,21 @@ class DetMagics(Magics):
         return None
 
     def _hint_orphan(self, exp: Experiment) -> None:
+        from det_jupyter.experiment import master_mode
+
         row = exp.store.get_experiment(exp.id)
         stale = row.heartbeat is None or time.time() - row.heartbeat > 20
-        if not row.state.is_terminal and (row.owner is None or stale):
+        if row.state.is_terminal:
+            return
+        if master_mode(store=exp.store) == "process":  # the master reclaims orphans: make sure it runs
+            from det_jupyter.master import ensure_master, poke
+
+            info = ensure_master()
+            poke()
+            if row.owner is None or stale or f":{info.pid}:" not in row.owner:
+                print(f"experiment {exp.id} is run by the det-jupyter master (pid {info.pid})")
+            return
+        if row.owner is None or stale:
             print(
                 f"experiment {exp.id} is {row.state.value} but no controller runs it (its kernel stopped?); "
                 f"run it again from here with %det resume {exp.id}"
@@ -280,8 +303,21 @@ class DetMagics(Magics):
 
     def _cluster(self, address: str | None) -> Report:
         from det_jupyter.engine.cluster import cluster, cluster_summary
+        from det_jupyter.experiment import master_mode
+        from det_jupyter.master import MasterPaths, ensure_master
         from det_jupyter.notebook.reports import cluster_report
 
+        if address is None and master_mode() == "process":
+            try:
+                info = ensure_master()
+            except ClusterError as exc:
+                raise UsageError(str(exc)) from None
+            workers = [{**w, "nthreads": 1, "address": f"pid {w['pid']}"} for w in info.workers]
+            master = {"pid": info.pid, "uptime": info.uptime, "experiments": info.experiments,
+                      "log": str(MasterPaths.of().log)}  # fmt: skip
+            summary = {"scheduler": info.scheduler, "dashboard_link": info.dashboard_link,
+                       "workers": workers, "slots": info.slots, "master": master}  # fmt: skip
+            return cluster_report(summary)
         address = address or self._last_cluster
         try:
             client = (

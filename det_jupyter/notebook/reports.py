@@ -195,7 +195,10 @@ def trial_logs(
 
 
 def cluster_report(summary: dict[str, Any]) -> Report:
-    """Workers with their slots and GPUs (NVML name, memory, utilisation), totals, the dashboard link."""
+    """Workers with their slots and GPUs (NVML name, memory, utilisation), totals, the dashboard link.
+
+    A ``master`` entry (``pid``, ``uptime``, ``experiments``, ``log``) adds a line on the home's master.
+    """
     rows = []
     for w in sorted(summary.get("workers", []), key=lambda w: str(w.get("name"))):
         resources = ", ".join(f"{k}={v:g}" for k, v in sorted((w.get("resources") or {}).items())) or "-"
@@ -212,6 +215,13 @@ def cluster_report(summary: dict[str, Any]) -> Report:
         f"{slots.get('GPU', 0):g} GPU slot(s), {slots.get('CPU', 0):g} CPU slot(s)"
     )
     table = _table(["worker", "address", "threads", "slots", "GPUs"], rows) if rows else Report("", "")
+    master = summary.get("master")
+    if master:
+        runs = ", ".join(map(str, master.get("experiments", []))) or "none"
+        totals = (
+            f"master pid {master['pid']} (up {master.get('uptime', 0):.0f}s, experiments: {runs}, "
+            f"log {master.get('log')}); {totals}"
+        )
     text = "\n".join([totals, f"dashboard: {link or 'none'}", table.text]).rstrip()
     link_html = (
         f'<a href="{html.escape(link, quote=True)}" target="_blank" rel="noopener">Dask dashboard</a>'
