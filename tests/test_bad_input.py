@@ -15,6 +15,8 @@ import pytest
 import det_jupyter
 from det_jupyter.engine.definition import resolve_entrypoint
 from det_jupyter.errors import ConfigError
+from det_jupyter.worker.context import ListSink, TrialContext, local_context
+from det_jupyter.worker.events import Log, decode
 
 CONFIG: dict[str, Any] = {
     "name": "bad-input",
@@ -88,3 +90,68 @@ def test_accepted_entrypoints_pass() -> None:
 
     assert resolve_entrypoint(WithRunTrial, None) is WithRunTrial
     assert resolve_entrypoint(train, None) is train  # TorchTrial / KerasTrial: frameworks_tests
+
+
+# --- what a trial reports -------------------------------------------------------------------------
+
+
+def _log_lines(ctx: TrialContext) -> list[str]:
+    assert isinstance(ctx.sink, ListSink)
+    bodies = [decode(e).body for e in ctx.sink.events]
+    return [line.text for b in bodies if isinstance(b, Log) for line in b.lines]
+
+
+def test_a_validation_without_the_searcher_metric_fails_at_that_call() -> None:
+    ctx = local_context({}, metric="val_loss")
+    with pytest.raises(
+        ValueError, match=r"steps=5\) lacks the searcher metric 'val_loss' \(got \['acc', 'val_los'\]\)"
+    ):
+        ctx.report_validation_metrics(5, {"val_los": 0.5, "acc": 0.9})  # a typo fails fast
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (float("nan"), "= nan is NaN: stored as null, it ranks worst"),
+        (float("inf"), "= inf is inf: stored as null, it ranks worst"),
+        (float("-inf"), "= -inf is -inf: stored as null"),
+        (True, "= True is a bool: stored as is, it never ranks (worst)"),
+        ("0.25", "= '0.25' is a str: stored as is, it never ranks (worst); report a number"),
+        (None, "= None is None: stored as null"),
+    ],
+)
+def test_an_unrankable_searcher_metric_value_is_never_a_silent_null(value: object, said: str) -> None:
+    ctx = local_context({}, metric="val_loss")
+    ctx.report_validation_metrics(7, {"val_loss": value})
+    (line,) = _log_lines(ctx)
+    assert line.startswith("[det_jupyter] warning: trial 0, report_validation_metrics(steps=7): ")
+    assert f"searcher metric 'val_loss' {said}" in line
+
+
+def test_numpy_nan_is_named_too_and_finite_values_say_nothing() -> None:
+    np = pytest.importorskip("numpy")
+    ctx = local_context({}, metric="val_loss")
+    ctx.report_validation_metrics(1, {"val_loss": np.float32(0.5)})
+    ctx.report_validation_metrics(2, {"val_loss": np.float64("nan")})
+    (line,) = _log_lines(ctx)
+    assert "steps=2" in line and "is NaN" in line
+
+
+def test_unrankable_warnings_stop_after_three_per_run() -> None:
+    ctx = local_context({}, metric="val_loss")
+    for step in range(1, 6):
+        ctx.report_validation_metrics(step, {"val_loss": float("nan")})
+    lines = _log_lines(ctx)
+    assert len(lines) == 3 and lines[-1].endswith(
+        "(further warnings like this one are left out for this run)"
+    )
+
+
+def test_validation_steps_that_do_not_increase_warn() -> None:
+    ctx = local_context({}, metric="val_loss", time_metric="batches")
+    ctx.report_validation_metrics(100, {"val_loss": 0.5})
+    ctx.report_validation_metrics(200, {"val_loss": 0.4})
+    ctx.report_validation_metrics(1, {"val_loss": 0.3})  # an epoch index instead of batches trained
+    (line,) = _log_lines(ctx)
+    assert "report_validation_metrics(steps=1) comes after a validation at steps=200" in line
+    assert "validation steps should increase" in line and "batches" in line

@@ -48,7 +48,7 @@ from det_jupyter.worker.events import (
     RunEvent,
     encode,
 )
-from det_jupyter.worker.metric_values import metric_value, metric_values
+from det_jupyter.worker.metric_values import metric_value, metric_values, unranked_reason
 from det_jupyter.worker.sinks import EventSink, ListSink
 from det_jupyter.worker.subcontexts import DistributedContext, SearcherContext, StopFlag
 
@@ -134,6 +134,8 @@ class TrialContext:
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
         self._seq = 0
+        self._last_validation_steps: int | None = None
+        self._warned: dict[str, int] = {}
         self._recent_validations: dict[int, dict[str, Any]] = {}
         """steps → converted metrics of the newest validations sent (a checkpoint at those steps,
         even one written in the background, carries them in its metadata.json, so they survive a
@@ -168,11 +170,12 @@ class TrialContext:
             >>> ctx.report_validation_metrics(10, {"val_acc": 0.9})
         """
         self._check_report("report_validation_metrics", steps, metrics)
-        if self.searcher.metric not in metrics:
+        if self.searcher.metric not in metrics:  # fail fast: a typo would waste the whole run
             raise ValueError(
                 f"report_validation_metrics(steps={steps}) lacks the searcher metric "
                 f"{self.searcher.metric!r} (got {sorted(metrics)}); report it, or change searcher.metric"
             )
+        self._warn_validation(steps, metrics)
         record = (MetricKind.VALIDATION, int(steps), dict(metrics), time.time())
         with self._lock:
             self._pending.append(record)
@@ -190,6 +193,34 @@ class TrialContext:
         self._emit(Log((LogLine(time.time(), str(message)),)))
 
     # --- internals -----------------------------------------------------------------------------
+
+    def _warn_validation(self, steps: int, metrics: Mapping[str, Any]) -> None:
+        """Warn in the trial's log when the searcher will not read this validation as meant.
+
+        A searcher-metric value that does not rank (NaN, inf, None, bool, str:
+        :func:`~det_jupyter.worker.metric_values.unranked_reason`) and steps that do not increase;
+        each kind at most three times per run.
+        """
+        name = self.searcher.metric
+        where = f"trial {self.trial_id}, report_validation_metrics(steps={steps})"
+        reason = unranked_reason(metrics[name])
+        if reason is not None:
+            self._warn("unranked", f"{where}: searcher metric {name!r} = {metrics[name]!r} {reason}")
+        last = self._last_validation_steps
+        if last is not None and steps <= last:
+            self._warn(
+                "steps",
+                f"{where} comes after a validation at steps={last}: validation steps should increase "
+                "(the searcher reads them as training progress). Fix: pass the number of batches (or "
+                f"{self.searcher.time_metric}) trained so far",
+            )
+        self._last_validation_steps = steps if last is None else max(last, steps)
+
+    def _warn(self, kind: str, message: str, limit: int = 3) -> None:
+        count = self._warned[kind] = self._warned.get(kind, 0) + 1
+        if count <= limit:
+            more = " (further warnings like this one are left out for this run)" if count == limit else ""
+            self.log(f"[det_jupyter] warning: {message}{more}")
 
     def _check_report(self, name: str, steps: int, metrics: Mapping[str, Any]) -> None:
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:

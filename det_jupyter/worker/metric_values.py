@@ -28,7 +28,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MetricValue", "is_metric_value", "jsonable", "metric_value", "metric_values"]
+__all__ = ["MetricValue", "is_metric_value", "jsonable", "metric_value", "metric_values", "unranked_reason"]
 
 MetricValue = float | int | bool | str | None
 """A metric value as events carry it and the store keeps it (see the policy table above)."""
@@ -76,6 +76,36 @@ def metric_values(values: list[Any]) -> list[MetricValue]:
         [1, None]
     """
     return [metric_value(v) for v in _tensors_to_numbers(list(values))]
+
+
+def unranked_reason(value: Any) -> str | None:
+    """Why a reported searcher-metric value will not rank, in words for the trial's log; ``None`` if it ranks.
+
+    The same policy as :func:`metric_value`, said out loud: the value is kept (or nulled) and ranks
+    worst, so a NaN loss or a string never silently becomes a trial without a score.
+
+    Example:
+        >>> unranked_reason(0.5) is None
+        True
+        >>> unranked_reason(float("nan"))
+        'is NaN: stored as null, it ranks worst'
+        >>> unranked_reason("0.5")
+        'is a str: stored as is, it never ranks (worst); report a number'
+    """
+    if hasattr(value, "item") and not isinstance(value, (bool, str)):
+        try:
+            value = value.item()
+        except (TypeError, ValueError, RuntimeError):
+            return None  # not a number at all: metric_value raises the TypeError that says so
+    if value is None:
+        return "is None: stored as null, it ranks worst"
+    if isinstance(value, (bool, str)):
+        return f"is a {type(value).__name__}: stored as is, it never ranks (worst); report a number"
+    if isinstance(value, float) and math.isnan(value):
+        return "is NaN: stored as null, it ranks worst"
+    if isinstance(value, float) and math.isinf(value):
+        return f"is {value}: stored as null, it ranks worst"
+    return None
 
 
 def is_metric_value(value: object) -> bool:
