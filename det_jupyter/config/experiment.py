@@ -29,7 +29,7 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError
@@ -68,6 +68,11 @@ class ExperimentConfig(Section):
         entrypoint: a name in the notebook, ``module:attr``, or a shell command.
         hyperparameters: the raw space as written; :attr:`hparam_space` is the parsed one.
         data: free-form, handed to the trial as ``context.data``.
+        max_no_progress: det_jupyter only: seconds a started run may go without reporting metrics or
+            saving a checkpoint before it is cut off (its worker restarted); ``None`` (default): never.
+        no_progress_policy: det_jupyter only: what a cut-off for no progress does to the trial:
+            ``restart`` (default; a failed run, restarted from its latest checkpoint while
+            ``max_restarts`` allows) or ``error`` (the trial ends in ERROR at once).
 
     Example:
         >>> cfg = load_config({"searcher": {"name": "single", "metric": "loss", "max_length": {"batches": 5}}})
@@ -82,6 +87,8 @@ class ExperimentConfig(Section):
     searcher: SearcherConfig
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     max_restarts: NonNegInt = 5
+    max_no_progress: Annotated[float, Field(gt=0)] | None = None
+    no_progress_policy: Literal["restart", "error"] = "restart"
     checkpoint_storage: CheckpointStorageConfig = Field(default_factory=CheckpointStorageConfig)
     min_validation_period: Length | None = None
     min_checkpoint_period: Length | None = None

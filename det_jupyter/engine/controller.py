@@ -42,11 +42,22 @@ from det_jupyter.engine import runs as r
 from det_jupyter.engine.launcher import DaskLauncher, Launcher
 from det_jupyter.engine.lifecycle import Lifecycle
 from det_jupyter.engine.write_behind import WriteBehind
+from det_jupyter.errors import CheckpointError
 from det_jupyter.searcher import Create, Operation, SearchMethod, Shutdown, Stop, make_searcher
 from det_jupyter.states import ExperimentState, TrialState
 from det_jupyter.store import CheckpointRow, Store, default_home
+from det_jupyter.worker.checkpoint_context import VALIDATION_KEY
 from det_jupyter.worker.context import TrialSpec
-from det_jupyter.worker.events import LogLine, MalformedEvent, decode, decode_summary
+from det_jupyter.worker.events import (
+    CheckpointSaved,
+    LogLine,
+    MalformedEvent,
+    MetricKind,
+    MetricRecord,
+    Metrics,
+    decode,
+    decode_summary,
+)
 
 __all__ = ["Controller"]
 
@@ -192,6 +203,8 @@ class Controller:
             time_metric=cfg.searcher.time_metric,
             stop_grace=self.stop_grace,
             state=row.state,
+            max_no_progress=cfg.max_no_progress,
+            no_progress_policy=cfg.no_progress_policy,
         )
         self.launcher.subscribe(self._topic, lambda msg: self._inbox.put(("event", msg)))
         self.store.update_experiment(
@@ -348,6 +361,14 @@ class Controller:
     def _submit(self, run: r.RunRecord) -> None:
         assert self.config is not None and self.launcher is not None
         cfg, trial = self.config, run.trial
+        recovered: list[r.Decision] = []
+        if run.run_id > 0:  # a rerun: settle what the earlier runs left before it starts
+            recovered = self._reconcile(run)
+            self._writes.flush()  # the earlier runs' reports of this pass first, then supersede them
+            self.store.supersede_metrics(
+                trial.id, run_id=run.run_id, after_steps=trial.latest_checkpoint_steps
+            )
+            self._storage.remove_incomplete()  # staging halves of writers that died
         spec = TrialSpec(
             experiment_id=self.experiment_id,
             trial_id=trial.id,
@@ -374,6 +395,55 @@ class Controller:
             trial.id, state=TrialState.QUEUED, run_id=run.run_id, restarts=trial.restarts
         )
         self.launcher.submit(spec, self._blob, self._digest, lambda key: self._inbox.put(("done", key)))
+        if recovered:  # after the submit: the searcher may answer with a stop of this very run
+            self._apply(recovered, self._clock())
+
+    def _reconcile(self, run: r.RunRecord) -> list[r.Decision]:
+        """Register the checkpoint a trial's ``latest`` pointer names when the store lacks it.
+
+        A worker that dies right after a commit never gets its ``checkpoint`` event (nor, often, the
+        validation reported just before) out of the process; the storage knows both: the pointer and
+        the checkpoint's metadata.json (which carries the validation at its steps).
+        """
+        assert self.rules is not None
+        trial = run.trial
+        latest = self._storage.read_latest(self.experiment_id, trial.id)
+        if latest is None or latest[1] < trial.latest_checkpoint_steps:
+            return []
+        uuid, steps = latest
+        if any(c.uuid == uuid for c in self.store.checkpoints(trial_id=trial.id, include_deleted=True)):
+            return []
+        try:
+            meta = self._storage.metadata(uuid)
+        except CheckpointError:
+            return []
+        system = {
+            "steps",
+            "experiment_id",
+            "trial_id",
+            "run_id",
+            "hparams",
+            "uuid",
+            "resources",
+            "committed_at",
+        }
+        user_meta = {k: v for k, v in meta.items() if k not in system and k != VALIDATION_KEY}
+        body = CheckpointSaved(uuid, steps, user_meta, dict(meta.get("resources", {})))
+        earlier = int(meta.get("run_id", run.run_id - 1))
+        validation = None
+        reported = meta.get(VALIDATION_KEY)
+        known = {m.steps for m in self.store.metrics(trial_id=trial.id, kind="validation")}
+        if isinstance(reported, dict) and reported and steps not in known:
+            at = float(meta.get("committed_at", time.time()))
+            validation = Metrics((MetricRecord(MetricKind.VALIDATION, steps, reported, at),))
+        log.warning(
+            "experiment %s trial %s: registering checkpoint %s (steps %s) found in storage",
+            self.experiment_id,
+            trial.id,
+            uuid,
+            steps,
+        )
+        return self.rules.on_recovered_checkpoint(trial.id, earlier, body, validation)
 
     def _record_checkpoint(self, d: r.RecordCheckpoint) -> None:
         self.store.add_checkpoint(
@@ -403,7 +473,7 @@ class Controller:
         assert self.launcher is not None
         run = d.run
         log.warning("trial %s ignored should_stop() for %.0fs; restarting its worker", run.trial.id, d.grace)
-        text = (
+        text = d.why or (
             f"[det_jupyter] did not stop within {d.grace:g}s of ctx.should_stop() turning true; its worker "
             "was restarted (check should_stop() once per batch)"
         )

@@ -150,6 +150,8 @@ class Lifecycle:
         time_metric: str | None = None,
         stop_grace: float = 30.0,
         state: ExperimentState = ExperimentState.ACTIVE,
+        max_no_progress: float | None = None,
+        no_progress_policy: str = "restart",
     ) -> None:
         self.experiment_id = experiment_id
         self.nonce = nonce
@@ -160,6 +162,8 @@ class Lifecycle:
         self.time_metric = time_metric
         self.stop_grace = stop_grace
         self.state = state
+        self.max_no_progress = max_no_progress
+        self.no_progress_policy = no_progress_policy
         self.trials: dict[int, TrialRecord] = {}
         """Non-terminal trials by id."""
         self.runs: dict[str, RunRecord] = {}
@@ -236,6 +240,8 @@ class Lifecycle:
             return []
         trial, body = run.trial, event.body
         out: list[Decision] = []
+        if isinstance(body, (Metrics, CheckpointSaved, Started)):
+            run.last_progress = now
         if isinstance(body, Metrics):
             out += self._on_metrics(run, body)
         elif isinstance(body, CheckpointSaved):
@@ -313,6 +319,8 @@ class Lifecycle:
             ):  # its "exited" event is still on the way; fetch the result if it never comes
                 run.wait_until = now + RESULT_GRACE
                 return []
+        elif run.no_progress is not None:  # cut off by the no-progress timeout
+            run.outcome = Outcome(OutcomeStatus.ERROR, run.no_progress)
         elif end == TaskEnd.CANCELLED:
             run.outcome = Outcome(OutcomeStatus.CANCELLED)
         else:
@@ -340,8 +348,13 @@ class Lifecycle:
         self.runs.pop(run.key, None)
         if self._run_of_trial.get(run.trial.id) is run:
             del self._run_of_trial[run.trial.id]
+        no_retry = run.no_progress is not None and self.no_progress_policy == "error"
         out = finalize(
-            run, run.outcome, state=self.state, max_restarts=self.max_restarts, max_time=self.max_time
+            run,
+            run.outcome,
+            state=self.state,
+            max_restarts=-1 if no_retry else self.max_restarts,
+            max_time=self.max_time,
         )
         resubmit = not any(isinstance(d, EndTrial) for d in out) and self.state == ExperimentState.ACTIVE
         for d in out:
@@ -359,6 +372,68 @@ class Lifecycle:
             elif run.stop_requested_at is not None and now - run.stop_requested_at > self.stop_grace:
                 run.stop_requested_at = None
                 out.append(CutOff(run, self.stop_grace))
+            elif self._made_no_progress(run, now):
+                assert self.max_no_progress is not None
+                then = (
+                    "restarted from its latest checkpoint"
+                    if self.no_progress_policy == "restart"
+                    else "ended"
+                )
+                run.no_progress = (
+                    f"[det_jupyter] run {run.run_id} made no progress (no metrics or checkpoint) for "
+                    f"{self.max_no_progress:g}s (max_no_progress): its worker was restarted and the trial "
+                    f"{then} (no_progress_policy: {self.no_progress_policy})"
+                )
+                out.append(CutOff(run, self.max_no_progress, run.no_progress))
+        return out
+
+    def _made_no_progress(self, run: RunRecord, now: float) -> bool:
+        """The no-progress rule: a started, unstopped, unfinished run silent for ``max_no_progress`` s.
+
+        Example:
+            >>> rules = Lifecycle(experiment_id=1, nonce="n", max_restarts=1, max_time=10, max_no_progress=60)
+            >>> (submit,) = rules.add_trial(TrialRecord(id=7, request_id=1, hparams={}))
+            >>> submit.run.started, submit.run.last_progress = True, 100.0
+            >>> rules._made_no_progress(submit.run, 150.0), rules._made_no_progress(submit.run, 161.0)
+            (False, True)
+        """
+        return (
+            self.max_no_progress is not None
+            and run.started
+            and run.no_progress is None
+            and run.outcome is None
+            and not run.task_done
+            and run.stop_reason is None
+            and run.last_progress is not None
+            and now - run.last_progress > self.max_no_progress
+        )
+
+    def on_recovered_checkpoint(
+        self, trial_id: int, run_id: int, body: CheckpointSaved, validation: Metrics | None
+    ) -> list[Decision]:
+        """A checkpoint an earlier run committed whose event never arrived (its worker died right after
+        the commit), found in storage when the trial is resubmitted; ``validation`` is the report at its
+        steps that its metadata carries, when the store lacks it. Registered as if the events had come.
+
+        Example:
+            >>> from det_jupyter.worker.events import CheckpointSaved
+            >>> rules = Lifecycle(experiment_id=1, nonce="n", max_restarts=1, max_time=10)
+            >>> _ = rules.add_trial(TrialRecord(id=7, request_id=1, hparams={}))
+            >>> out = rules.on_recovered_checkpoint(7, 0, CheckpointSaved("ck", 5, {}, {}), None)
+            >>> type(out[-1]).__name__, rules.trials[7].latest_checkpoint_steps
+            ('RecordCheckpoint', 5)
+        """
+        trial = self.trials.get(trial_id)
+        if trial is None:
+            return []
+        out: list[Decision] = []
+        if validation is not None:
+            out += self._on_metrics(RunRecord(trial, run_id, ""), validation)
+        if body.steps >= trial.latest_checkpoint_steps:
+            trial.latest_checkpoint, trial.latest_checkpoint_steps = body.uuid, body.steps
+        if body.steps not in trial.validations:
+            trial.unscored_checkpoints[body.steps] = body.uuid
+        out.append(RecordCheckpoint(trial.id, run_id, body, trial.validations.get(body.steps)))
         return out
 
     # --- stopping and control requests -----------------------------------------------------------

@@ -146,6 +146,10 @@ class RunRecord:
     wait_until: float | None = None
     stop_reason: StopReason | None = None
     stop_requested_at: float | None = None
+    last_progress: float | None = None
+    """When (monotonic) it last reported: started, metrics or a checkpoint (the no-progress timeout)."""
+    no_progress: str | None = None
+    """Why it was cut off for making no progress, once it was."""
 
     def __repr__(self) -> str:
         return f"RunRecord(trial_id={self.trial.id}, run_id={self.run_id}, key={self.key!r})"
@@ -179,10 +183,14 @@ class ReleaseRun:
 
 @dataclass(frozen=True)
 class CutOff:
-    """The run ignored ``should_stop()`` for ``grace`` s: cancel its task and restart its worker."""
+    """The run ignored ``should_stop()`` for ``grace`` s: cancel its task and restart its worker.
+
+    ``why``, when given, is the log line instead (a run that made no progress for ``grace`` s).
+    """
 
     run: RunRecord
     grace: float
+    why: str = ""
 
 
 @dataclass(frozen=True)

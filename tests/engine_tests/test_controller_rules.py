@@ -342,6 +342,7 @@ def test_an_error_restarts_from_the_latest_checkpoint_then_errors_and_the_search
 
     second = h.run(1, 1)  # restart 1 of max_restarts=1, from the newest checkpoint
     assert (second.latest_checkpoint, second.latest_checkpoint_steps) == ("ck-5", 5)
+    wait_for(lambda: h.trial(1).restarts == 1, what="the pass that resubmitted it committed")
     h.trial_state(1, TrialState.QUEUED)
     assert h.trial(1).restarts == 1 and "once" in (h.trial(1).error or "")
     h.launcher.start(second)
