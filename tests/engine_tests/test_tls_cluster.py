@@ -4,7 +4,8 @@ A throwaway CA and one certificate (made here with ``cryptography``) secure a ``
 ``dask worker`` started as OS processes on ``tls://127.0.0.1``. det_jupyter runs a tiny experiment
 through a ``Client(..., security=Security(...))`` to completion, joins the same cluster by address
 with the TLS settings in Dask's config, and a plain ``tcp://`` connection to the scheduler's port is
-refused. The processes are ended (and waited for) whatever happens.
+refused. The processes are ended (and waited for) whatever happens. Last, det_jupyter's own embedded
+cluster is checked to listen on loopback only.
 """
 
 from __future__ import annotations
@@ -261,3 +262,25 @@ def test_a_tls_handshake_without_a_client_certificate_fails(tls_cluster: tuple[s
         context.wrap_socket(raw, server_hostname="127.0.0.1") as conn,
     ):
         conn.recv(1)  # TLS 1.3: the server's "certificate required" alert arrives after the handshake
+
+
+def test_the_embedded_cluster_listens_on_loopback_only() -> None:
+    """Scheduler, dashboard, nannies and workers of det_jupyter's own cluster bind 127.0.0.1."""
+    from urllib.parse import urlparse
+
+    from distributed import Client
+
+    from det_jupyter.engine.cluster import local_cluster
+
+    cluster = local_cluster(n_workers=1, gpus=[], dashboard=True)
+    try:
+        with Client(cluster, set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=60)
+            info = client.scheduler_info(n_workers=-1)
+            addresses = [info["address"], *info["workers"]]
+            addresses += [w["nanny"] for w in info["workers"].values() if w.get("nanny")]
+            assert len(addresses) >= 3
+            assert all(urlparse(a).hostname == "127.0.0.1" for a in addresses), addresses
+            assert urlparse(client.dashboard_link).hostname == "127.0.0.1"
+    finally:
+        cluster.close()
