@@ -14,9 +14,22 @@ import pytest
 
 import det_jupyter
 from det_jupyter.engine.definition import resolve_entrypoint
+from det_jupyter.engine.lifecycle import Lifecycle
+from det_jupyter.engine.runs import FinishExperiment, Submit, TaskEnd, TrialRecord
 from det_jupyter.errors import ConfigError
+from det_jupyter.states import ExperimentState
 from det_jupyter.worker.context import ListSink, TrialContext, local_context
-from det_jupyter.worker.events import Log, decode
+from det_jupyter.worker.events import (
+    Exited,
+    Log,
+    MetricKind,
+    MetricRecord,
+    Metrics,
+    RunEvent,
+    RunStatus,
+    Started,
+    decode,
+)
 
 CONFIG: dict[str, Any] = {
     "name": "bad-input",
@@ -155,3 +168,56 @@ def test_validation_steps_that_do_not_increase_warn() -> None:
     (line,) = _log_lines(ctx)
     assert "report_validation_metrics(steps=1) comes after a validation at steps=200" in line
     assert "validation steps should increase" in line and "batches" in line
+
+
+# --- an experiment whose trials never reported the searcher metric --------------------------------
+
+
+def _trial_reporting(rules: Lifecycle, trial_id: int, *records: MetricRecord) -> None:
+    (submit,) = rules.add_trial(TrialRecord(trial_id, trial_id, {}))
+    assert isinstance(submit, Submit)
+    run = submit.run
+    rules.on_event(RunEvent(trial_id, run.run_id, 1, Started("w")), now=0.0)
+    seq = 2
+    if records:
+        rules.on_event(RunEvent(trial_id, run.run_id, seq, Metrics(records)), now=0.0)
+        seq += 1
+    exited = Exited(RunStatus.COMPLETED, None, events_sent=seq - 1)
+    rules.on_event(RunEvent(trial_id, run.run_id, seq, exited), now=0.0)
+    rules.on_task_end(run.key, TaskEnd.FINISHED, None, now=0.0)
+
+
+def test_a_search_where_no_trial_reported_the_metric_completes_with_an_error_message() -> None:
+    rules = Lifecycle(experiment_id=1, nonce="n", max_restarts=0, max_time=10, metric="val_loss")
+    _trial_reporting(rules, 1, MetricRecord(MetricKind.TRAINING, 5, {"loss": 0.5}, 0.0))
+    _trial_reporting(rules, 2)
+    rules.searcher_shutdown(failure=False)
+    final = rules.finish()
+    assert final is not None and final.state == ExperimentState.COMPLETED
+    assert final.error is not None
+    assert final.error.startswith(
+        "no trial reported the searcher metric 'val_loss': no trial reported a validation "
+        "(training metrics: ['loss'])"
+    )
+    assert "best_trial() is None" in final.error and "set searcher.metric" in final.error
+
+
+def test_one_trial_reporting_the_metric_is_enough() -> None:
+    rules = Lifecycle(experiment_id=1, nonce="n", max_restarts=0, max_time=10, metric="val_loss")
+    _trial_reporting(rules, 1)
+    _trial_reporting(rules, 2, MetricRecord(MetricKind.VALIDATION, 5, {"val_loss": float("nan")}, 0.0))
+    rules.searcher_shutdown(failure=False)
+    assert rules.finish() == FinishExperiment(ExperimentState.COMPLETED)
+
+
+def test_a_resumed_experiment_does_not_claim_what_it_did_not_see() -> None:
+    rules = Lifecycle(experiment_id=1, nonce="n", max_restarts=0, max_time=10, metric="val_loss")
+    resumed = TrialRecord(1, 1, {}, run_id=0)  # ran before this controller
+    (submit,) = rules.add_trial(resumed)
+    assert isinstance(submit, Submit)
+    rules.on_event(RunEvent(1, submit.run.run_id, 1, Started("w")), now=0.0)
+    exited = Exited(RunStatus.COMPLETED, None, events_sent=1)
+    rules.on_event(RunEvent(1, submit.run.run_id, 2, exited), now=0.0)
+    rules.on_task_end(submit.run.key, TaskEnd.FINISHED, None, now=0.0)
+    rules.searcher_shutdown(failure=False)
+    assert rules.finish() == FinishExperiment(ExperimentState.COMPLETED)

@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from det_jupyter.engine.runs import (
@@ -67,7 +68,7 @@ from det_jupyter.searcher.ranking import finite_or_none, is_better, is_rankable
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
 from det_jupyter.worker.events import CheckpointSaved, Exited, Log, MetricKind, Metrics, RunEvent, Started
 
-__all__ = ["EVENTS_GRACE", "RESULT_GRACE", "Lifecycle", "finalize"]
+__all__ = ["EVENTS_GRACE", "RESULT_GRACE", "Lifecycle", "failure_signature", "finalize"]
 
 RESULT_GRACE = 5.0
 """Seconds to wait for a finished task's ``exited`` event before fetching its result."""
@@ -109,6 +110,25 @@ def finalize(
     error = outcome.traceback or "the trial's task was cancelled outside det_jupyter"
     trial.restarts += 1
     out: list[Decision] = [AppendLog(trial.id, trial.run_id, f"[det_jupyter] run {trial.run_id} failed:")]
+    # The deterministic-error rule: the same user error twice, with no checkpoint in between, will
+    # happen on every restart (a typo'd metric name, a missing column): say so instead of retrying.
+    signature = failure_signature(outcome.traceback) if status == OutcomeStatus.ERROR else None
+    failure = (signature, trial.latest_checkpoint_steps) if signature is not None else None
+    repeated = failure is not None and failure == trial.last_failure
+    trial.last_failure = failure
+    if repeated and trial.restarts <= max_restarts:
+        note = (
+            f"[det_jupyter] failed twice the same way; not retrying (runs {trial.run_id - 1} and "
+            f"{trial.run_id} raised the same error at the same line, with no new checkpoint in between; "
+            f"max_restarts={max_restarts} would have restarted it {max_restarts - trial.restarts + 1} more "
+            "times). Fix the error, then create the experiment again"
+        )
+        out.append(AppendLog(trial.id, trial.run_id, note))
+        return [
+            *out,
+            UpdateTrial(trial.id, {"error": f"{error.rstrip()}\n\n{note}", "restarts": trial.restarts}),
+            EndTrial(trial, TrialState.ERROR, ExitReason.ERRORED if told else None),
+        ]
     values: dict[str, Any] = {"error": error, "restarts": trial.restarts}
     if trial.restarts <= max_restarts and state == ExperimentState.ACTIVE:
         return [*out, UpdateTrial(trial.id, values)]  # the caller resubmits
@@ -119,6 +139,38 @@ def finalize(
         UpdateTrial(trial.id, values),
         EndTrial(trial, TrialState.ERROR, ExitReason.ERRORED if told else None),
     ]
+
+
+def failure_signature(traceback: str | None) -> str | None:
+    r"""What makes two failures "the same": the innermost frame and the exception (type and message).
+
+    ``None`` when the text is not a Python traceback (a lost worker, a cut-off): those are never
+    treated as deterministic. Only the final exception of a chain counts.
+
+    Example:
+        >>> tb = (
+        ...     "Traceback (most recent call last):\n"
+        ...     '  File "/w/runtime.py", line 160, in run_trial\n'
+        ...     "    call_entrypoint(entrypoint, ctx)\n"
+        ...     '  File "<cell>", line 4, in train\n'
+        ...     '    y = row["lable"]\n'
+        ...     "KeyError: 'lable'\n"
+        ... )
+        >>> print(failure_signature(tb))
+          File "<cell>", line 4, in train
+        KeyError: 'lable'
+        >>> failure_signature("KilledWorker: x (the worker running the trial died or was lost)") is None
+        True
+    """
+    if not traceback:
+        return None
+    lines = traceback.rstrip().splitlines()
+    frames = [i for i, line in enumerate(lines) if line.startswith('  File "')]
+    if not frames:
+        return None
+    last = frames[-1]
+    exception = [line for line in lines[last + 1 :] if line and not line[0].isspace()]
+    return "\n".join([lines[last], *exception]) if exception else None
 
 
 # --- the state machine -----------------------------------------------------------------------------
@@ -172,6 +224,9 @@ class Lifecycle:
         self.search_failed = False
         self._by_request: dict[int, TrialRecord] = {}
         self._run_of_trial: dict[int, RunRecord] = {}
+        self._metric_seen = False  # the searcher-metric rule (finish): what this controller saw
+        self._unscored_ends = 0
+        self._reported: dict[str, set[str]] = {"training": set(), "validation": set()}
 
     def run_of(self, trial_id: int) -> RunRecord | None:
         """The live run of a trial, if any."""
@@ -182,6 +237,8 @@ class Lifecycle:
     def add_trial(self, trial: TrialRecord) -> list[Decision]:
         """A trial the searcher created (or a non-terminal one found on resume): run it unless paused."""
         self.trials[trial.id] = trial
+        if trial.run_id >= 0 or trial.best is not None:  # resumed: earlier runs were not seen here
+            self._metric_seen = True  # so never claim that no trial reported the metric
         self._by_request[trial.request_id] = trial
         if self.state == ExperimentState.ACTIVE:
             return [self._submit(trial)]
@@ -277,8 +334,11 @@ class Lifecycle:
         steps_done = 0
         for record in body.records:
             steps_done = max(steps_done, record.steps)
+            if not self._metric_seen:
+                self._note_keys(record.kind, record.metrics)
             if record.kind != MetricKind.VALIDATION:
                 continue
+            trial.reported_metric = trial.reported_metric or self.metric in record.metrics
             value = finite_or_none(record.metrics.get(self.metric))
             worst = math.inf if self.smaller_is_better else -math.inf
             metric = worst if value is None else value  # NaN / missing ranks worst (ranking.py)
@@ -485,7 +545,7 @@ class Lifecycle:
                     ExperimentState.ERROR, "every trial failed; see the trials' logs and errors"
                 )
             else:
-                final = FinishExperiment(ExperimentState.COMPLETED)
+                final = FinishExperiment(ExperimentState.COMPLETED, self.missing_metric())
         else:
             return None
         self.state = final.state
@@ -507,7 +567,47 @@ class Lifecycle:
         return EndTrial(trial, state, reason if told else None)
 
     def _forget(self, trial: TrialRecord) -> None:
-        self.trials.pop(trial.id, None)
+        if self.trials.pop(trial.id, None) is not None and not trial.reported_metric:
+            self._unscored_ends += 1
+
+    def _note_keys(self, kind: MetricKind, metrics: Mapping[str, Any]) -> None:
+        if kind == MetricKind.VALIDATION and self.metric in metrics:
+            self._metric_seen = True
+            return
+        keys = self._reported[kind.value]
+        if len(keys) < 50:
+            keys.update(list(metrics)[: 50 - len(keys)])
+
+    def missing_metric(self) -> str | None:
+        """The searcher-metric rule: why the search has no result, when no trial ever reported the metric.
+
+        An experiment whose trials ended without one validation carrying ``searcher.metric`` (a
+        framework trial without validation data, a ``train(ctx)`` that only reports training
+        metrics) ranked nothing: ``best_trial()`` is ``None`` and every searcher decision was made on
+        "worst". The experiment still ends COMPLETED (its trials did complete, and a run that only
+        trains, e.g. ``searcher: single``, is legitimate) with this message as its ``error``. ``None`` when a trial reported the metric, when no trial ended, or
+        when this controller resumed the experiment and did not see its earlier runs.
+
+        Example:
+            >>> rules = Lifecycle(experiment_id=1, nonce="n", max_restarts=0, max_time=10)
+            >>> rules.missing_metric() is None
+            True
+        """
+        if self._metric_seen or self._unscored_ends == 0:
+            return None
+        validation, training = (sorted(self._reported[k]) for k in ("validation", "training"))
+        if validation:
+            seen = f"their validations reported {validation}"
+        else:
+            seen = "no trial reported a validation" + (
+                f" (training metrics: {training})" if training else " or any metric"
+            )
+        return (
+            f"no trial reported the searcher metric {self.metric!r}: {seen}, so nothing was ranked and "
+            f"best_trial() is None. Fix: report it with ctx.report_validation_metrics(steps, "
+            f"{{{self.metric!r}: value}}) (TorchTrial / KerasTrial: give them validation data), or set "
+            "searcher.metric to a key the trials report"
+        )
 
     def _set_state(self, state: ExperimentState) -> SetExperimentState:
         self.state = state

@@ -78,6 +78,11 @@ class TrialRecord:
     searcher_time: float = 0.0
     validations: dict[int, float] = field(default_factory=dict)
     unscored_checkpoints: dict[int, str] = field(default_factory=dict)
+    last_failure: tuple[str, int] | None = None
+    """The previous failed run's (failure signature, latest checkpoint steps then), for the
+    deterministic-error rule (:func:`~det_jupyter.engine.lifecycle.finalize`)."""
+    reported_metric: bool = False
+    """Whether a validation of this trial carried the searcher metric (seen by this controller)."""
 
 
 class StopReason(IntEnum):

@@ -217,6 +217,8 @@ def test_experiment_final_states() -> None:
     rules = _rules()
     run = _running(rules)
     assert rules.finish() is None
+    validation = MetricRecord(MetricKind.VALIDATION, 10, {"val_loss": 0.5}, 0.0)
+    rules.on_event(RunEvent(7, 0, 2, Metrics((validation,))), now=0.0)
     _end(rules, run)
     assert rules.finish() is None  # the searcher has not shut down
     rules.searcher_shutdown(failure=False)
