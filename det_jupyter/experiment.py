@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from det_jupyter.checkpoints import CheckpointStorage
 from det_jupyter.config import ExperimentConfig, load_config
 from det_jupyter.engine.definition import entrypoint_name, freeze, resolve_entrypoint, thaw
-from det_jupyter.errors import CheckpointError
+from det_jupyter.errors import CheckpointError, ConfigError
 from det_jupyter.searcher.ranking import best_of
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
 from det_jupyter.store import CheckpointRow, Store, TrialRow, default_home
@@ -173,6 +173,8 @@ def create_experiment(
     seed = cfg.reproducibility.experiment_seed
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
+    if (storage_problem := cfg.checkpoint_storage.local_path_problem()) is not None:
+        raise ConfigError(storage_problem)  # before any row is written
     if master_mode(master, cluster, store) == "process":
         address = cluster if isinstance(cluster, str) else None
         return _submit_to_master(cfg, target, blob, hook, seed, address, open_store(store))

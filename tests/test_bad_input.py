@@ -6,6 +6,7 @@ subprocess are marked ``slow``.
 
 from __future__ import annotations
 
+import os
 import types
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import det_jupyter
 from det_jupyter.engine.definition import resolve_entrypoint
 from det_jupyter.engine.lifecycle import Lifecycle
 from det_jupyter.engine.runs import FinishExperiment, Submit, TaskEnd, TrialRecord
-from det_jupyter.errors import ConfigError
+from det_jupyter.errors import ConfigError, StoreError
 from det_jupyter.states import ExperimentState
 from det_jupyter.worker.context import ListSink, TrialContext, local_context
 from det_jupyter.worker.events import (
@@ -221,3 +222,75 @@ def test_a_resumed_experiment_does_not_claim_what_it_did_not_see() -> None:
     rules.on_task_end(submit.run.key, TaskEnd.FINISHED, None, now=0.0)
     rules.searcher_shutdown(failure=False)
     assert rules.finish() == FinishExperiment(ExperimentState.COMPLETED)
+
+
+# --- paths ----------------------------------------------------------------------------------------
+
+
+def _with_storage(**storage: str) -> dict[str, Any]:
+    return {**CONFIG, "checkpoint_storage": storage}
+
+
+def test_a_checkpoint_host_path_that_is_a_file_is_refused_before_any_row(
+    det_home: Path, tmp_path: Path
+) -> None:
+    not_a_dir = tmp_path / "ckpts"
+    not_a_dir.write_text("oops")
+
+    def train(ctx: Any) -> None:
+        pass
+
+    with pytest.raises(ConfigError) as info:
+        det_jupyter.create_experiment(
+            _with_storage(host_path=str(not_a_dir)), train, cluster="tcp://127.0.0.1:1"
+        )
+    (error,) = info.value.errors
+    assert error.path == "checkpoint_storage.host_path"
+    assert f"checkpoint path {str(not_a_dir)!r} is not a directory" in error.message
+    under = _with_storage(host_path=str(not_a_dir), storage_path="run1")
+    with pytest.raises(ConfigError, match=r"would be created under .*ckpts', which is not a directory"):
+        det_jupyter.create_experiment(under, train, cluster="tcp://127.0.0.1:1")
+    assert not (det_home / "det_jupyter.db").exists()
+
+
+def test_an_unwritable_checkpoint_directory_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from det_jupyter.config import load_config
+
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: False if str(p) == str(tmp_path) else real_access(p, mode)
+    )
+    cfg = load_config(_with_storage(type="directory", container_path=str(tmp_path / "new")))
+    problem = cfg.checkpoint_storage.local_path_problem()
+    assert problem is not None and problem.path == "checkpoint_storage.container_path"
+    assert "which is not writable by this user" in problem.message
+    assert (
+        load_config(
+            _with_storage(host_path=str(tmp_path.parent / "a" / "b"))
+        ).checkpoint_storage.local_path_problem()
+        is None
+    )
+    assert load_config(_with_storage(type="s3", bucket="b")).checkpoint_storage.local_path_problem() is None
+
+
+def test_det_jupyter_home_that_is_a_file_is_a_store_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home-file"
+    home.write_text("")
+    monkeypatch.setenv("DET_JUPYTER_HOME", str(home))
+    with pytest.raises(StoreError) as info:
+        det_jupyter.list_experiments()
+    text = str(info.value)
+    assert f"DET_JUPYTER_HOME={str(home)!r}" in text and "det_jupyter.db" in text
+    assert "point DET_JUPYTER_HOME at a writable directory" in text
+    assert text.startswith(f"cannot open the det_jupyter store {str(home / 'det_jupyter.db')!r}")
+
+
+def test_a_store_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "det_jupyter.db"
+    bogus.write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(StoreError, match=r"cannot open the det_jupyter store .*from the store path given"):
+        det_jupyter.list_experiments(store=bogus)

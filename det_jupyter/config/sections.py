@@ -37,6 +37,7 @@ from det_jupyter.config.formatting import (
     unknown_keys,
 )
 from det_jupyter.config.names import TIME_METRICS, TimeMetric
+from det_jupyter.errors import FieldError
 
 __all__ = [
     "DETERMINED_ONLY",
@@ -298,6 +299,45 @@ class CheckpointStorageConfig(Section):
             return self.container_path or default_root
         parts = [p for p in (self.host_path, self.storage_path) if p]
         return os.path.join(*parts) if parts else default_root
+
+    def local_path_problem(self) -> FieldError | None:
+        """Why the local directory this config names cannot take checkpoints, or ``None`` when it can.
+
+        Only paths the config names (``host_path``/``storage_path``, ``container_path``, an ``fsspec``
+        ``url`` without a scheme or with ``file://``) are checked, on the submitting machine, without
+        creating anything: the path must be a writable directory, or not exist yet below a writable
+        directory. Remote URLs (s3, gcs ...) are checked by fsspec when the first checkpoint is written.
+
+        Example:
+            >>> CheckpointStorageConfig(host_path="/dev/null").local_path_problem().path
+            'checkpoint_storage.host_path'
+            >>> CheckpointStorageConfig(type="s3", bucket="b").local_path_problem() is None
+            True
+        """
+        if self.type == "shared_fs" and self.host_path:
+            field = "host_path"
+        elif self.type == "directory" and self.container_path:
+            field = "container_path"
+        elif self.type == "fsspec" and self.url and ("://" not in self.url or self.url.startswith("file://")):
+            field = "url"
+        else:
+            return None
+        path = self.resolve_url("").removeprefix("file://")
+        where = f"checkpoint_storage.{field}"
+        fix = "give a writable directory on a disk every worker can reach"
+        probe = path
+        while not os.path.exists(probe):  # the nearest existing ancestor would be where it is created
+            parent = os.path.dirname(probe.rstrip(os.sep)) or "."
+            if parent == probe:
+                break
+            probe = parent
+        if not os.path.isdir(probe):
+            what = "is" if probe == path else f"would be created under {probe!r}, which is"
+            return FieldError(where, f"checkpoint path {path!r} {what} not a directory", fix)
+        if not os.access(probe, os.W_OK | os.X_OK):
+            what = "is" if probe == path else f"would be created under {probe!r}, which is"
+            return FieldError(where, f"checkpoint path {path!r} {what} not writable by this user", fix)
+        return None
 
     def storage_options(self) -> dict[str, Any]:
         """Keyword arguments for fsspec (s3: endpoint and credentials, only those given).

@@ -69,6 +69,20 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
+def _unusable(path: Path, exc: BaseException, *, from_home: bool) -> StoreError:
+    """The :class:`StoreError` for a store file that cannot be created or opened, naming where it came from."""
+    reason = f"{type(exc).__name__}: {exc}"
+    if from_home:
+        home = os.environ.get("DET_JUPYTER_HOME")
+        source = f"DET_JUPYTER_HOME={home!r}" if home else "the default home ~/.det_jupyter"
+        fix = "point DET_JUPYTER_HOME at a writable directory (created if missing), or pass store=PATH"
+    else:
+        source, fix = "the store path given", "pass store= a writable file path in a writable directory"
+    return StoreError(
+        f"cannot open the det_jupyter store {str(path)!r} (from {source}): {reason}. Fix: {fix}"
+    )
+
+
 def _owner_is_dead(owner: str) -> bool:
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
@@ -102,9 +116,12 @@ class Store(ResultTables):
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_home() / "det_jupyter.db"
-        _create_private(self.path)
         self._local = threading.local()
-        self._migrate()
+        try:
+            _create_private(self.path)
+            self._migrate()
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise _unusable(self.path, exc, from_home=path is None) from exc
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
