@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +37,7 @@ __all__ = [
     "cluster_summary",
     "dashboard_link",
     "local_cluster",
+    "probe_scheduler",
     "shutdown_cluster",
     "slot_resource",
     "slot_resource_of",
@@ -143,8 +146,9 @@ def cluster(address: str | Client | None = None, **local_options: Any) -> Client
             cached = _embedded.external.get(address)
         if cached is not None and cached.status not in ("closed", "closing"):
             return cached
+        probe_scheduler(address, CONNECT_TIMEOUT)
         try:
-            client = Client(address, timeout="10s", set_as_default=False)
+            client = Client(address, timeout=f"{CONNECT_TIMEOUT}s", set_as_default=False)
             with _embedded_lock:
                 _embedded.external[address] = client
         except OSError as exc:
@@ -159,6 +163,79 @@ def cluster(address: str | Client | None = None, **local_options: Any) -> Client
                 _embedded.client = Client(_embedded.cluster, set_as_default=False)
             client = _embedded.client
     return client
+
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds :func:`cluster` waits for a scheduler address to answer like a Dask scheduler."""
+
+
+def probe_scheduler(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Check, within ``timeout`` seconds, that a ``tcp://`` address answers like a Dask scheduler.
+
+    A Dask scheduler greets a new connection with its handshake at once. ``distributed.Client``
+    trusts whatever answers: a peer that accepts and stays silent makes it wait forever, and an HTTP
+    server (the dashboard port, 8787, given by mistake) makes it read ``HTTP/1.1`` as a frame length
+    and try to allocate exabytes. This probe reads the peer's first bytes itself and raises a
+    :class:`ClusterError` naming the address and the fix. Other protocols (``tls://``, ``ucx://``)
+    are left to Dask.
+
+    Raises:
+        ClusterError: refused, silent, an HTTP server, or not speaking Dask's protocol.
+
+    Example:
+        >>> probe_scheduler("tcp://127.0.0.1:1", timeout=1)   # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        det_jupyter.errors.ClusterError: cannot reach a Dask scheduler at 'tcp://127.0.0.1:1' (...
+    """
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, location = parse_address(address, strict=False)
+    if scheme != "tcp":
+        return
+    fix = (
+        "pass the scheduler's address (`dask scheduler` prints it: tcp://HOST:8786; 8787 is the "
+        "dashboard), or cluster=None for the embedded local cluster"
+    )
+    try:
+        host, port = parse_host_port(location)
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except (OSError, ValueError) as exc:
+        raise ClusterError(f"cannot reach a Dask scheduler at {address!r} ({exc}); {fix}") from None
+    deadline = time.monotonic() + timeout
+    try:
+        first = _first_bytes(sock, deadline, min(1.0, timeout / 2))
+        if not first:  # silent so far: an HTTP server waits for a request, so ask it
+            sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            first = _first_bytes(sock, deadline, deadline - time.monotonic())
+    finally:
+        sock.close()
+    if first.startswith(b"HTTP/"):
+        raise ClusterError(f"{address!r} is an HTTP server (a Dask dashboard?), not a Dask scheduler; {fix}")
+    if not first:
+        raise ClusterError(
+            f"{address!r} accepted the connection but did not answer like a Dask scheduler within "
+            f"{timeout:g}s; {fix}"
+        )
+    if len(first) >= 8 and int.from_bytes(first[:8], "little") > 10_000:  # Dask's frame count
+        raise ClusterError(f"{address!r} does not speak Dask's protocol (it sent {first[:16]!r}); {fix}")
+
+
+def _first_bytes(sock: socket.socket, deadline: float, wait: float) -> bytes:
+    """Up to 16 bytes the peer sends within ``wait`` s (never past ``deadline``); b"" if none."""
+    data = b""
+    end = min(deadline, time.monotonic() + max(wait, 0.0))
+    while len(data) < 16 and (left := end - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(16 - len(data))
+        except TimeoutError:
+            break
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def shutdown_cluster() -> None:
