@@ -150,10 +150,18 @@ class WidgetModel:
         self.experiment = row
         trials = self.store.list_trials(self.experiment_id)
         changes.trials = trials != self.trials
+        before = {t.id: t.run_id for t in self.trials}
         self.trials = trials
+        rerun = [t.id for t in trials if t.id in before and t.run_id != before[t.id]]
         self._last_metric_id, rows = self.store.metrics_since(
             experiment_id=self.experiment_id, after_id=self._last_metric_id
         )
+        for trial_id in rerun:  # a restarted run superseded reports we drew: redraw the trial from the store
+            for kind in (TRAINING, VALIDATION):
+                if self._points[kind].pop(trial_id, None) is not None:
+                    changes.series[kind].add(trial_id)
+            self._training_rows.pop(trial_id, None)
+            rows = [r for r in rows if r.trial_id != trial_id] + self.store.metrics(trial_id=trial_id)
         changes.new_reports = len(rows)
         for r in rows:
             if r.kind == VALIDATION:
