@@ -27,6 +27,28 @@ def dask_client() -> Iterator[object]:
     cluster.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_master_outlives_the_session() -> Iterator[None]:
+    """A safety net: ``det_jupyter.master`` processes started during the session are stopped at its end.
+
+    Masters are detached on purpose (a kernel restart must not touch them), so a test that fails
+    before stopping its master would leave it running until its idle timeout; tests stop their own.
+    """
+    import psutil
+
+    started = time.time()
+    yield
+    leftovers = []
+    for proc in psutil.process_iter(["cmdline", "create_time"]):
+        cmdline = proc.info.get("cmdline") or []
+        if "det_jupyter.master" in cmdline and (proc.info.get("create_time") or 0) >= started - 1:
+            leftovers.append(proc)
+            proc.terminate()
+    _gone, alive = psutil.wait_procs(leftovers, timeout=30)
+    for proc in alive:
+        proc.kill()
+
+
 @pytest.fixture
 def det_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh DET_JUPYTER_HOME (store file and default checkpoint root) for one test."""
