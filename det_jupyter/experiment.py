@@ -68,7 +68,7 @@ the kernel), or ``"inprocess"``, a thread of this process (for debugging, and wh
 ``distributed.Client``, which only this process can use)."""
 
 MASTER_ENV = "DET_JUPYTER_MASTER"
-DEFAULT_MASTER_MODE: MasterMode = "inprocess"
+DEFAULT_MASTER_MODE: MasterMode = "process"
 """The mode when neither ``master=`` nor ``$DET_JUPYTER_MASTER`` says."""
 
 
@@ -150,7 +150,7 @@ def create_experiment(
         load: optional hook ``load(path, **kwargs) -> model`` used by :meth:`Checkpoint.load` for Core-API code.
         store: the store (default: ``$DET_JUPYTER_HOME/det_jupyter.db``).
         namespace: where to look up a named entrypoint (default: ``__main__``).
-        master: ``"process"`` or ``"inprocess"`` (default: ``$DET_JUPYTER_MASTER``, else in-process).
+        master: ``"process"`` or ``"inprocess"`` (default: ``$DET_JUPYTER_MASTER``, else the master).
 
     Raises:
         ConfigError: the config is invalid (every problem, with its path and fix).

@@ -307,6 +307,7 @@ class DetMagics(Magics):
         from det_jupyter.master import MasterPaths, ensure_master
         from det_jupyter.notebook.reports import cluster_report
 
+        address = address or self._last_cluster  # the cluster the last experiment used, if any
         if address is None and master_mode() == "process":
             try:
                 info = ensure_master()
@@ -318,7 +319,6 @@ class DetMagics(Magics):
             summary = {"scheduler": info.scheduler, "dashboard_link": info.dashboard_link,
                        "workers": workers, "slots": info.slots, "master": master}  # fmt: skip
             return cluster_report(summary)
-        address = address or self._last_cluster
         try:
             client = (
                 self._client(address) or cluster()

@@ -206,8 +206,9 @@ def test_det_usage_errors(ip: InteractiveShell) -> None:
 
 
 def test_attach_hints_at_resume_when_no_controller_runs_it(
-    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("DET_JUPYTER_MASTER", "inprocess")  # in master mode the master reclaims it instead
     store = det_jupyter.experiment.open_store()
     exp_id = store.create_experiment(name="orphan", config={"searcher": {}}, entrypoint=b"", seed=1)
     ip.run_line_magic("det", f"attach {exp_id}")
