@@ -41,30 +41,18 @@ from det_jupyter.master.files import (
     read_info,
     write_info,
 )
+from det_jupyter.store.sqlite import LEASE_STALE, lease_is_free
 
-__all__ = ["Master", "MasterRunningError", "kill_orphans"]
+__all__ = ["LEASE_STALE", "Master", "MasterRunningError", "kill_orphans"]
 
 log = logging.getLogger("det_jupyter.master")
 
-LEASE_STALE = 20.0
-"""Seconds after which an owner's heartbeat is stale (the controller's 10 heartbeats of 2 s)."""
 RETRY_AFTER = 30.0
 """Seconds before retrying an experiment whose cluster could not be reached."""
 
 
 class MasterRunningError(MasterError):
     """Another master holds the home's lock."""
-
-
-def _owner_gone(owner: str | None, heartbeat: float | None, now: float) -> bool:
-    """Whether an experiment's lease is free: no owner, a dead pid on this host, or a stale heartbeat."""
-    if not owner:
-        return True
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
-        return True
-    return heartbeat is None or heartbeat < now - LEASE_STALE
 
 
 def kill_orphans(previous: MasterInfo | None, *, timeout: float = 10.0) -> list[int]:
@@ -261,7 +249,9 @@ class Master:
         for row in self.store.list_experiments():
             if row.state.is_terminal or row.id in self.controllers:
                 continue
-            if self._retry_at.get(row.id, 0.0) > now or not _owner_gone(row.owner, row.heartbeat, wall):
+            if self._retry_at.get(row.id, 0.0) > now or not lease_is_free(
+                row.owner, row.heartbeat, now=wall, stale_after=LEASE_STALE
+            ):
                 continue
             self._start(row.id, row.cluster_address, row.config)
 

@@ -30,6 +30,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from det_jupyter.errors import NotFoundError, StoreError
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
 from det_jupyter.store.blobs import INLINE_LIMIT, BlobFiles
@@ -48,7 +50,7 @@ from det_jupyter.store.schema import (
     migrate,
 )
 
-__all__ = ["Store", "default_home"]
+__all__ = ["LEASE_STALE", "Store", "default_home", "lease_is_free"]
 
 
 def default_home() -> Path:
@@ -83,18 +85,53 @@ def _unusable(path: Path, exc: BaseException, *, from_home: bool) -> StoreError:
     )
 
 
+LEASE_STALE = 20.0
+"""Seconds after which an owner's heartbeat is stale (the controller beats every 2 s)."""
+
+
+def lease_is_free(
+    owner: str | None,
+    heartbeat: float | None,
+    *,
+    now: float | None = None,
+    stale_after: float = LEASE_STALE,
+    claimant: str | None = None,
+) -> bool:
+    """Whether an experiment's lease may be taken: the one rule the store, the master and revival share.
+
+    It is free when there is no owner, when ``claimant`` already holds it, when the owner names a
+    process on this host that is gone (owners are ``host:pid:nonce``; a zombie counts as gone), or when
+    its heartbeat is missing or older than ``stale_after`` seconds (an owner on another host is judged
+    by its heartbeat alone).
+
+    Example:
+        >>> import time
+        >>> lease_is_free(None, None)
+        True
+        >>> me = f"{socket.gethostname()}:{os.getpid()}:x"
+        >>> lease_is_free(me, time.time()), lease_is_free(me, time.time() - 60, stale_after=20)
+        (False, True)
+    """
+    if not owner or owner == claimant:
+        return True
+    if _owner_is_dead(owner):
+        return True
+    now = time.time() if now is None else now
+    return heartbeat is None or heartbeat < now - stale_after
+
+
 def _owner_is_dead(owner: str) -> bool:
+    """True when ``owner`` names a process on this host that no longer runs (or is a zombie)."""
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():
         return False
     try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
+        return bool(psutil.Process(int(pid_text)).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
         return True
-    except PermissionError:
+    except psutil.Error:  # AccessDenied: someone else's live process
         return False
-    return False
 
 
 def _loads(text: str | None) -> Any:
@@ -287,8 +324,7 @@ class Store(ResultTables):
         """
         row = self.get_experiment(experiment_id)
         now = time.time()
-        owner_alive = bool(row.owner) and row.owner != owner and not _owner_is_dead(str(row.owner))
-        if owner_alive and row.heartbeat is not None and row.heartbeat >= now - stale_after:
+        if not lease_is_free(row.owner, row.heartbeat, now=now, stale_after=stale_after, claimant=owner):
             return False
         cur = self._conn.execute(
             "UPDATE experiments SET owner = ?, heartbeat = ? WHERE id = ? AND owner IS ?",
