@@ -9,6 +9,10 @@ Example:
     $ det-jupyter experiment kill 3
     $ det-jupyter master status             # the home's master: pid, uptime, dashboard, experiments
     $ det-jupyter master stop
+
+The experiment commands (list, describe, logs, and after pause / activate / kill) first start the
+home's master when experiments have none left (a master killed or a machine rebooted): they resume
+instead of saying ACTIVE forever. Only for the home's own store (``--store`` elsewhere: never).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from det_jupyter.errors import DetJupyterError
@@ -92,6 +97,8 @@ def _run(args: argparse.Namespace) -> int:
     from det_jupyter.experiment import get_experiment, list_experiments, open_store
 
     store = open_store(args.store)
+    if args.verb in _READING:
+        _revive(store.path)
     if args.verb == "list":
         print(f"{'id':>4}  {'state':<17} {'progress':>8}  {'trials':>6}  name")
         for e in list_experiments(store=store):
@@ -125,7 +132,31 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     getattr(exp, args.verb)()
     print(f"asked experiment {exp.id} to {args.verb}")
+    _revive(store.path)  # after the request: a PAUSED experiment being activated needs a master now
     return 0
+
+
+_READING = ("list", "describe", "logs")
+"""Verbs that show experiments: they first bring back a master for experiments a dead one left."""
+
+
+def _revive(store_path: Path) -> None:
+    """Start the home's master when experiments of its store have no live one (a master was SIGKILLed,
+    the machine rebooted), so they resume instead of saying ACTIVE forever; say so on stderr."""
+    from det_jupyter.master import MasterError, revive_if_orphaned, serves_store
+
+    if not serves_store(store_path):
+        return  # the master serves $DET_JUPYTER_HOME/det_jupyter.db only
+    try:
+        info = revive_if_orphaned()
+    except MasterError as exc:  # the listing still works; say why nothing runs
+        print(f"det-jupyter: warning: {exc}", file=sys.stderr)
+        return
+    if info is not None:
+        print(
+            f"det-jupyter: started the master (pid {info.pid}) to resume experiments left without one",
+            file=sys.stderr,
+        )
 
 
 def _master(action: str, *, foreground: bool, idle_timeout: float | None) -> int:

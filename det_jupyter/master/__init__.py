@@ -8,6 +8,10 @@ status|stop`` and ``%det cluster`` show it; it writes ``$DET_JUPYTER_HOME/master
 - :mod:`~det_jupyter.master.files`: ``master.lock`` / ``master.json`` / ``master.sock`` / ``master.log``;
 - :mod:`~det_jupyter.master.process`: the :class:`~det_jupyter.master.process.Master` loop.
 
+A master that died (SIGKILL, reboot) leaves its experiments ACTIVE with a dead owner; the next submit,
+``%det attach`` or ``Experiment.resume()`` starts a new one, and so do the CLI's experiment commands and
+the Jupyter server extension, through :func:`revive_if_orphaned`.
+
 Example:
     >>> info = ensure_master()                     # doctest: +SKIP
     >>> info.pid, info.dashboard_link, info.slots  # doctest: +SKIP
@@ -26,6 +30,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from det_jupyter.master.files import (
     MasterError,
@@ -37,6 +42,9 @@ from det_jupyter.master.files import (
     running_master,
 )
 
+if TYPE_CHECKING:
+    from det_jupyter.store import Store
+
 __all__ = [
     "MasterError",
     "MasterInfo",
@@ -44,11 +52,16 @@ __all__ = [
     "default_idle_timeout",
     "ensure_master",
     "main",
+    "orphaned_experiments",
     "poke",
     "read_info",
+    "revive_if_orphaned",
     "running_master",
+    "serves_store",
     "stop_master",
 ]
+
+log = logging.getLogger("det_jupyter.master")
 
 IDLE_ENV = "DET_JUPYTER_MASTER_IDLE"
 WORKERS_ENV = "DET_JUPYTER_MASTER_WORKERS"
@@ -136,6 +149,93 @@ def stop_master(home: str | os.PathLike[str] | None = None, *, timeout: float = 
         if time.monotonic() > deadline:
             raise MasterError(f"master pid {info.pid} did not exit within {timeout:g}s of SIGTERM")
         time.sleep(0.05)
+    return info
+
+
+def serves_store(store_path: str | os.PathLike[str], home: str | os.PathLike[str] | None = None) -> bool:
+    """Whether ``store_path`` is the store the master of ``home`` serves (``$DET_JUPYTER_HOME/det_jupyter.db``).
+
+    Example:
+        >>> serves_store("/tmp/h/det_jupyter.db", "/tmp/h"), serves_store("/tmp/other.db", "/tmp/h")
+        (True, False)
+    """
+    mine = MasterPaths.of(home).home / "det_jupyter.db"
+    return Path(store_path).expanduser().resolve() == mine.expanduser().resolve()
+
+
+def orphaned_experiments(store: Store, *, now: float | None = None) -> list[int]:
+    """Ids of the experiments that need a master and have none, oldest first.
+
+    That is every experiment that is not terminal and whose lease is free
+    (:func:`~det_jupyter.store.sqlite.lease_is_free`: no owner, an owner process on this host that is
+    gone, or a stale heartbeat), except a PAUSED one with no pending request: it needs nobody until
+    someone activates (or kills) it.
+
+    Example:
+        >>> from det_jupyter.store import Store
+        >>> store = Store(":memory:")
+        >>> exp_id = store.create_experiment(name="e", config={}, entrypoint=b"", seed=0)
+        >>> orphaned_experiments(store) == [exp_id]
+        True
+    """
+    from det_jupyter.states import ExperimentState
+    from det_jupyter.store.sqlite import lease_is_free
+
+    orphans = []
+    for row in store.list_experiments():
+        if row.state.is_terminal or not lease_is_free(row.owner, row.heartbeat, now=now):
+            continue
+        if row.state == ExperimentState.PAUSED and not store.pending_requests(row.id):
+            continue
+        orphans.append(row.id)
+    return sorted(orphans)
+
+
+def revive_if_orphaned(
+    home: str | os.PathLike[str] | None = None, *, logger: logging.Logger | None = None
+) -> MasterInfo | None:
+    """Start the master of ``home`` when its store holds :func:`orphaned_experiments` and none runs.
+
+    A master that died (SIGKILL, a reboot) leaves its experiments ACTIVE with nobody to run them; the
+    CLI's experiment commands and the Jupyter server extension call this so the next master resumes
+    them without the user submitting again. Returns the master it started (after it serves, as
+    :func:`ensure_master` does), or ``None`` when it started none: nothing to revive, a master already
+    runs (it picks orphans up by itself), the home has no store yet, or ``$DET_JUPYTER_MASTER`` is
+    ``inprocess`` (no master wanted). Only the home's own store counts: the master serves no other.
+
+    Raises:
+        MasterError: a master was needed but did not start (the message quotes ``master.log``).
+
+    Example:
+        >>> revive_if_orphaned("/nonexistent") is None
+        True
+        >>> info = revive_if_orphaned()                 # doctest: +SKIP
+    """
+    from det_jupyter.store import Store
+
+    logger = logger or log
+    paths = MasterPaths.of(home)
+    db = paths.home / "det_jupyter.db"
+    if os.environ.get("DET_JUPYTER_MASTER") == "inprocess" or not db.is_file():
+        return None
+    if running_master(paths.home) is not None:
+        return None
+    store = Store(db)
+    try:
+        orphans = orphaned_experiments(store)
+    finally:
+        store.close()
+    if not orphans:
+        logger.debug("det_jupyter: no experiment of %s needs a master", paths.home)
+        return None
+    ids = ", ".join(map(str, orphans))
+    logger.info("det_jupyter: experiment(s) %s of %s have no live master; starting one", ids, paths.home)
+    info = ensure_master(paths.home)
+    poke(paths.home)
+    logger.info(
+        "det_jupyter: master pid %s runs for %s and resumes experiment(s) %s (log %s)",
+        info.pid, paths.home, ids, paths.log,
+    )  # fmt: skip
     return info
 
 

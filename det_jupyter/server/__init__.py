@@ -39,6 +39,7 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
     server_app.log.info(
         "det_jupyter: REST API at %sdet-jupyter/api/ over %s", web_app.settings["base_url"], service.path
     )
+    service.maybe_revive(force=True)  # a background thread: experiments a dead master left get a new one
 
 
 def _unload_jupyter_server_extension(server_app: Any) -> None:

@@ -9,11 +9,18 @@ Configure it like any Jupyter configurable, e.g. in ``jupyter_server_config.py``
 
     c.ExperimentService.store_path = "/shared/det/det_jupyter.db"
     c.ExperimentService.scheduler_address = "tcp://scheduler:8786"
+    c.ExperimentService.revive_master = False   # never start the det-jupyter master from the server
+
+With ``revive_master`` (the default), the service starts the home's ``det-jupyter master`` when the
+store holds experiments that a dead master left without one: when the extension loads, when the sidebar
+lists experiments (at most every ``REVIVE_INTERVAL`` seconds) and after an action; always on a
+background thread, only for the home's own store (``$DET_JUPYTER_HOME/det_jupyter.db``).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +57,8 @@ if TYPE_CHECKING:
 __all__ = ["SETTINGS_KEY", "ActionConflictError", "ExperimentService"]
 
 SETTINGS_KEY = "det_jupyter_service"
+REVIVE_INTERVAL = 5.0
+"""Seconds between two looks for experiments without a live master (the sidebar polls every second)."""
 
 # Which states each action may start from (the controller ignores the rest; the API says why).
 _ALLOWED_FROM: dict[ControlAction, tuple[ExperimentState, ...]] = {
@@ -86,6 +95,12 @@ class ExperimentService(LoggingConfigurable):
     max_page_size = Integer(1000, config=True, help="The largest page a request may ask for.")
     default_logs_tail = Integer(100, config=True, help="Log lines of a trial's detail when not given.")
     default_max_points = Integer(500, config=True, help="Points per metric series when not given.")
+    revive_master = Bool(
+        True,
+        config=True,
+        help="Start the det-jupyter master (in the background) when experiments of the home's store have "
+        "no live one, e.g. after a master was killed: on load and when experiments are listed.",
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -93,6 +108,9 @@ class ExperimentService(LoggingConfigurable):
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="det-jupyter-api")
         self._clients: dict[str, Client] = {}
         self._clients_lock = threading.Lock()
+        self._revive_lock = threading.Lock()
+        self._revive_thread: threading.Thread | None = None
+        self._revive_at = float("-inf")
 
     @property
     def path(self) -> Path:
@@ -101,8 +119,44 @@ class ExperimentService(LoggingConfigurable):
 
     # --- experiments ---------------------------------------------------------------------------
 
+    def maybe_revive(self, *, force: bool = False) -> threading.Thread | None:
+        """Look, on a background thread, for experiments without a live master and start one if needed.
+
+        Does nothing when ``revive_master`` is off, when the store is not the home's own (the master
+        serves ``$DET_JUPYTER_HOME/det_jupyter.db`` only), while a look is under way, or (unless
+        ``force``) within ``REVIVE_INTERVAL`` seconds of the last one. Returns the thread it started.
+        What it did goes to the server's log.
+
+        Example:
+            >>> service.maybe_revive(force=True)            # doctest: +SKIP
+            <Thread(det-jupyter-revive, started daemon ...)>
+        """
+        from det_jupyter.master import serves_store
+
+        if not self.revive_master or not serves_store(self.path):
+            return None
+        with self._revive_lock:
+            now = time.monotonic()
+            busy = self._revive_thread is not None and self._revive_thread.is_alive()
+            if busy or (not force and now - self._revive_at < REVIVE_INTERVAL):
+                return None
+            self._revive_at = now
+            thread = threading.Thread(target=self._revive, name="det-jupyter-revive", daemon=True)
+            self._revive_thread = thread
+        thread.start()
+        return thread
+
+    def _revive(self) -> None:
+        from det_jupyter.master import revive_if_orphaned
+
+        try:
+            revive_if_orphaned(self.path.parent, logger=self.log)
+        except Exception as exc:  # never take the server down; say why in its log
+            self.log.warning("det_jupyter: could not start the master for %s: %s", self.path.parent, exc)
+
     def list_experiments(self, *, limit: int, offset: int) -> ExperimentListModel:
         """A page of experiments, newest first, with trial aggregates from one SQL query."""
+        self.maybe_revive()
         rows = self.store.list_experiments(limit=limit, offset=offset)
         ids = [r.id for r in rows]
         stats = self.store.trial_stats(ids)
@@ -168,6 +222,7 @@ class ExperimentService(LoggingConfigurable):
                 f"{' or '.join(s.value for s in allowed)} experiments"
             )
         request_id = self.store.add_request(experiment_id, action)
+        self.maybe_revive(force=True)  # activating a PAUSED experiment that no master runs needs one
         return serialize_action(experiment_id, action.value, request_id, state.value)
 
     def delete(self, experiment_id: int) -> None:
