@@ -16,12 +16,18 @@ Example:
 
 from __future__ import annotations
 
+import ast
+import linecache
 import logging
+import multiprocessing
 import os
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import dask
@@ -75,6 +81,7 @@ def local_cluster(
     Example:
         >>> c = local_cluster(n_workers=2, dashboard=False)   # doctest: +SKIP
     """
+    _refuse_unguarded_main()
     found = [g.index for g in gpu_inventory()]
     if gpus is None:
         gpus = found
@@ -102,7 +109,99 @@ def local_cluster(
     # against max_restarts and resumes the trial from its latest checkpoint.
     logging.getLogger("distributed").setLevel(logging.WARNING)  # as LocalCluster(silence_logs=...) does
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        return SpecCluster(workers=specs, scheduler=scheduler, name="det-jupyter")
+        try:
+            return SpecCluster(workers=specs, scheduler=scheduler, name="det-jupyter")
+        except RuntimeError as exc:  # "Nanny failed to start": maybe workers that re-ran the script
+            script = getattr(sys.modules.get("__main__"), "__file__", None)
+            if not isinstance(script, str):
+                raise
+            raise ClusterError(
+                f"the embedded cluster's worker processes did not start ({exc}). If the script {script} "
+                f"starts it outside `{_GUARD}` (e.g. from a thread it starts at module level), wrap the "
+                f"script's code in `{_GUARD}`"
+            ) from exc
+
+
+_GUARD = 'if __name__ == "__main__":'
+
+
+def _refuse_unguarded_main() -> None:
+    """Refuse to start worker processes from a script's unguarded module-level code, with the fix.
+
+    Dask starts the workers with multiprocessing's ``spawn``, which imports the parent's ``__main__``
+    script again in every worker (as ``__mp_main__``); code at its module level without the
+    ``if __name__ == "__main__":`` guard would start a cluster in each worker, and multiprocessing
+    answers each with a traceback ("...before the current process has finished its bootstrapping
+    phase"). The parent raises one :class:`ClusterError` instead, before starting anything; a worker
+    that gets here all the same exits quietly (the parent says why).
+    """
+    if dask.config.get("distributed.worker.multiprocessing-method", "spawn") == "fork":
+        return  # no re-import of __main__
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # multiprocessing's own test
+        raise SystemExit(1)  # a spawned worker importing the parent's script: the parent reports it
+    where = _module_level_main_call(sys._getframe(1))
+    if where is not None and not _guarded(where[0], where[1]):
+        raise ClusterError(_guard_advice(*where))
+
+
+def _module_level_main_call(frame: FrameType | None) -> tuple[str, int] | None:
+    """(file, line) of the ``__main__`` script's module-level statement under way in this call stack.
+
+    ``None`` when ``__main__`` is no script file (a Jupyter kernel, ``python -c``) or the call does not
+    come from its module-level code (a function called later, another thread).
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not isinstance(path, str):
+        return None
+    outer = None
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals is vars(main):
+            outer = frame
+        frame = frame.f_back
+    if outer is None or os.path.realpath(outer.f_code.co_filename) != os.path.realpath(path):
+        return None
+    return path, outer.f_lineno
+
+
+def _guarded(path: str, line: int) -> bool:
+    """Whether ``line`` of the script ``path`` is in the body of an ``if __name__ == "__main__":``.
+
+    Unreadable or unparsable source counts as guarded (never refuse on a guess).
+    """
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"), path)
+    except (OSError, SyntaxError, ValueError):
+        return True
+    return any(
+        isinstance(node, ast.If)
+        and _is_main_test(node.test)
+        and node.body[0].lineno <= line <= (node.body[-1].end_lineno or node.body[-1].lineno)
+        for node in ast.walk(tree)
+    )
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    """``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s.id for s in sides if isinstance(s, ast.Name)]
+    values = [s.value for s in sides if isinstance(s, ast.Constant)]
+    return names == ["__name__"] and values == ["__main__"]
+
+
+def _guard_advice(path: str, line: int) -> str:
+    """The message: where the script starts the cluster unguarded, why that fails, and the two fixes."""
+    code = linecache.getline(path, line).strip()
+    return (
+        f"the embedded Dask cluster was started by module-level code of the script {path} (line {line}: "
+        f"`{code}`) outside `{_GUARD}`. Its worker processes are started with multiprocessing's 'spawn', "
+        f"which runs the script's module-level code again in every worker. Fix: wrap the script's code "
+        f"in `{_GUARD}` (define functions above it); or submit with det_jupyter.create_experiment(config, "
+        "train) in master mode (the default: no master='inprocess', no cluster= Client), which needs no "
+        "guard since the det-jupyter master owns the cluster"
+    )
 
 
 def _worker_spec(resources: dict[str, float], env: dict[str, str], memory_limit: Any) -> dict[str, Any]:
