@@ -46,7 +46,7 @@ from det_jupyter.errors import CheckpointError
 from det_jupyter.searcher import Create, Operation, SearchMethod, Shutdown, Stop, make_searcher
 from det_jupyter.states import ExperimentState, TrialState
 from det_jupyter.store import CheckpointRow, Store, default_home
-from det_jupyter.worker.checkpoint_context import VALIDATION_KEY
+from det_jupyter.worker.checkpoint_context import TRAINING_KEY, VALIDATION_KEY
 from det_jupyter.worker.context import TrialSpec
 from det_jupyter.worker.events import (
     CheckpointSaved,
@@ -363,8 +363,8 @@ class Controller:
         cfg, trial = self.config, run.trial
         recovered: list[r.Decision] = []
         if run.run_id > 0:  # a rerun: settle what the earlier runs left before it starts
+            self._writes.flush()  # the earlier runs' reports of this pass first: reconcile reads them
             recovered = self._reconcile(run)
-            self._writes.flush()  # the earlier runs' reports of this pass first, then supersede them
             self.store.supersede_metrics(
                 trial.id, run_id=run.run_id, after_steps=trial.latest_checkpoint_steps
             )
@@ -427,15 +427,22 @@ class Controller:
             "resources",
             "committed_at",
         }
-        user_meta = {k: v for k, v in meta.items() if k not in system and k != VALIDATION_KEY}
+        user_meta = {k: v for k, v in meta.items() if k not in system | {VALIDATION_KEY, TRAINING_KEY}}
         body = CheckpointSaved(uuid, steps, user_meta, dict(meta.get("resources", {})))
         earlier = int(meta.get("run_id", run.run_id - 1))
-        validation = None
         reported = meta.get(VALIDATION_KEY)
         known = {m.steps for m in self.store.metrics(trial_id=trial.id, kind="validation")}
+        records: list[MetricRecord] = []
+        trained = {m.steps for m in self.store.metrics(trial_id=trial.id, kind="training")}
+        for item in meta.get(TRAINING_KEY) or []:  # training reports that were in flight
+            if isinstance(item, list) and len(item) == 3 and isinstance(item[1], dict):
+                at_steps, values, at = int(item[0]), item[1], float(item[2])
+                if at_steps <= steps and at_steps not in trained:
+                    records.append(MetricRecord(MetricKind.TRAINING, at_steps, values, at))
         if isinstance(reported, dict) and reported and steps not in known:
             at = float(meta.get("committed_at", time.time()))
-            validation = Metrics((MetricRecord(MetricKind.VALIDATION, steps, reported, at),))
+            records.append(MetricRecord(MetricKind.VALIDATION, steps, reported, at))
+        validation = Metrics(tuple(records)) if records else None
         log.warning(
             "experiment %s trial %s: registering checkpoint %s (steps %s) found in storage",
             self.experiment_id,

@@ -30,10 +30,13 @@ from det_jupyter.worker.metric_values import jsonable
 if TYPE_CHECKING:
     from det_jupyter.worker.context import TrialContext
 
-__all__ = ["VALIDATION_KEY", "CheckpointContext"]
+__all__ = ["TRAINING_KEY", "VALIDATION_KEY", "CheckpointContext"]
 
 VALIDATION_KEY = "det_jupyter_validation"
 """Key of a checkpoint's metadata.json holding the validation metrics reported at its steps."""
+TRAINING_KEY = "det_jupyter_training"
+"""Key of a checkpoint's metadata.json holding ``[steps, metrics, reported_at]`` of the training reports
+since the run's previous checkpoint (the newest :data:`~det_jupyter.worker.context.RECENT_TRAINING`)."""
 
 
 class CheckpointContext:
@@ -84,6 +87,12 @@ class CheckpointContext:
                 "run_id": trial.run_id,
                 "hparams": trial.hparams,
             }
+            trial._flush()  # the reports up to here are sent, and remembered for the lines below
+            training = trial._training_since(self.latest_steps, int(steps))
+            if training:
+                # like the validation: reports whose event may still be in flight when the worker or
+                # the master dies; the rerun resumes past them and would never report them again
+                meta[TRAINING_KEY] = training
             validation = trial._recent_validations.get(int(steps))
             if validation is not None:
                 # the validation at these steps travels with the checkpoint: if the worker dies before

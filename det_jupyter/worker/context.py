@@ -32,6 +32,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,9 @@ __all__ = [
     "local_context",
     "metric_value",
 ]
+
+RECENT_TRAINING = 1000
+"""How many of the newest training reports a context remembers for its next checkpoint's metadata."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,10 @@ class TrialContext:
         """steps → converted metrics of the newest validations sent (a checkpoint at those steps,
         even one written in the background, carries them in its metadata.json, so they survive a
         worker that dies before their event is out)."""
+        self._recent_training: deque[tuple[int, dict[str, Any], float]] = deque(maxlen=RECENT_TRAINING)
+        """(steps, converted metrics, reported_at) of the newest training reports sent: a checkpoint
+        carries those since the previous one, so they survive a master or worker that dies while
+        their event is in flight (the rerun resumes past them and would never report them again)."""
 
     def __repr__(self) -> str:
         return f"TrialContext(trial_id={self.trial_id}, run_id={self.run_id}, hparams={self.hparams!r})"
@@ -256,6 +264,8 @@ class TrialContext:
         )
         with self._lock:
             for record in records:
+                if record.kind == MetricKind.TRAINING:
+                    self._recent_training.append((record.steps, dict(record.metrics), record.reported_at))
                 if record.kind == MetricKind.VALIDATION:
                     self._recent_validations[record.steps] = dict(record.metrics)
                     while len(self._recent_validations) > 8:
@@ -268,6 +278,11 @@ class TrialContext:
             self._seq += 1
             seq = self._seq
         self.sink.emit(encode(RunEvent(self.trial_id, self.run_id, seq, body)))
+
+    def _training_since(self, after: int, upto: int) -> list[list[Any]]:
+        """``[steps, metrics, reported_at]`` of the training reports sent with ``after < steps <= upto``."""
+        with self._lock:
+            return [[s, m, ts] for s, m, ts in self._recent_training if after < s <= upto]
 
     @property
     def events_sent(self) -> int:
