@@ -107,9 +107,9 @@ def save_load_runs(device: str, repeats: int) -> dict[str, Any]:
     import det_jupyter
     from det_jupyter.config import load_config
     from det_jupyter.engine.definition import freeze
-    from det_jupyter.experiment import Checkpoint
     from det_jupyter.store import Store
     from det_jupyter.torch import FORMAT, save_model
+    from det_jupyter.trial import Checkpoint
 
     home = tempfile.mkdtemp(prefix="det-bench-ckpt-home-")
     os.environ["DET_JUPYTER_HOME"] = home

@@ -28,16 +28,15 @@ from det_jupyter.errors import (
     StoreError,
 )
 from det_jupyter.experiment import (
-    Checkpoint,
     Entrypoint,
     Experiment,
-    Trial,
     create_experiment,
     get_experiment,
     list_experiments,
 )
 from det_jupyter.searcher.preview import preview_search
 from det_jupyter.states import ExperimentState, TrialState
+from det_jupyter.trial import Checkpoint, Trial
 from det_jupyter.worker.context import TrialContext, local_context
 
 _legacy.install()

@@ -1,4 +1,5 @@
-"""Public handles: create an experiment, and read it back as ``Experiment`` / ``Trial`` / ``Checkpoint``.
+"""Public handles: create an experiment, and read it back as an ``Experiment`` (its trials and
+checkpoints are the ``Trial`` / ``Checkpoint`` handles of :mod:`det_jupyter.trial`).
 
 Handles hold only ids and a store: every property reads the store, so they are always current and
 work from any process (a second kernel, a script, the CLI), whoever runs the experiment.
@@ -19,23 +20,27 @@ Example:
 
 from __future__ import annotations
 
-import atexit
 import os
 import random
-import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
-from det_jupyter.checkpoints import CheckpointStorage
 from det_jupyter.config import ExperimentConfig, load_config
-from det_jupyter.engine.definition import entrypoint_name, freeze, resolve_entrypoint, thaw
+from det_jupyter.engine.definition import entrypoint_name, freeze, resolve_entrypoint
+from det_jupyter.engine.submit import (
+    MasterMode,
+    master_mode,
+    resume_in_master,
+    resume_inprocess,
+    submit_inprocess,
+    submit_to_master,
+)
 from det_jupyter.errors import CheckpointError, ConfigError
 from det_jupyter.searcher.ranking import best_of
-from det_jupyter.states import ControlAction, ExperimentState, TrialState
-from det_jupyter.store import CheckpointRow, Store, TrialRow, default_home
+from det_jupyter.states import ControlAction, ExperimentState
+from det_jupyter.store import Store
+from det_jupyter.trial import Checkpoint, Trial, metrics_frame
 from det_jupyter.worker.context import TrialContext
 
 if TYPE_CHECKING:
@@ -45,11 +50,8 @@ if TYPE_CHECKING:
     from det_jupyter.engine.controller import Controller
 
 __all__ = [
-    "Checkpoint",
     "Entrypoint",
     "Experiment",
-    "MasterMode",
-    "Trial",
     "create_experiment",
     "get_experiment",
     "list_experiments",
@@ -57,66 +59,11 @@ __all__ = [
 ]
 
 
+_REVIVE_EVERY = 5.0  # seconds between two looks for a dead master while waiting
+
 Entrypoint: TypeAlias = Callable[[TrialContext], object] | type
 """What trials run: a Core-API function ``train(ctx)``, or a trial class (``TorchTrial``/``KerasTrial``
 subclass, or any class with ``run_trial(ctx)``)."""
-
-
-MasterMode: TypeAlias = Literal["process", "inprocess"]
-"""Where controllers run: ``"process"``, the home's long-lived ``det-jupyter master`` (experiments outlive
-the kernel), or ``"inprocess"``, a thread of this process (for debugging, and whenever ``cluster=`` is a
-``distributed.Client``, which only this process can use)."""
-
-MASTER_ENV = "DET_JUPYTER_MASTER"
-DEFAULT_MASTER_MODE: MasterMode = "process"
-"""The mode when neither ``master=`` nor ``$DET_JUPYTER_MASTER`` says."""
-
-
-def master_mode(
-    master: MasterMode | None = None,
-    cluster: Client | str | None = None,
-    store: Store | str | os.PathLike[str] | None = None,
-) -> MasterMode:
-    """Which mode a submission uses: a ``Client`` or a store outside ``$DET_JUPYTER_HOME`` → in-process;
-    else ``master=``, else ``$DET_JUPYTER_MASTER``, else :data:`DEFAULT_MASTER_MODE`.
-
-    Example:
-        >>> master_mode("process"), master_mode("inprocess")
-        ('process', 'inprocess')
-    """
-    from distributed import Client as DaskClient
-
-    if isinstance(cluster, DaskClient):
-        return "inprocess"
-    if store is not None:
-        path = store.path if isinstance(store, Store) else Path(store)
-        if path.resolve() != (default_home() / "det_jupyter.db").resolve():
-            return "inprocess"  # the home's master serves the home's store only
-    chosen = master or os.environ.get(MASTER_ENV) or DEFAULT_MASTER_MODE
-    if chosen not in ("process", "inprocess"):
-        raise ValueError(f"master={chosen!r}: use 'process' (the det-jupyter master) or 'inprocess'")
-    return "process" if chosen == "process" else "inprocess"
-
-
-_inprocess: weakref.WeakSet[Controller] = weakref.WeakSet()
-_atexit_lock = threading.Lock()
-_atexit_registered = False
-
-
-def _stop_inprocess_controllers() -> None:
-    """At interpreter exit (a kernel shutting down), before Dask closes the cluster: stop controllers,
-    so runs killed by the shutdown are recorded as interrupted, not failed (no restart spent)."""
-    for controller in list(_inprocess):
-        controller.stop(timeout=5.0)
-
-
-def _track(controller: Controller) -> None:
-    global _atexit_registered
-    with _atexit_lock:
-        _inprocess.add(controller)
-        if not _atexit_registered:  # registered after distributed's own hooks, so it runs before them
-            atexit.register(_stop_inprocess_controllers)
-            _atexit_registered = True
 
 
 def open_store(store: Store | str | os.PathLike[str] | None = None) -> Store:
@@ -162,10 +109,6 @@ def create_experiment(
         >>> exp.wait()                                               # doctest: +SKIP
         <ExperimentState.COMPLETED: 'COMPLETED'>
     """
-    from det_jupyter.engine.cluster import cluster as get_client
-    from det_jupyter.engine.controller import Controller
-    from det_jupyter.engine.launcher import DaskLauncher
-
     cfg = load_config(config)
     target = resolve_entrypoint(entrypoint, cfg.entrypoint, namespace)
     blob = freeze(target)
@@ -177,63 +120,11 @@ def create_experiment(
         raise ConfigError(storage_problem)  # before any row is written
     if master_mode(master, cluster, store) == "process":
         address = cluster if isinstance(cluster, str) else None
-        return _submit_to_master(cfg, target, blob, hook, seed, address, open_store(store))
+        st = open_store(store)
+        return Experiment(submit_to_master(cfg, entrypoint_name(target), blob, hook, seed, address, st), st)
     st = open_store(store)
-    # The one slot check (the config already checked slots_per_trial >= 1 and slot_type): the
-    # launcher works out the slot resource when it is built, so "the largest worker offers N" is
-    # raised before any row is written, and the controller reuses that launcher.
-    launcher = DaskLauncher(get_client(cluster), cfg.resources.slots_per_trial, cfg.resources.slot_type)
-    if cluster is None and not os.environ.get("DET_JUPYTER_CLUSTER"):
-        # the kernel's embedded cluster dies with it: record no address, so a master can take over
-        launcher.address = lambda: None  # type: ignore[method-assign]
-    with st.transaction():  # the row is born owned, so a running master never picks it up
-        exp_id = st.create_experiment(
-            name=cfg.name,
-            description=cfg.description,
-            config=cfg.to_dict(),
-            entrypoint=blob,
-            entrypoint_name=entrypoint_name(target),
-            load_hook=hook,
-            seed=seed,
-        )
-        controller = Controller(st, exp_id, launcher, config=cfg)  # validated once, above
-        st.update_experiment(exp_id, owner=controller.owner, heartbeat=time.time())
-    controller.start()
-    _track(controller)
+    exp_id, controller = submit_inprocess(cfg, entrypoint_name(target), blob, hook, seed, cluster, st)
     return Experiment(exp_id, st, controller=controller)
-
-
-def _submit_to_master(
-    cfg: ExperimentConfig,
-    target: Any,
-    blob: bytes,
-    hook: bytes | None,
-    seed: int,
-    cluster: str | None,
-    st: Store,
-) -> Experiment:
-    """Master mode: check slots against the master's published summary, write the row, poke, return."""
-    from det_jupyter.engine.cluster import slot_resource_of
-    from det_jupyter.master import ensure_master, poke
-
-    address = cluster or os.environ.get("DET_JUPYTER_CLUSTER") or None
-    info = ensure_master()
-    if address is None:  # an external cluster's slots are checked by the master (ERROR with the fix)
-        resources = [dict(w.get("resources") or {}) for w in info.workers]
-        slot_resource_of(resources, cfg.resources.slots_per_trial, cfg.resources.slot_type)
-    with st.transaction():
-        exp_id = st.create_experiment(
-            name=cfg.name,
-            description=cfg.description,
-            config=cfg.to_dict(),
-            entrypoint=blob,
-            entrypoint_name=entrypoint_name(target),
-            load_hook=hook,
-            seed=seed,
-        )
-        st.update_experiment(exp_id, cluster_address=address, dashboard_link=info.dashboard_link)
-    poke()
-    return Experiment(exp_id, st)
 
 
 def get_experiment(experiment_id: int, *, store: Store | str | os.PathLike[str] | None = None) -> Experiment:
@@ -325,15 +216,21 @@ class Experiment:
     def wait(self, timeout: float | None = None, *, interval: float = 0.1) -> ExperimentState:
         """Block until the experiment is COMPLETED, CANCELED or ERROR; returns that state.
 
-        Raises ``TimeoutError`` (the experiment keeps running) after ``timeout`` seconds.
+        Raises ``TimeoutError`` (the experiment keeps running) after ``timeout`` seconds. Waiting on an
+        experiment of the home's store that no controller runs (its master died) starts the next
+        master, which resumes it (checked every few seconds).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        next_revive = time.monotonic() + _REVIVE_EVERY
         while True:
             state = self.state
             if state.is_terminal:
                 return state
             if self._controller is not None and self._controller.finished:
                 return self.state
+            if self._controller is None and time.monotonic() >= next_revive:
+                next_revive = time.monotonic() + _REVIVE_EVERY
+                self._revive_master()
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"experiment {self.id} is still {state.value} after {timeout}s; it keeps running "
@@ -343,6 +240,12 @@ class Experiment:
                 self._controller.join(interval)
             else:
                 time.sleep(interval)
+
+    def _revive_master(self) -> None:
+        from det_jupyter.master import revive_if_orphaned, serves_store
+
+        if serves_store(self._store.path):
+            revive_if_orphaned()
 
     def trials(self) -> list[Trial]:
         """The experiment's trials in creation order."""
@@ -391,7 +294,7 @@ class Experiment:
         Args:
             kind: ``"training"`` or ``"validation"`` to keep one kind.
         """
-        return _metrics_frame(self._store.metrics(experiment_id=self.id, kind=kind))
+        return metrics_frame(self._store.metrics(experiment_id=self.id, kind=kind))
 
     def pause(self) -> None:
         """Ask the controller to checkpoint and stop all trials; :meth:`activate` resumes them."""
@@ -420,9 +323,6 @@ class Experiment:
         Example:
             >>> get_experiment(3).resume()                               # doctest: +SKIP
         """
-        from det_jupyter.engine.cluster import cluster as get_client
-        from det_jupyter.engine.controller import Controller
-
         row = self._store.get_experiment(self.id)
         if row.state.is_terminal:
             raise RuntimeError(
@@ -430,162 +330,10 @@ class Experiment:
                 "submit it again (e.g. with a higher max_restarts) to run it once more"
             )
         if master_mode(master, cluster, self._store) == "process":
-            from det_jupyter.master import ensure_master, poke
-
-            if isinstance(cluster, str):
-                self._store.update_experiment(self.id, cluster_address=cluster)
-            ensure_master()
-            poke()
-            return self
-        controller = Controller(self._store, self.id, get_client(cluster))
-        controller.start()
-        _track(controller)
-        self._controller = controller
+            resume_in_master(self._store, self.id, cluster if isinstance(cluster, str) else None)
+        else:
+            self._controller = resume_inprocess(self._store, self.id, cluster)
         return self
 
     def _smaller_is_better(self) -> bool:
         return self.config.searcher.smaller_is_better
-
-
-class Trial:
-    """A live handle on one trial.
-
-    Example:
-        >>> t = exp.best_trial()                                     # doctest: +SKIP
-        >>> t.hparams, t.state, t.metrics().tail()                   # doctest: +SKIP
-    """
-
-    def __init__(self, trial_id: int, store: Store) -> None:
-        self.id = trial_id
-        self._store = store
-
-    def __repr__(self) -> str:
-        r = self._row()
-        return f"<Trial {self.id} {r.state.value} hparams={r.hparams} best={r.best_validation}>"
-
-    def _row(self) -> TrialRow:
-        return self._store.get_trial(self.id)
-
-    @property
-    def experiment_id(self) -> int:
-        """The experiment this trial belongs to."""
-        return self._row().experiment_id
-
-    @property
-    def hparams(self) -> dict[str, Any]:
-        """This trial's hyperparameters."""
-        return self._row().hparams
-
-    @property
-    def state(self) -> TrialState:
-        """QUEUED, ACTIVE, PAUSED, COMPLETED, STOPPED, CANCELED or ERROR."""
-        return self._row().state
-
-    @property
-    def restarts(self) -> int:
-        """How many times the trial failed and was restarted."""
-        return self._row().restarts
-
-    @property
-    def best_validation(self) -> float | None:
-        """The best value of the searcher metric this trial reported."""
-        return self._row().best_validation
-
-    @property
-    def error(self) -> str | None:
-        """The traceback of the trial's last failure, if any."""
-        return self._row().error
-
-    def metrics(self, kind: str | None = None) -> pd.DataFrame:
-        """This trial's reports as a DataFrame (see :meth:`Experiment.metrics`)."""
-        return _metrics_frame(self._store.metrics(trial_id=self.id, kind=kind))
-
-    def checkpoints(self) -> list[Checkpoint]:
-        """This trial's kept checkpoints, oldest first."""
-        return [Checkpoint(r, self._store) for r in self._store.checkpoints(trial_id=self.id)]
-
-    def logs(self, tail: int | None = None) -> list[str]:
-        """The trial's output lines (prints, tracebacks), the last ``tail`` if given."""
-        return [r.line for r in self._store.logs(self.id, tail=tail)]
-
-
-class Checkpoint:
-    """A committed checkpoint: download its files, or load it as a ready model.
-
-    Example:
-        >>> ckpt = exp.best_checkpoint()                             # doctest: +SKIP
-        >>> model = ckpt.load()                                      # doctest: +SKIP
-        >>> model(torch.tensor([[5.1, 3.5, 1.4, 0.2]]))              # doctest: +SKIP
-    """
-
-    def __init__(self, row: CheckpointRow, store: Store) -> None:
-        self._row = row
-        self._store = store
-        self.uuid = row.uuid
-        self.trial_id = row.trial_id
-        self.experiment_id = row.experiment_id
-        self.steps = row.steps
-        self.metric = row.metric
-        self.metadata = row.metadata
-        self.resources = row.resources
-
-    def __repr__(self) -> str:
-        return f"<Checkpoint {self.uuid} trial={self.trial_id} steps={self.steps} metric={self.metric}>"
-
-    def _storage(self) -> CheckpointStorage:
-        cfg = ExperimentConfig.from_stored(self._store.get_experiment(self.experiment_id).config)
-        url = cfg.checkpoint_storage.resolve_url(str(default_home() / "checkpoints"))
-        return CheckpointStorage(url, cfg.checkpoint_storage.storage_options())
-
-    def download(self, path: str | os.PathLike[str]) -> Path:
-        """Copy the checkpoint's files into ``path``; returns it."""
-        return self._storage().download(self.uuid, path)
-
-    def load(self, **kwargs: Any) -> Any:
-        """The trained model, ready to predict, built by the experiment's own (frozen) code.
-
-        Resolution: the experiment's ``load=`` hook; else the trial class's ``load_checkpoint(path,
-        hparams)``; else the checkpoint's ``format`` metadata (``torch-module``, ``keras-model``).
-        Keyword arguments go to the loader (e.g. ``map_location="cuda"`` for torch).
-        """
-        blob, hook_blob = self._store.get_entrypoint(self.experiment_id)
-        hparams = self._store.get_trial(self.trial_id).hparams
-        fmt = self.metadata.get("format")
-        with self._storage().restore_path(self.uuid) as path:
-            if hook_blob is not None:
-                return thaw(hook_blob)(path, **kwargs)
-            entrypoint = thaw(blob)
-            loader = getattr(entrypoint, "load_checkpoint", None) if isinstance(entrypoint, type) else None
-            if callable(loader):
-                return loader(path, hparams, **kwargs)
-            if fmt == "torch-module":
-                from det_jupyter.frameworks.torch import load_model as load_torch
-
-                return load_torch(path, **kwargs)
-            if fmt == "keras-model":
-                from det_jupyter.frameworks.keras import load_model as load_keras
-
-                return load_keras(path, **kwargs)
-        raise CheckpointError(
-            f"checkpoint {self.uuid} has no known format (metadata format={fmt!r}) and the experiment has no "
-            "load hook: pass create_experiment(..., load=my_loader), save with det_jupyter.torch.save_model / "
-            "det_jupyter.keras.save_model, or use checkpoint.download(path) and load the files yourself"
-        )
-
-
-def _metrics_frame(rows: list[Any]) -> pd.DataFrame:
-    import pandas as pd
-
-    records = [
-        {
-            "trial_id": r.trial_id,
-            "run_id": r.run_id,
-            "kind": r.kind,
-            "steps": r.steps,
-            "reported_at": r.reported_at,
-            **r.metrics,
-        }
-        for r in rows
-    ]
-    columns = ["trial_id", "run_id", "kind", "steps", "reported_at"]
-    return pd.DataFrame.from_records(records, columns=None if records else columns)

@@ -28,22 +28,26 @@ def dask_client() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _no_master_outlives_the_session() -> Iterator[None]:
-    """A safety net: ``det_jupyter.master`` processes started during the session are stopped at its end.
+def _no_master_outlives_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A safety net: ``det_jupyter.master`` processes serving this session's tmp homes are stopped at its end.
 
     Masters are detached on purpose (a kernel restart must not touch them), so a test that fails
     before stopping its master would leave it running until its idle timeout; tests stop their own.
+    Only masters whose ``--home`` lies under this session's base temp dir are touched (another pytest
+    session on the machine keeps its own).
     """
     import psutil
 
-    started = time.time()
+    base = str(tmp_path_factory.getbasetemp().resolve())
     yield
     leftovers = []
-    for proc in psutil.process_iter(["cmdline", "create_time"]):
+    for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info.get("cmdline") or []
-        if "det_jupyter.master" in cmdline and (proc.info.get("create_time") or 0) >= started - 1:
-            leftovers.append(proc)
-            proc.terminate()
+        if "det_jupyter.master" in cmdline and "--home" in cmdline:
+            home = cmdline[cmdline.index("--home") + 1] if cmdline.index("--home") + 1 < len(cmdline) else ""
+            if str(Path(home).resolve()).startswith(base + os.sep):
+                leftovers.append(proc)
+                proc.terminate()
     _gone, alive = psutil.wait_procs(leftovers, timeout=30)
     for proc in alive:
         proc.kill()

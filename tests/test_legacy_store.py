@@ -56,7 +56,7 @@ def test_frozen_entrypoints_thaw_with_their_old_module_references(legacy_home: P
     store = open_store()
     blob, _ = store.get_entrypoint(1)
     assert b"det_jupyter.context" in blob  # the fixture really names the old module
-    from det_jupyter import experiment as handles
+    from det_jupyter.engine.definition import thaw
 
-    train = handles.thaw(blob)
+    train = thaw(blob)
     assert train.__annotations__["ctx"] is det_jupyter.TrialContext

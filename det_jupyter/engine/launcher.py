@@ -105,8 +105,18 @@ class DaskLauncher(Launcher):
         slot_type: ``resources.slot_type`` (``auto``, ``gpu`` or ``cpu``).
     """
 
-    def __init__(self, client: Client, slots_per_trial: int = 1, slot_type: SlotType = "auto") -> None:
+    def __init__(
+        self,
+        client: Client,
+        slots_per_trial: int = 1,
+        slot_type: SlotType = "auto",
+        *,
+        record_address: bool = True,
+    ) -> None:
         self.client = client
+        self.record_address = record_address
+        """False for a cluster that dies with this process (a kernel's embedded one): :meth:`address`
+        then names none, so the experiment row records no address a master could try to join."""
         self.slots_per_trial = slots_per_trial
         self.resource = slot_resource(client, slots_per_trial, slot_type)
         """``"GPU"``, ``"CPU"`` or ``None`` (workers declare no resources)."""
@@ -184,6 +194,6 @@ class DaskLauncher(Launcher):
         return dashboard_link(self.client)
 
     def address(self) -> str | None:
-        """The scheduler's address."""
-        scheduler = getattr(self.client, "scheduler", None)
+        """The scheduler's address (``None`` when ``record_address`` is off)."""
+        scheduler = getattr(self.client, "scheduler", None) if self.record_address else None
         return str(scheduler.address) if scheduler is not None else None

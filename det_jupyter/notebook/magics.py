@@ -78,7 +78,7 @@ class DetMagics(Magics):
 
     def _target(self, address: str | None) -> Client | str | None:
         """What ``cluster=`` gets: the address itself in master mode (the master connects), else a client."""
-        from det_jupyter.experiment import master_mode
+        from det_jupyter.engine.submit import master_mode
 
         if master_mode() == "process":
             if address is not None:
@@ -281,7 +281,7 @@ class DetMagics(Magics):
         return None
 
     def _hint_orphan(self, exp: Experiment) -> None:
-        from det_jupyter.experiment import master_mode
+        from det_jupyter.engine.submit import master_mode
 
         row = exp.store.get_experiment(exp.id)
         stale = row.heartbeat is None or time.time() - row.heartbeat > 20
@@ -303,7 +303,7 @@ class DetMagics(Magics):
 
     def _cluster(self, address: str | None) -> Report:
         from det_jupyter.engine.cluster import cluster, cluster_summary
-        from det_jupyter.experiment import master_mode
+        from det_jupyter.engine.submit import master_mode
         from det_jupyter.master import MasterPaths, ensure_master
         from det_jupyter.notebook.reports import cluster_report
 

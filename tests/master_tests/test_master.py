@@ -148,3 +148,18 @@ def test_sigkilled_master_is_replaced_and_the_experiment_completes(home: Path) -
         steps = sorted(set(t.metrics("validation")["steps"]))
         assert steps == [2, 4, 6, 8, 10, 12]
         assert any("not counted as a restart" in line for line in t.logs())
+
+
+def test_waiting_on_an_experiment_of_a_dead_master_starts_the_next_one(home: Path) -> None:
+    exp = det_jupyter.create_experiment(config(max_time=8, step_seconds=0.3), stepping)
+    old = running_master()
+    assert old is not None
+    wait_for(lambda: any(t.checkpoints() for t in exp.trials()), 120, what="a checkpoint")
+    os.kill(old.pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(old.pid), 10, what="master dead")
+    assert running_master() is None
+    # no submit, no %det attach: exp.wait() itself notices that nobody runs the experiment
+    assert exp.wait(timeout=180) == ExperimentState.COMPLETED
+    new = running_master()
+    assert new is not None and new.pid != old.pid
+    assert [t.restarts for t in exp.trials()] == [0, 0]
