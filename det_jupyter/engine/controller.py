@@ -36,25 +36,20 @@ from typing import Any
 
 from distributed import Client
 
-from det_jupyter.checkpoints import CheckpointRecord, CheckpointStorage, checkpoints_to_delete
+from det_jupyter.checkpoints import CheckpointStorage
 from det_jupyter.config import ExperimentConfig
 from det_jupyter.engine import runs as r
+from det_jupyter.engine.checkpoint_sync import collect_garbage, recover_checkpoint
 from det_jupyter.engine.launcher import DaskLauncher, Launcher
 from det_jupyter.engine.lifecycle import Lifecycle
+from det_jupyter.engine.runs import trial_spec
 from det_jupyter.engine.write_behind import WriteBehind
-from det_jupyter.errors import CheckpointError
 from det_jupyter.searcher import Create, Operation, SearchMethod, Shutdown, Stop, make_searcher
 from det_jupyter.states import ExperimentState, TrialState
 from det_jupyter.store import CheckpointRow, Store, default_home
-from det_jupyter.worker.checkpoint_context import TRAINING_KEY, VALIDATION_KEY
-from det_jupyter.worker.context import TrialSpec
 from det_jupyter.worker.events import (
-    CheckpointSaved,
     LogLine,
     MalformedEvent,
-    MetricKind,
-    MetricRecord,
-    Metrics,
     decode,
     decode_summary,
 )
@@ -369,27 +364,13 @@ class Controller:
                 trial.id, run_id=run.run_id, after_steps=trial.latest_checkpoint_steps
             )
             self._storage.remove_incomplete()  # staging halves of writers that died
-        spec = TrialSpec(
+        spec = trial_spec(
+            cfg,
+            run,
             experiment_id=self.experiment_id,
-            trial_id=trial.id,
-            run_id=run.run_id,
-            hparams=trial.hparams,
-            metric=cfg.searcher.metric,
-            smaller_is_better=cfg.searcher.smaller_is_better,
-            time_metric=cfg.searcher.time_metric or "batches",
-            max_time=int(cfg.searcher.max_time or 1),
-            storage_url=self._storage.url,
-            storage_options=self._storage.storage_options,
-            latest_checkpoint=trial.latest_checkpoint,
-            latest_checkpoint_steps=trial.latest_checkpoint_steps,
-            seed=(self._seed + 1_000_003 * trial.request_id) % 2**31,
-            data=dict(cfg.data),
-            env_vars=dict(cfg.environment.env_vars),
-            min_validation_period=_period(cfg.min_validation_period),
-            min_checkpoint_period=_period(cfg.min_checkpoint_period),
-            records_per_epoch=cfg.records_per_epoch,
+            seed=self._seed,
+            storage=self._storage,
             topic=self._topic,
-            run_key=run.key,
         )
         self._writes.update_trial(
             trial.id, state=TrialState.QUEUED, run_id=run.run_id, restarts=trial.restarts
@@ -399,58 +380,19 @@ class Controller:
             self._apply(recovered, self._clock())
 
     def _reconcile(self, run: r.RunRecord) -> list[r.Decision]:
-        """Register the checkpoint a trial's ``latest`` pointer names when the store lacks it.
-
-        A worker that dies right after a commit never gets its ``checkpoint`` event (nor, often, the
-        validation reported just before) out of the process; the storage knows both: the pointer and
-        the checkpoint's metadata.json (which carries the validation at its steps).
-        """
+        """Register the checkpoint (and the reports) an earlier run committed but never announced."""
         assert self.rules is not None
-        trial = run.trial
-        latest = self._storage.read_latest(self.experiment_id, trial.id)
-        if latest is None or latest[1] < trial.latest_checkpoint_steps:
+        found = recover_checkpoint(self.store, self._storage, self.experiment_id, run)
+        if found is None:
             return []
-        uuid, steps = latest
-        if any(c.uuid == uuid for c in self.store.checkpoints(trial_id=trial.id, include_deleted=True)):
-            return []
-        try:
-            meta = self._storage.metadata(uuid)
-        except CheckpointError:
-            return []
-        system = {
-            "steps",
-            "experiment_id",
-            "trial_id",
-            "run_id",
-            "hparams",
-            "uuid",
-            "resources",
-            "committed_at",
-        }
-        user_meta = {k: v for k, v in meta.items() if k not in system | {VALIDATION_KEY, TRAINING_KEY}}
-        body = CheckpointSaved(uuid, steps, user_meta, dict(meta.get("resources", {})))
-        earlier = int(meta.get("run_id", run.run_id - 1))
-        reported = meta.get(VALIDATION_KEY)
-        known = {m.steps for m in self.store.metrics(trial_id=trial.id, kind="validation")}
-        records: list[MetricRecord] = []
-        trained = {m.steps for m in self.store.metrics(trial_id=trial.id, kind="training")}
-        for item in meta.get(TRAINING_KEY) or []:  # training reports that were in flight
-            if isinstance(item, list) and len(item) == 3 and isinstance(item[1], dict):
-                at_steps, values, at = int(item[0]), item[1], float(item[2])
-                if at_steps <= steps and at_steps not in trained:
-                    records.append(MetricRecord(MetricKind.TRAINING, at_steps, values, at))
-        if isinstance(reported, dict) and reported and steps not in known:
-            at = float(meta.get("committed_at", time.time()))
-            records.append(MetricRecord(MetricKind.VALIDATION, steps, reported, at))
-        validation = Metrics(tuple(records)) if records else None
         log.warning(
             "experiment %s trial %s: registering checkpoint %s (steps %s) found in storage",
             self.experiment_id,
-            trial.id,
-            uuid,
-            steps,
+            run.trial.id,
+            found.body.uuid,
+            found.body.steps,
         )
-        return self.rules.on_recovered_checkpoint(trial.id, earlier, body, validation)
+        return self.rules.on_recovered_checkpoint(run.trial.id, found.run_id, found.body, found.reports)
 
     def _record_checkpoint(self, d: r.RecordCheckpoint) -> None:
         self.store.add_checkpoint(
@@ -502,21 +444,4 @@ class Controller:
         assert self.config is not None and self.rules is not None
         self._gc_dirty = False
         self._last_gc = now
-        policy = self.config.checkpoint_storage
-        rows = self.store.checkpoints(experiment_id=self.experiment_id)
-        doomed = checkpoints_to_delete(
-            [CheckpointRecord(c.uuid, c.trial_id, c.steps, c.metric) for c in rows],
-            save_experiment_best=policy.save_experiment_best,
-            save_trial_best=policy.save_trial_best,
-            save_trial_latest=policy.save_trial_latest,
-            smaller_is_better=self.config.searcher.smaller_is_better,
-            active_trials=self.rules.trials.keys(),
-        )
-        for uuid in doomed:
-            self._storage.delete(uuid)
-        if doomed:
-            self.store.mark_checkpoints_deleted(sorted(doomed))
-
-
-def _period(length: Any) -> tuple[str, int] | None:
-    return None if length is None else (str(length.unit), int(length.value))
+        collect_garbage(self.store, self._storage, self.experiment_id, self.config, self.rules.trials.keys())

@@ -14,12 +14,7 @@ The rules:
   announced arrived (events and task completion travel different paths); without an ``exited``
   event the task's result is fetched after :data:`RESULT_GRACE` s (:class:`FetchResult`), and missing
   events are given up on after :data:`EVENTS_GRACE` s.
-- Finalizing (:func:`finalize`): killed → CANCELED; completed and not stopped (or stopped having reached
-  ``max_time``) → COMPLETED; stopped by the searcher → STOPPED; paused (and not failed) → PAUSED, and
-  resubmitted if the experiment was activated meanwhile; anything else (error, lost worker, a task
-  cancelled outside det_jupyter) → restart from the latest checkpoint with ``run_id + 1`` while
-  ``restarts <= max_restarts`` (PAUSED instead if the experiment is paused), then ERROR with the
-  searcher told ``ERRORED``.
+- Finalizing an ended run: :func:`~det_jupyter.engine.finalize.finalize` (its own module).
 - Stop precedence: pause < searcher < kill (:class:`StopReason`); a weaker stop never overrides.
 - A stopping run that ignores ``should_stop()`` for ``stop_grace`` seconds is cut off (:class:`CutOff`).
 - The experiment ends when no run is live and either a kill was requested (CANCELED) or the searcher
@@ -35,9 +30,9 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
+from det_jupyter.engine.finalize import finalize
+from det_jupyter.engine.metric_watch import MetricWatch
 from det_jupyter.engine.runs import (
     AppendLog,
     CutOff,
@@ -68,109 +63,12 @@ from det_jupyter.searcher.ranking import finite_or_none, is_better, is_rankable
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
 from det_jupyter.worker.events import CheckpointSaved, Exited, Log, MetricKind, Metrics, RunEvent, Started
 
-__all__ = ["EVENTS_GRACE", "RESULT_GRACE", "Lifecycle", "failure_signature", "finalize"]
+__all__ = ["EVENTS_GRACE", "RESULT_GRACE", "Lifecycle"]
 
 RESULT_GRACE = 5.0
 """Seconds to wait for a finished task's ``exited`` event before fetching its result."""
 EVENTS_GRACE = 10.0
 """Seconds to wait for a finished run's missing events before finalizing without them."""
-
-
-# --- the finalize rule -----------------------------------------------------------------------------
-
-
-def finalize(
-    run: RunRecord, outcome: Outcome, *, state: ExperimentState, max_restarts: int, max_time: float
-) -> list[Decision]:
-    """What to do with a trial whose run ended (the run is already forgotten by the caller).
-
-    Args:
-        run: the ended run (its ``stop_reason`` and trial's ``searcher_time`` / ``restarts`` matter).
-        outcome: how it ended.
-        state: the experiment's state now.
-        max_restarts: the config's ``max_restarts``.
-        max_time: the searcher's ``max_time`` (``math.inf`` when none).
-
-    Example:
-        >>> t = TrialRecord(id=1, request_id=1, hparams={}, run_id=0)
-        >>> finalize(RunRecord(t, 0, "k"), Outcome(OutcomeStatus.COMPLETED), state=ExperimentState.ACTIVE,
-        ...          max_restarts=0, max_time=10)[0].state
-        <TrialState.COMPLETED: 'COMPLETED'>
-    """
-    trial, reason, status = run.trial, run.stop_reason, outcome.status
-    told = state != ExperimentState.STOPPING_CANCELED  # a killed search hears of no more exits
-    if reason == StopReason.KILL:
-        return [EndTrial(trial, TrialState.CANCELED, None)]
-    if status == OutcomeStatus.COMPLETED and (reason is None or trial.searcher_time >= max_time):
-        return [EndTrial(trial, TrialState.COMPLETED, ExitReason.COMPLETED if told else None)]
-    if reason == StopReason.SEARCHER:
-        return [EndTrial(trial, TrialState.STOPPED, ExitReason.STOPPED if told else None)]
-    if reason == StopReason.PAUSE and status != OutcomeStatus.ERROR:
-        return [UpdateTrial(trial.id, {"state": TrialState.PAUSED})]  # resubmitted by the caller if ACTIVE
-    error = outcome.traceback or "the trial's task was cancelled outside det_jupyter"
-    trial.restarts += 1
-    out: list[Decision] = [AppendLog(trial.id, trial.run_id, f"[det_jupyter] run {trial.run_id} failed:")]
-    # The deterministic-error rule: the same user error twice, with no checkpoint in between, will
-    # happen on every restart (a typo'd metric name, a missing column): say so instead of retrying.
-    signature = failure_signature(outcome.traceback) if status == OutcomeStatus.ERROR else None
-    failure = (signature, trial.latest_checkpoint_steps) if signature is not None else None
-    repeated = failure is not None and failure == trial.last_failure
-    trial.last_failure = failure
-    if repeated and trial.restarts <= max_restarts:
-        note = (
-            f"[det_jupyter] failed twice the same way; not retrying (runs {trial.run_id - 1} and "
-            f"{trial.run_id} raised the same error at the same line, with no new checkpoint in between; "
-            f"max_restarts={max_restarts} would have restarted it {max_restarts - trial.restarts + 1} more "
-            "times). Fix the error, then create the experiment again"
-        )
-        out.append(AppendLog(trial.id, trial.run_id, note))
-        return [
-            *out,
-            UpdateTrial(trial.id, {"error": f"{error.rstrip()}\n\n{note}", "restarts": trial.restarts}),
-            EndTrial(trial, TrialState.ERROR, ExitReason.ERRORED if told else None),
-        ]
-    values: dict[str, Any] = {"error": error, "restarts": trial.restarts}
-    if trial.restarts <= max_restarts and state == ExperimentState.ACTIVE:
-        return [*out, UpdateTrial(trial.id, values)]  # the caller resubmits
-    if trial.restarts <= max_restarts:  # paused meanwhile: activate resubmits it
-        return [*out, UpdateTrial(trial.id, {**values, "state": TrialState.PAUSED})]
-    return [
-        *out,
-        UpdateTrial(trial.id, values),
-        EndTrial(trial, TrialState.ERROR, ExitReason.ERRORED if told else None),
-    ]
-
-
-def failure_signature(traceback: str | None) -> str | None:
-    r"""What makes two failures "the same": the innermost frame and the exception (type and message).
-
-    ``None`` when the text is not a Python traceback (a lost worker, a cut-off): those are never
-    treated as deterministic. Only the final exception of a chain counts.
-
-    Example:
-        >>> tb = (
-        ...     "Traceback (most recent call last):\n"
-        ...     '  File "/w/runtime.py", line 160, in run_trial\n'
-        ...     "    call_entrypoint(entrypoint, ctx)\n"
-        ...     '  File "<cell>", line 4, in train\n'
-        ...     '    y = row["lable"]\n'
-        ...     "KeyError: 'lable'\n"
-        ... )
-        >>> print(failure_signature(tb))
-          File "<cell>", line 4, in train
-        KeyError: 'lable'
-        >>> failure_signature("KilledWorker: x (the worker running the trial died or was lost)") is None
-        True
-    """
-    if not traceback:
-        return None
-    lines = traceback.rstrip().splitlines()
-    frames = [i for i, line in enumerate(lines) if line.startswith('  File "')]
-    if not frames:
-        return None
-    last = frames[-1]
-    exception = [line for line in lines[last + 1 :] if line and not line[0].isspace()]
-    return "\n".join([lines[last], *exception]) if exception else None
 
 
 # --- the state machine -----------------------------------------------------------------------------
@@ -224,9 +122,7 @@ class Lifecycle:
         self.search_failed = False
         self._by_request: dict[int, TrialRecord] = {}
         self._run_of_trial: dict[int, RunRecord] = {}
-        self._metric_seen = False  # the searcher-metric rule (finish): what this controller saw
-        self._unscored_ends = 0
-        self._reported: dict[str, set[str]] = {"training": set(), "validation": set()}
+        self.metric_watch = MetricWatch(metric)  # the searcher-metric rule (finish)
 
     def run_of(self, trial_id: int) -> RunRecord | None:
         """The live run of a trial, if any."""
@@ -238,7 +134,7 @@ class Lifecycle:
         """A trial the searcher created (or a non-terminal one found on resume): run it unless paused."""
         self.trials[trial.id] = trial
         if trial.run_id >= 0 or trial.best is not None:  # resumed: earlier runs were not seen here
-            self._metric_seen = True  # so never claim that no trial reported the metric
+            self.metric_watch.saw_metric()  # so never claim that no trial reported the metric
         self._by_request[trial.request_id] = trial
         if self.state == ExperimentState.ACTIVE:
             return [self._submit(trial)]
@@ -334,8 +230,7 @@ class Lifecycle:
         steps_done = 0
         for record in body.records:
             steps_done = max(steps_done, record.steps)
-            if not self._metric_seen:
-                self._note_keys(record.kind, record.metrics)
+            self.metric_watch.note(record.kind, record.metrics)
             if record.kind != MetricKind.VALIDATION:
                 continue
             trial.reported_metric = trial.reported_metric or self.metric in record.metrics
@@ -545,7 +440,7 @@ class Lifecycle:
                     ExperimentState.ERROR, "every trial failed; see the trials' logs and errors"
                 )
             else:
-                final = FinishExperiment(ExperimentState.COMPLETED, self.missing_metric())
+                final = FinishExperiment(ExperimentState.COMPLETED, self.metric_watch.missing())
         else:
             return None
         self.state = final.state
@@ -568,46 +463,7 @@ class Lifecycle:
 
     def _forget(self, trial: TrialRecord) -> None:
         if self.trials.pop(trial.id, None) is not None and not trial.reported_metric:
-            self._unscored_ends += 1
-
-    def _note_keys(self, kind: MetricKind, metrics: Mapping[str, Any]) -> None:
-        if kind == MetricKind.VALIDATION and self.metric in metrics:
-            self._metric_seen = True
-            return
-        keys = self._reported[kind.value]
-        if len(keys) < 50:
-            keys.update(list(metrics)[: 50 - len(keys)])
-
-    def missing_metric(self) -> str | None:
-        """The searcher-metric rule: why the search has no result, when no trial ever reported the metric.
-
-        An experiment whose trials ended without one validation carrying ``searcher.metric`` (a
-        framework trial without validation data, a ``train(ctx)`` that only reports training
-        metrics) ranked nothing: ``best_trial()`` is ``None`` and every searcher decision was made on
-        "worst". The experiment still ends COMPLETED (its trials did complete, and a run that only
-        trains, e.g. ``searcher: single``, is legitimate) with this message as its ``error``. ``None`` when a trial reported the metric, when no trial ended, or
-        when this controller resumed the experiment and did not see its earlier runs.
-
-        Example:
-            >>> rules = Lifecycle(experiment_id=1, nonce="n", max_restarts=0, max_time=10)
-            >>> rules.missing_metric() is None
-            True
-        """
-        if self._metric_seen or self._unscored_ends == 0:
-            return None
-        validation, training = (sorted(self._reported[k]) for k in ("validation", "training"))
-        if validation:
-            seen = f"their validations reported {validation}"
-        else:
-            seen = "no trial reported a validation" + (
-                f" (training metrics: {training})" if training else " or any metric"
-            )
-        return (
-            f"no trial reported the searcher metric {self.metric!r}: {seen}, so nothing was ranked and "
-            f"best_trial() is None. Fix: report it with ctx.report_validation_metrics(steps, "
-            f"{{{self.metric!r}: value}}) (TorchTrial / KerasTrial: give them validation data), or set "
-            "searcher.metric to a key the trials report"
-        )
+            self.metric_watch.unscored_end()
 
     def _set_state(self, state: ExperimentState) -> SetExperimentState:
         self.state = state

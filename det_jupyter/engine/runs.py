@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Any
 
+from det_jupyter.checkpoints import CheckpointStorage
+from det_jupyter.config import ExperimentConfig, Length
 from det_jupyter.searcher import ExitReason
 from det_jupyter.states import ExperimentState, TrialState
+from det_jupyter.worker.context import TrialSpec
 from det_jupyter.worker.events import CheckpointSaved, Exited, Log, Metrics, RunStatus
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "TaskEnd",
     "TrialRecord",
     "UpdateTrial",
+    "trial_spec",
 ]
 
 
@@ -318,3 +322,49 @@ Decision = (
     | SetExperimentState
     | FinishExperiment
 )
+
+
+def trial_spec(
+    cfg: ExperimentConfig,
+    run: RunRecord,
+    *,
+    experiment_id: int,
+    seed: int,
+    storage: CheckpointStorage,
+    topic: str,
+) -> TrialSpec:
+    """Everything a worker needs to run ``run`` (its trial's hparams, metric, storage, periods, seed).
+
+    The seed is the experiment's, offset by the trial's request id, so a trial's runs share it and
+    two experiments with the same ``experiment_seed`` give their trials the same seeds.
+
+    Example:
+        >>> spec = trial_spec(cfg, run, experiment_id=1, seed=42, storage=storage, topic="t")  # doctest: +SKIP
+    """
+    trial = run.trial
+    return TrialSpec(
+        experiment_id=experiment_id,
+        trial_id=trial.id,
+        run_id=run.run_id,
+        hparams=trial.hparams,
+        metric=cfg.searcher.metric,
+        smaller_is_better=cfg.searcher.smaller_is_better,
+        time_metric=cfg.searcher.time_metric or "batches",
+        max_time=int(cfg.searcher.max_time or 1),
+        storage_url=storage.url,
+        storage_options=storage.storage_options,
+        latest_checkpoint=trial.latest_checkpoint,
+        latest_checkpoint_steps=trial.latest_checkpoint_steps,
+        seed=(seed + 1_000_003 * trial.request_id) % 2**31,
+        data=dict(cfg.data),
+        env_vars=dict(cfg.environment.env_vars),
+        min_validation_period=_period(cfg.min_validation_period),
+        min_checkpoint_period=_period(cfg.min_checkpoint_period),
+        records_per_epoch=cfg.records_per_epoch,
+        topic=topic,
+        run_key=run.key,
+    )
+
+
+def _period(length: Length | None) -> tuple[str, int] | None:
+    return None if length is None else (str(length.unit), int(length.value))

@@ -167,7 +167,7 @@ def orphaned_experiments(store: Store, *, now: float | None = None) -> list[int]
     """Ids of the experiments that need a master and have none, oldest first.
 
     That is every experiment that is not terminal and whose lease is free
-    (:func:`~det_jupyter.store.sqlite.lease_is_free`: no owner, an owner process on this host that is
+    (:func:`~det_jupyter.store.lease.lease_is_free`: no owner, an owner process on this host that is
     gone, or a stale heartbeat), except a PAUSED one with no pending request: it needs nobody until
     someone activates (or kills) it.
 
@@ -179,7 +179,7 @@ def orphaned_experiments(store: Store, *, now: float | None = None) -> list[int]
         True
     """
     from det_jupyter.states import ExperimentState
-    from det_jupyter.store.sqlite import lease_is_free
+    from det_jupyter.store.lease import lease_is_free
 
     orphans = []
     for row in store.list_experiments():

@@ -41,7 +41,7 @@ from det_jupyter.master.files import (
     read_info,
     write_info,
 )
-from det_jupyter.store.sqlite import LEASE_STALE, lease_is_free
+from det_jupyter.store.lease import LEASE_STALE, lease_is_free
 
 __all__ = ["LEASE_STALE", "Master", "MasterRunningError", "kill_orphans"]
 

@@ -5,7 +5,8 @@ Pure rules (``engine/lifecycle.py``), in the style of ``test_runs.py``: decision
 
 from __future__ import annotations
 
-from det_jupyter.engine.lifecycle import Lifecycle, failure_signature
+from det_jupyter.engine.finalize import failure_signature
+from det_jupyter.engine.lifecycle import Lifecycle
 from det_jupyter.engine.runs import AppendLog, EndTrial, RunRecord, Submit, TaskEnd, TrialRecord, UpdateTrial
 from det_jupyter.searcher import ExitReason
 from det_jupyter.states import ControlAction, TrialState

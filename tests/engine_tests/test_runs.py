@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from det_jupyter.engine.lifecycle import EVENTS_GRACE, RESULT_GRACE, Lifecycle, finalize
+from det_jupyter.engine.finalize import finalize
+from det_jupyter.engine.lifecycle import EVENTS_GRACE, RESULT_GRACE, Lifecycle
 from det_jupyter.engine.runs import (
     CutOff,
     EndTrial,
