@@ -11,11 +11,8 @@ master home) are shared with ``tests/master_tests/test_disturbed_run.py``.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import random
-import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -26,10 +23,8 @@ import pytest
 
 import det_jupyter
 from det_jupyter import ExperimentState, TrialState
-from det_jupyter.master import read_info, stop_master
-from det_jupyter.master.files import pid_alive
-from det_jupyter.master.process import kill_orphans
 from tests.conftest import wait_for
+from tests.master_tests.helpers import master_mode_home
 
 PERIOD = 3
 """Checkpoint period of :func:`periodic_trial` (steps)."""
@@ -138,22 +133,10 @@ def assert_sound(exp: Any, run_dir: Path, *, max_time: int, trials: int) -> dict
 
 @pytest.fixture
 def master_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh home in master mode (2 CPU workers); its master is stopped, or killed with its workers,
-    at the end even on failure (also a master started by a test after killing the first one)."""
-    path = tmp_path / "h"
-    monkeypatch.setenv("DET_JUPYTER_HOME", str(path))
-    monkeypatch.setenv("DET_JUPYTER_MASTER", "process")
-    monkeypatch.setenv("DET_JUPYTER_MASTER_WORKERS", "2")
-    monkeypatch.delenv("DET_JUPYTER_CLUSTER", raising=False)
-    yield path
-    info = read_info(path)
-    with contextlib.suppress(Exception):
-        stop_master(path, timeout=30)
-    if info is not None:
-        if pid_alive(info.pid, info.create_time):
-            os.kill(info.pid, signal.SIGKILL)
-            wait_for(lambda: not pid_alive(info.pid), 10, what="master killed")
-        kill_orphans(info)
+    """A fresh home in master mode (2 CPU workers); every master started there (also one a test starts
+    after killing the first) is stopped, or killed with its workers, at the end even on failure."""
+    with master_mode_home(tmp_path / "h", monkeypatch) as path:
+        yield path
 
 
 # --- the storm --------------------------------------------------------------------------------------

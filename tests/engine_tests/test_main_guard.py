@@ -9,10 +9,8 @@ cluster. Real subprocess scripts, each with its own DET_JUPYTER_HOME; every mast
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -23,10 +21,8 @@ import pytest
 
 from det_jupyter.engine import cluster as cluster_module
 from det_jupyter.errors import ClusterError
-from det_jupyter.master import read_info, stop_master
-from det_jupyter.master.files import pid_alive
-from det_jupyter.master.process import kill_orphans
-from tests.conftest import wait_for
+from det_jupyter.master import read_info
+from tests.master_tests.helpers import stop_all_masters
 
 BOOTSTRAP = "before the current process has finished its bootstrapping phase"
 GUARD = 'if __name__ == "__main__":'
@@ -46,15 +42,10 @@ def _run(script: Path, home: Path, *, mode: str, timeout: float = 180) -> subpro
 def home(tmp_path: Path) -> Iterator[Path]:
     """A fresh home; a master the script started there is stopped (or killed) afterwards."""
     path = tmp_path / "home"
-    yield path
-    info = read_info(path)
-    with contextlib.suppress(Exception):
-        stop_master(path, timeout=30)
-    if info is not None:
-        if pid_alive(info.pid, info.create_time):
-            os.kill(info.pid, signal.SIGKILL)
-            wait_for(lambda: not pid_alive(info.pid), 10, what="master killed")
-        kill_orphans(info)
+    try:
+        yield path
+    finally:
+        stop_all_masters(path)
 
 
 def test_unguarded_script_gets_one_message_with_the_fix(tmp_path: Path, home: Path) -> None:

@@ -7,12 +7,10 @@ workers) at the end, even on failure.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,29 +20,17 @@ import pytest
 import det_jupyter
 from det_jupyter import ExperimentState, TrialState
 from det_jupyter.cli import main as cli
-from det_jupyter.master import ensure_master, read_info, running_master, stop_master
+from det_jupyter.master import ensure_master, running_master
 from det_jupyter.master.files import pid_alive
-from det_jupyter.master.process import kill_orphans
 from tests.conftest import wait_for
+from tests.master_tests.helpers import master_mode_home, stepping
 
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh home in master mode (2 CPU workers); its master is stopped (or killed) afterwards."""
-    path = tmp_path / "h"
-    monkeypatch.setenv("DET_JUPYTER_HOME", str(path))
-    monkeypatch.setenv("DET_JUPYTER_MASTER", "process")
-    monkeypatch.setenv("DET_JUPYTER_MASTER_WORKERS", "2")
-    monkeypatch.delenv("DET_JUPYTER_CLUSTER", raising=False)
-    yield path
-    info = read_info(path)
-    with contextlib.suppress(Exception):
-        stop_master(path, timeout=30)
-    if info is not None:
-        if pid_alive(info.pid, info.create_time):
-            os.kill(info.pid, signal.SIGKILL)
-            wait_for(lambda: not pid_alive(info.pid), 10, what="master killed")
-        kill_orphans(info)
+    """A fresh home in master mode (2 CPU workers); its masters are stopped (or killed) afterwards."""
+    with master_mode_home(tmp_path / "h", monkeypatch) as path:
+        yield path
 
 
 def config(max_trials: int = 2, max_time: int = 6, **hp: Any) -> dict[str, Any]:
@@ -55,21 +41,6 @@ def config(max_trials: int = 2, max_time: int = 6, **hp: Any) -> dict[str, Any]:
         "hyperparameters": {"x": {"type": "double", "minval": -1, "maxval": 1}, **hp},
         "max_restarts": 0,
     }  # fmt: skip
-
-
-def stepping(ctx: Any) -> None:
-    """Steps of ``step_seconds``; validates and checkpoints every 2 steps; resumes from its checkpoint."""
-    start = 0
-    with ctx.checkpoint.restore() as path:
-        if path is not None:
-            start = int((path / "step").read_text())
-    for step in range(start + 1, ctx.searcher.max_time + 1):
-        time.sleep(ctx.hparams.get("step_seconds", 0.0))
-        ctx.report_training_metrics(step, {"loss": 1.0 / step})
-        if step % 2 == 0:
-            ctx.report_validation_metrics(step, {"val_loss": abs(ctx.hparams["x"]) + 1.0 / step})
-            with ctx.checkpoint.save(step) as out:
-                (out / "step").write_text(str(step))
 
 
 def test_one_master_per_home(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

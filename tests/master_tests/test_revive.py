@@ -9,7 +9,6 @@ its own DET_JUPYTER_HOME; the ``home`` fixture stops every master started there,
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -21,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from pytest_jupyter.jupyter_core import *  # noqa: F403
 from pytest_jupyter.jupyter_server import *  # noqa: F403
@@ -36,7 +34,6 @@ from det_jupyter.master import (
     revive_if_orphaned,
     running_master,
     serves_store,
-    stop_master,
 )
 from det_jupyter.master.files import pid_alive
 from det_jupyter.master.process import kill_orphans
@@ -44,44 +41,14 @@ from det_jupyter.server.service import SETTINGS_KEY, ExperimentService
 from det_jupyter.states import ControlAction
 from det_jupyter.store import Store
 from tests.conftest import wait_for
-
-
-def _masters_of(home: Path) -> list[psutil.Process]:
-    """Live ``det_jupyter.master`` processes serving ``home``."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info.get("cmdline") or []
-        if "det_jupyter.master" in cmdline and str(home) in cmdline and proc.status() != psutil.STATUS_ZOMBIE:
-            found.append(proc)
-    return found
-
-
-def _stop_all(home: Path) -> None:
-    info = read_info(home)
-    with contextlib.suppress(Exception):
-        stop_master(home, timeout=30)
-    if info is not None:
-        if pid_alive(info.pid, info.create_time):
-            os.kill(info.pid, signal.SIGKILL)
-            wait_for(lambda: not pid_alive(info.pid), 10, what="master killed")
-        kill_orphans(info)
-    for proc in _masters_of(home):  # one still starting, with no master.json yet
-        proc.kill()
-        proc.wait(10)
+from tests.master_tests.helpers import master_mode_home, masters_of, stepping
 
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh home in master mode (1 CPU worker); every master started there is stopped afterwards."""
-    path = tmp_path / "h"
-    monkeypatch.setenv("DET_JUPYTER_HOME", str(path))
-    monkeypatch.setenv("DET_JUPYTER_MASTER", "process")
-    monkeypatch.setenv("DET_JUPYTER_MASTER_WORKERS", "1")
-    monkeypatch.delenv("DET_JUPYTER_CLUSTER", raising=False)
-    try:
+    with master_mode_home(tmp_path / "h", monkeypatch, workers=1) as path:
         yield path
-    finally:
-        _stop_all(path)
 
 
 def config(max_time: int = 6, step_seconds: float = 0.0) -> dict[str, Any]:
@@ -92,21 +59,6 @@ def config(max_time: int = 6, step_seconds: float = 0.0) -> dict[str, Any]:
         "hyperparameters": {"x": {"type": "double", "minval": -1, "maxval": 1}, "step_seconds": step_seconds},
         "max_restarts": 0,
     }  # fmt: skip
-
-
-def stepping(ctx: Any) -> None:
-    """Steps of ``step_seconds``; validates and checkpoints every 2 steps; resumes from its checkpoint."""
-    start = 0
-    with ctx.checkpoint.restore() as path:
-        if path is not None:
-            start = int((path / "step").read_text())
-    for step in range(start + 1, ctx.searcher.max_time + 1):
-        time.sleep(ctx.hparams["step_seconds"])
-        ctx.report_training_metrics(step, {"loss": 1.0 / step})
-        if step % 2 == 0:
-            ctx.report_validation_metrics(step, {"val_loss": abs(ctx.hparams["x"]) + 1.0 / step})
-            with ctx.checkpoint.save(step) as out:
-                (out / "step").write_text(str(step))
 
 
 def orphan_by_sigkill(home: Path, *, checkpointed: bool) -> Experiment:
@@ -124,7 +76,7 @@ def orphan_by_sigkill(home: Path, *, checkpointed: bool) -> Experiment:
     os.kill(master.pid, signal.SIGKILL)
     wait_for(lambda: not pid_alive(master.pid), 10, what="master dead")
     kill_orphans(master)  # its worker would keep reporting; the next master kills it anyway
-    assert running_master() is None and not _masters_of(home)
+    assert running_master() is None and not masters_of(home)
     assert exp.state == ExperimentState.ACTIVE
     assert orphaned_experiments(exp.store) == [exp.id]
     return exp
@@ -168,7 +120,7 @@ def test_the_rule_without_any_master(home: Path, monkeypatch: pytest.MonkeyPatch
     )  # a live pid but a stale heartbeat (a hung owner): free too
     assert len(orphaned_experiments(store)) == 2
     monkeypatch.setenv("DET_JUPYTER_MASTER", "inprocess")  # no master wanted
-    assert revive_if_orphaned(home) is None and not _masters_of(home)
+    assert revive_if_orphaned(home) is None and not masters_of(home)
     assert serves_store(home / "det_jupyter.db") and not serves_store(home / "other.db")
 
 
@@ -179,7 +131,7 @@ def test_nothing_to_revive_starts_nothing_from_the_cli(home: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert "started the master" not in done.stderr
     assert "done" in _cli("experiment", "list").stdout
-    assert not _masters_of(home) and read_info(home) is None
+    assert not masters_of(home) and read_info(home) is None
 
 
 def test_a_store_elsewhere_revives_nothing(home: Path, tmp_path: Path) -> None:
@@ -187,7 +139,7 @@ def test_a_store_elsewhere_revives_nothing(home: Path, tmp_path: Path) -> None:
     other.create_experiment(name="orphan", config={}, entrypoint=b"", seed=0)
     done = _cli("--store", str(other.path), "experiment", "list")
     assert done.returncode == 0 and "orphan" in done.stdout
-    assert not _masters_of(home) and read_info(home) is None
+    assert not masters_of(home) and read_info(home) is None
 
 
 # --- the CLI ---------------------------------------------------------------------------------------
@@ -280,7 +232,7 @@ def test_the_server_starts_nothing_when_nothing_needs_it(
     assert _fetch_list(jp_asyncio_loop, jp_fetch)["total"] == 3
     _settle(service)
     assert service.maybe_revive() is None  # within REVIVE_INTERVAL of the last look: not again
-    assert not _masters_of(home) and read_info(home) is None
+    assert not masters_of(home) and read_info(home) is None
 
 
 @pytest.mark.parametrize("service_config", [{"revive_master": False}])
@@ -294,4 +246,4 @@ def test_the_setting_turns_it_off(home: Path, jp_serverapp: Any, jp_fetch: Any, 
     assert _fetch_list(jp_asyncio_loop, jp_fetch)["total"] == 1
     assert service.maybe_revive(force=True) is None
     assert not any(t.name == "det-jupyter-revive" and t.is_alive() for t in threading.enumerate())
-    assert not _masters_of(home) and read_info(home) is None
+    assert not masters_of(home) and read_info(home) is None
