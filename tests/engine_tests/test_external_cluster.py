@@ -121,7 +121,12 @@ def test_experiment_resumes_after_its_controller_process_dies(
     script = tmp_path / "driver.py"
     script.write_text(_DRIVER)
     address = dask_client.scheduler.address
-    driver = subprocess.Popen([sys.executable, str(script), address], stdout=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(  # its controller is the driver's own thread: that is what dies
+        [sys.executable, str(script), address],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "DET_JUPYTER_MASTER": "inprocess"},
+    )
     assert driver.stdout is not None
     exp = det_jupyter.get_experiment(int(driver.stdout.readline()))
     wait_for(
