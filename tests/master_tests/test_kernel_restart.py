@@ -46,7 +46,7 @@ EXPERIMENT = """\
 name: survives-restart
 hyperparameters:
   x: {type: double, minval: -1, maxval: 1}
-searcher: {name: random, metric: val_loss, max_trials: 2, max_concurrent_trials: 2, time_metric: batches, max_time: 12}
+searcher: {name: random, metric: val_loss, max_trials: 2, max_concurrent_trials: 2, time_metric: batches, max_time: 30}
 max_restarts: 0
 """
 
@@ -78,6 +78,8 @@ def test_a_kernel_restart_mid_run_costs_nothing(tmp_path: Path, monkeypatch: pyt
                 trials = store.list_trials(1)
                 return len(trials) == 2 and all(store.checkpoints(trial_id=t.id) for t in trials)
 
+            # trials of 30 steps x 0.4 s: still far from done when the restart (seconds on a loaded
+            # machine) is over, so "still running in the master" below is no race
             wait_for(running_with_checkpoints, 120, what="both trials checkpointed")
             assert not store.get_experiment(1).state.is_terminal
             kernel_pid = client.km.provisioner.process.pid  # type: ignore[union-attr]
@@ -93,14 +95,8 @@ def test_a_kernel_restart_mid_run_costs_nothing(tmp_path: Path, monkeypatch: pyt
         assert len(trials) == 2 and {t.state for t in trials} == {TrialState.COMPLETED}
         assert [t.restarts for t in trials] == [0, 0]
         for t in trials:
-            assert sorted({m.steps for m in store.metrics(trial_id=t.id, kind="validation")}) == [
-                2,
-                4,
-                6,
-                8,
-                10,
-                12,
-            ]
+            validated = sorted({m.steps for m in store.metrics(trial_id=t.id, kind="validation")})
+            assert validated == list(range(2, 31, 2))
     finally:
         info = read_info(home)
         try:
