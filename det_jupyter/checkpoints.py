@@ -140,9 +140,15 @@ class CheckpointStorage:
             f.write(json.dumps(meta))
         return resources
 
-    def write_latest(self, experiment_id: int, trial_id: int, uuid: str, steps: int) -> None:
-        """Point a trial's ``latest`` pointer at a committed checkpoint (atomically where possible)."""
-        doc = json.dumps({"uuid": uuid, "steps": steps})
+    def write_latest(
+        self, experiment_id: int, trial_id: int, uuid: str, steps: int, *, experiment_key: str = ""
+    ) -> None:
+        """Point a trial's ``latest`` pointer at a committed checkpoint (atomically where possible).
+
+        ``experiment_key`` tells this experiment from another with the same id: two stores (a deleted
+        and re-created one, say) may share a checkpoint root, and ids restart at 1 in a new store.
+        """
+        doc = json.dumps({"uuid": uuid, "steps": steps, "experiment_key": experiment_key})
         path = f"{self._latest_dir()}/{experiment_id}-{trial_id}.json"
         if self.is_local:
             _atomic_write_text(Path(path), doc)
@@ -150,15 +156,27 @@ class CheckpointStorage:
             with self.fs.open(path, "w") as f:
                 f.write(doc)
 
-    def read_latest(self, experiment_id: int, trial_id: int) -> tuple[str, int] | None:
-        """The ``(uuid, steps)`` of a trial's newest committed checkpoint, or ``None``."""
+    def read_latest(
+        self, experiment_id: int, trial_id: int, *, experiment_key: str = ""
+    ) -> tuple[str, int] | None:
+        """The ``(uuid, steps)`` of a trial's newest committed checkpoint, or ``None``.
+
+        ``None`` too when the pointer was written for another experiment with the same id (its
+        ``experiment_key`` differs: a pointer left by an older store) or its checkpoint is gone.
+
+        Example:
+            >>> import tempfile
+            >>> storage = CheckpointStorage(tempfile.mkdtemp())
+            >>> storage.read_latest(1, 1, experiment_key="1-1700000000.0") is None
+            True
+        """
         path = f"{self._latest_dir()}/{experiment_id}-{trial_id}.json"
         try:
             with self.fs.open(path, "r") as f:
                 doc = json.loads(f.read())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
-        if not self.exists(doc["uuid"]):
+        if doc.get("experiment_key", "") != experiment_key or not self.exists(doc["uuid"]):
             return None
         return str(doc["uuid"]), int(doc["steps"])
 

@@ -196,6 +196,16 @@ def test_latest_pointer(storage: CheckpointStorage) -> None:
     assert storage.read_latest(1, 2) is None
 
 
+def test_a_pointer_left_by_another_experiment_with_the_same_id_is_ignored(storage: CheckpointStorage) -> None:
+    # A store deleted and created again restarts ids at 1 while its checkpoint root keeps the old
+    # pointers: experiment 1 of the new store must not restore experiment 1 of the old one.
+    _save(storage, "old-ck", steps=6)
+    storage.write_latest(1, 1, "old-ck", 6, experiment_key="1-1700000000.0")
+    assert storage.read_latest(1, 1, experiment_key="1-1800000000.0") is None
+    assert storage.read_latest(1, 1) is None  # a caller without a key never takes a keyed pointer
+    assert storage.read_latest(1, 1, experiment_key="1-1700000000.0") == ("old-ck", 6)
+
+
 def test_latest_pointer_to_an_uncommitted_checkpoint_is_ignored(storage: CheckpointStorage) -> None:
     storage.write_latest(4, 5, "ghost", 100)
     assert storage.read_latest(4, 5) is None

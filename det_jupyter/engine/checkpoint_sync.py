@@ -47,7 +47,7 @@ class Recovered:
 
 
 def recover_checkpoint(
-    store: Store, storage: CheckpointStorage, experiment_id: int, run: RunRecord
+    store: Store, storage: CheckpointStorage, experiment_id: int, run: RunRecord, experiment_key: str = ""
 ) -> Recovered | None:
     """The checkpoint ``run``'s trial's ``latest`` pointer names, when the store lacks it; else ``None``.
 
@@ -55,7 +55,7 @@ def recover_checkpoint(
     steps, the training reports since the previous checkpoint).
     """
     trial = run.trial
-    latest = storage.read_latest(experiment_id, trial.id)
+    latest = storage.read_latest(experiment_id, trial.id, experiment_key=experiment_key)
     if latest is None or latest[1] < trial.latest_checkpoint_steps:
         return None
     uuid, steps = latest

@@ -42,7 +42,7 @@ from det_jupyter.engine import runs as r
 from det_jupyter.engine.checkpoint_sync import collect_garbage, recover_checkpoint
 from det_jupyter.engine.launcher import DaskLauncher, Launcher
 from det_jupyter.engine.lifecycle import Lifecycle
-from det_jupyter.engine.runs import trial_spec
+from det_jupyter.engine.runs import experiment_key, trial_spec
 from det_jupyter.engine.write_behind import WriteBehind
 from det_jupyter.searcher import Create, Operation, SearchMethod, Shutdown, Stop, make_searcher
 from det_jupyter.states import ExperimentState, TrialState
@@ -179,6 +179,7 @@ class Controller:
         blob, _ = self.store.get_entrypoint(self.experiment_id)
         self._blob, self._digest = blob, hashlib.sha256(blob).hexdigest()[:20]
         self._seed = row.seed
+        self._experiment_key = experiment_key(row.id, row.created_at)
         storage_url = cfg.checkpoint_storage.resolve_url(str(default_home() / "checkpoints"))
         self._storage = CheckpointStorage(storage_url, cfg.checkpoint_storage.storage_options())
         self._storage.remove_incomplete()
@@ -371,6 +372,7 @@ class Controller:
             seed=self._seed,
             storage=self._storage,
             topic=self._topic,
+            experiment_key=self._experiment_key,
         )
         self._writes.update_trial(
             trial.id, state=TrialState.QUEUED, run_id=run.run_id, restarts=trial.restarts
@@ -382,7 +384,7 @@ class Controller:
     def _reconcile(self, run: r.RunRecord) -> list[r.Decision]:
         """Register the checkpoint (and the reports) an earlier run committed but never announced."""
         assert self.rules is not None
-        found = recover_checkpoint(self.store, self._storage, self.experiment_id, run)
+        found = recover_checkpoint(self.store, self._storage, self.experiment_id, run, self._experiment_key)
         if found is None:
             return []
         log.warning(

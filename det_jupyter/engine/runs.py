@@ -50,6 +50,7 @@ __all__ = [
     "TaskEnd",
     "TrialRecord",
     "UpdateTrial",
+    "experiment_key",
     "trial_spec",
 ]
 
@@ -332,6 +333,7 @@ def trial_spec(
     seed: int,
     storage: CheckpointStorage,
     topic: str,
+    experiment_key: str = "",
 ) -> TrialSpec:
     """Everything a worker needs to run ``run`` (its trial's hparams, metric, storage, periods, seed).
 
@@ -363,8 +365,20 @@ def trial_spec(
         records_per_epoch=cfg.records_per_epoch,
         topic=topic,
         run_key=run.key,
+        experiment_key=experiment_key,
     )
 
 
 def _period(length: Length | None) -> tuple[str, int] | None:
     return None if length is None else (str(length.unit), int(length.value))
+
+
+def experiment_key(experiment_id: int, created_at: float) -> str:
+    """What tells an experiment from another with the same id (ids restart at 1 in a new store that may
+    share a checkpoint root with an old one): its id and creation time, stable across resumes.
+
+    Example:
+        >>> experiment_key(3, 1700000000.25)
+        '3-1700000000.25'
+    """
+    return f"{experiment_id}-{created_at!r}"

@@ -99,7 +99,9 @@ class CheckpointContext:
                 # its events are out, the controller still registers both from storage
                 meta[VALIDATION_KEY] = validation
             resources = self._storage.commit(uuid, path, meta)
-        self._storage.write_latest(trial.experiment_id, trial.trial_id, uuid, int(steps))
+        self._storage.write_latest(
+            trial.experiment_id, trial.trial_id, uuid, int(steps), experiment_key=trial.experiment_key
+        )
         self.latest, self.latest_steps = uuid, int(steps)
         trial._flush()
         trial._emit(CheckpointSaved(uuid, int(steps), user_metadata, resources))

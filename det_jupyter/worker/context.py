@@ -94,6 +94,7 @@ class TrialSpec:
     records_per_epoch: int | None = None
     topic: str = ""
     run_key: str = ""
+    experiment_key: str = ""
 
 
 class TrialContext:
@@ -122,6 +123,7 @@ class TrialContext:
         self.hparams: dict[str, Any] = spec.hparams
         self.trial_id = spec.trial_id
         self.experiment_id = spec.experiment_id
+        self.experiment_key = spec.experiment_key  # tells this experiment from others with its id
         self.run_id = spec.run_id
         self.data: dict[str, Any] = spec.data
         self.seed = spec.seed

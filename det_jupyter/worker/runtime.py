@@ -184,7 +184,7 @@ def _newest_checkpoint(spec: TrialSpec) -> TrialSpec:
     old as the first submission, while the storage's pointer knows the latest commit.
     """
     storage = CheckpointStorage(spec.storage_url, spec.storage_options)
-    latest = storage.read_latest(spec.experiment_id, spec.trial_id)
+    latest = storage.read_latest(spec.experiment_id, spec.trial_id, experiment_key=spec.experiment_key)
     if latest is not None and (spec.latest_checkpoint is None or latest[1] > spec.latest_checkpoint_steps):
         return replace(spec, latest_checkpoint=latest[0], latest_checkpoint_steps=latest[1])
     return spec
