@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import math
 import random
@@ -11,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import det_jupyter.hparams
 from det_jupyter.errors import ConfigError
 from det_jupyter.hparams import (
     CategoricalHParam,
@@ -22,10 +20,6 @@ from det_jupyter.hparams import (
     LogHParam,
     parse_hyperparameters,
 )
-
-
-def test_doctests() -> None:
-    assert doctest.testmod(det_jupyter.hparams).failed == 0
 
 
 def test_parse_every_type() -> None:

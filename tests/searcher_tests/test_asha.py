@@ -6,7 +6,6 @@ hand from its formulas, as written next to each case.
 
 from __future__ import annotations
 
-import doctest
 import itertools
 import math
 
@@ -37,21 +36,6 @@ from det_jupyter.searcher.asha import EXITED_METRIC, bracket_max_concurrent_tria
 from .helpers import Driver, SearcherCfg, creates, roundtrip
 
 SPACE = parse_hyperparameters({"lr": {"type": "log", "minval": -4, "maxval": -1}, "bs": 32})
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        det_jupyter.searcher,
-        det_jupyter.searcher.asha,
-        det_jupyter.searcher.base,
-        det_jupyter.searcher.grid,
-        det_jupyter.searcher.random,
-        det_jupyter.searcher.single,
-    ],
-)
-def test_doctests(module: object) -> None:
-    assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]
 
 
 # --- Arithmetic -------------------------------------------------------------------------------------

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import doctest
 from dataclasses import dataclass, replace
 
 import pytest
 
-import det_jupyter.searcher.preview
 from det_jupyter.errors import ConfigError
 from det_jupyter.hparams import HParamSpace, parse_hyperparameters
 from det_jupyter.searcher.preview import SearchPreview, SummaryRow, preview_search
+
+from .helpers import SearcherCfg
 
 SPACE = parse_hyperparameters(
     {
@@ -19,25 +19,6 @@ SPACE = parse_hyperparameters(
         "bs": 32,
     }
 )
-
-
-@dataclass(frozen=True)
-class SearcherCfg:
-    """The searcher config attributes the preview reads (config.py's SearcherConfig has the same names)."""
-
-    name: str
-    metric: str = "loss"
-    smaller_is_better: bool = True
-    max_trials: int | None = None
-    max_concurrent_trials: int = 0
-    time_metric: str = "batches"
-    max_time: int = 100
-    mode: str = "standard"
-    divisor: float = 4.0
-    max_rungs: int = 5
-    bracket_rungs: list[int] | None = None
-    num_rungs: int | None = None
-    stop_once: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,10 +36,6 @@ class Config:
 def _asha(**kw: object) -> Config:
     base = SearcherCfg("adaptive_asha", max_trials=16, max_time=640, max_concurrent_trials=0)
     return Config(replace(base, **kw))  # type: ignore[arg-type]
-
-
-def test_doctests() -> None:
-    assert doctest.testmod(det_jupyter.searcher.preview).failed == 0
 
 
 def _check_consistent(p: SearchPreview) -> None:

@@ -8,13 +8,11 @@ and the checkpoint GC policy must all name the same best.
 
 from __future__ import annotations
 
-import doctest
 import math
 from pathlib import Path
 
 import pytest
 
-import det_jupyter.searcher.ranking
 from det_jupyter.checkpoints import CheckpointRecord, checkpoints_to_delete
 from det_jupyter.config import load_config
 from det_jupyter.experiment import Experiment
@@ -142,7 +140,3 @@ def test_rules() -> None:
         math.nan, 1.0, smaller_is_better=False
     )
     assert rank_key(None, smaller_is_better=True) > rank_key(1e308, smaller_is_better=True)
-
-
-def test_doctests() -> None:
-    assert doctest.testmod(det_jupyter.searcher.ranking).failed == 0
