@@ -17,7 +17,9 @@ What counts as a secret (``docs/security.md`` says the same):
   ``CREDENTIALS`` or ``APIKEY``, or its last part is ``KEY`` (``AWS_SECRET_ACCESS_KEY``,
   ``HF_TOKEN``, ``WANDB_API_KEY``, ``DB_PASSWORD``; not ``TOKENIZERS_PARALLELISM``). Determined has
   no way to mark a variable secret, so det_jupyter marks by name: rename a variable to match;
-- anywhere in those two sections, the password of a URL (``s3://user:pass@host/...`` →
+- in ``data.storage_options`` (the fsspec options of data locations, e.g. from an IBM manifest's
+  ``connection``): the same keys as in ``checkpoint_storage``;
+- anywhere in those sections, the password of a URL (``s3://user:pass@host/...`` →
   ``s3://user:********@host/...``).
 
 Example:
@@ -132,6 +134,9 @@ def _redact(config: Mapping[str, Any], secrets: list[str]) -> dict[str, Any]:
             if key in env:
                 env[key] = _env_vars(env[key], secrets)
         out["environment"] = env
+    data = out.get("data")
+    if isinstance(data, Mapping) and "storage_options" in data:  # fsspec options of data locations (IBM)
+        out["data"] = {**data, "storage_options": _storage(data["storage_options"], secrets)}
     return out
 
 

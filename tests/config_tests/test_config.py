@@ -629,8 +629,8 @@ def test_ibm_example_translates() -> None:
     assert "${DATA_DIR}/train-images-idx3-ubyte.gz" in translated["entrypoint"]
     assert translated["resources"] == {"slots_per_trial": 1}
     assert translated["data"] == {
-        "source": {"type": "s3_datastore", "container": "tf_training_data"},
-        "results": {"type": "s3_datastore", "container": "tf_training_results"},
+        "data_dir": "s3://tf_training_data",
+        "result_dir": "s3://tf_training_results",
     }
     assert translated["checkpoint_storage"] == {"type": "s3", "bucket": "tf_training_results"}
 
@@ -668,7 +668,10 @@ def test_ibm_errors_name_the_valid_values_and_lines() -> None:
 def test_ibm_several_sources_and_s3_connection() -> None:
     manifest = {
         **_manifest(),
-        "training_data": [{"source": {"type": "s3_datastore", "container": "a"}}, {"source": {"type": "x"}}],
+        "training_data": [
+            {"source": {"type": "s3_datastore", "container": "a"}},
+            {"source": {"type": "fs", "path": "/b"}},
+        ],
         "training_results": {
             "target": {
                 "type": "s3_datastore",
@@ -678,7 +681,7 @@ def test_ibm_several_sources_and_s3_connection() -> None:
         },
     }
     config = load_config(manifest)
-    assert config.data["sources"] == [{"type": "s3_datastore", "container": "a"}, {"type": "x"}]
+    assert config.data["data_dirs"] == ["s3://a", "/b"]
     assert config.checkpoint_storage.storage_options() == {
         "client_kwargs": {"endpoint_url": "http://s3:9000"},
         "key": "u",
