@@ -1,4 +1,4 @@
-"""Experiment configs: a validated, Determined-compatible subset.
+"""Experiment configs: every key of Determined's experiment config (expconf v0), validated.
 
 :func:`load_config` takes a dict, YAML text, a path to a YAML file, or an IBM deep-learning-service
 manifest (see :mod:`det_jupyter.config.ibm`), and returns a frozen :class:`ExperimentConfig`. Anything wrong
@@ -11,7 +11,13 @@ field path, the value found, the fix and, for YAML, the line::
 
 Both ways Determined spells a training length are accepted and normalised: ``time_metric`` +
 ``max_time`` (Determined >= 0.38) and ``max_length: {batches|epochs|records: N}``; afterwards
-``searcher.time_metric`` and ``searcher.max_time`` are always set.
+``searcher.time_metric`` and ``searcher.max_time`` are set, or both ``None`` when the config gives no
+length (allowed, as in Determined >= 0.38, except for the ASHA searchers: the trial code decides).
+
+Determined's cluster-only settings (``bind_mounts``, ``slurm``, ``environment.image``,
+``resources.resource_pool``, ...) are validated, kept and ignored, with one
+:class:`~det_jupyter.errors.ConfigWarning` listing them (:mod:`det_jupyter.config.cluster_only`).
+A key ``null`` counts as absent, as in Determined.
 
 Example:
     >>> cfg = load_config('''
@@ -32,14 +38,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, PrivateAttr, ValidationError
+from pydantic import Field, PrivateAttr, Strict, ValidationError, field_validator
 
+from det_jupyter.config.cluster_only import (
+    BindMount,
+    IntegrationsConfig,
+    LogPolicy,
+    OptimizationsConfig,
+    PbsConfig,
+    ProfilingConfig,
+    RetentionPolicyConfig,
+    SecurityConfig,
+    SlurmConfig,
+    ignored_warning,
+)
+from det_jupyter.config.environment import EnvironmentConfig
 from det_jupyter.config.formatting import Problem, field_errors, parse_path, parse_yaml, show, with_lines
 from det_jupyter.config.searcher import SearcherConfig
 from det_jupyter.config.sections import (
-    DETERMINED_ONLY,
+    Bool,
     CheckpointStorageConfig,
-    EnvironmentConfig,
     Length,
     NonNegInt,
     PosInt,
@@ -65,24 +83,39 @@ class ExperimentConfig(Section):
     int/double/log hyperparameter needs a ``count``.
 
     Attributes:
-        entrypoint: a name in the notebook, ``module:attr``, or a shell command.
+        entrypoint: a name in the notebook, ``module:attr``, or a command (a shell command line or a
+            list of arguments); :func:`~det_jupyter.config.entrypoints.entrypoint_kind` tells which.
         hyperparameters: the raw space as written; :attr:`hparam_space` is the parsed one.
         data: free-form, handed to the trial as ``context.data``.
+        description, notes, labels, project, workspace: what the experiment is, kept and shown.
+        checkpoint_policy, scheduling_unit, perform_initial_validation: Determined's, validated and
+            stored (see :data:`~det_jupyter.config.cluster_only.IGNORED` for what they do here).
+        records_per_epoch: training records in one epoch (for lengths and periods in records);
+            Determined's ``0`` means not given.
         max_no_progress: det_jupyter only: seconds a started run may go without reporting metrics or
             saving a checkpoint before it is cut off (its worker restarted); ``None`` (default): never.
         no_progress_policy: det_jupyter only: what a cut-off for no progress does to the trial:
             ``restart`` (default; a failed run, restarted from its latest checkpoint while
             ``max_restarts`` allows) or ``error`` (the trial ends in ERROR at once).
+        bind_mounts, debug, profiling, slurm, pbs, security, integrations, tensorboard_storage,
+            log_policies, retention_policy, optimizations, internal, data_layer, preemption_timeout:
+            Determined cluster settings, validated and kept, ignored with one warning.
 
     Example:
         >>> cfg = load_config({"searcher": {"name": "single", "metric": "loss", "max_length": {"batches": 5}}})
         >>> load_config(cfg.to_dict()) == cfg
         True
+        >>> load_config({"searcher": {"name": "random", "metric": "loss", "max_trials": 2}}).searcher.max_time is None
+        True
     """
 
     name: Annotated[str, Field(min_length=1)] = "experiment"
     description: str = ""
-    entrypoint: str | None = None
+    notes: str | None = None
+    labels: list[str] = Field(default_factory=list)
+    project: str | None = None
+    workspace: str | None = None
+    entrypoint: str | Annotated[list[str], Field(min_length=1)] | None = None
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     searcher: SearcherConfig
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
@@ -90,38 +123,45 @@ class ExperimentConfig(Section):
     max_no_progress: Annotated[float, Field(gt=0)] | None = None
     no_progress_policy: Literal["restart", "error"] = "restart"
     checkpoint_storage: CheckpointStorageConfig = Field(default_factory=CheckpointStorageConfig)
+    checkpoint_policy: Literal["best", "all", "none"] | None = None
     min_validation_period: Length | None = None
     min_checkpoint_period: Length | None = None
     records_per_epoch: PosInt | None = None
+    scheduling_unit: PosInt | None = None
+    perform_initial_validation: Bool | None = None
     reproducibility: ReproducibilityConfig = Field(default_factory=ReproducibilityConfig)
     environment: EnvironmentConfig = Field(default_factory=EnvironmentConfig)
     data: dict[str, Any] = Field(default_factory=dict)
-    labels: list[str] = Field(default_factory=list)
+    # Determined cluster settings: validated, kept, ignored (config/cluster_only.py says why)
+    bind_mounts: list[BindMount] | None = None
+    debug: Bool | None = None
+    profiling: ProfilingConfig | None = None
+    slurm: SlurmConfig | None = None
+    pbs: PbsConfig | None = None
+    security: SecurityConfig | None = None
+    integrations: IntegrationsConfig | None = None
+    tensorboard_storage: dict[str, Any] | None = None
+    log_policies: list[LogPolicy] | None = None
+    retention_policy: RetentionPolicyConfig | None = None
+    optimizations: OptimizationsConfig | None = None
+    internal: None = None
+    data_layer: dict[str, Any] | None = None
+    preemption_timeout: Annotated[int, Strict()] | None = None
 
     _hparam_space: Any = PrivateAttr(default=None)  # the parsed HParamSpace
 
-    UNSUPPORTED_KEYS = {
-        key: DETERMINED_ONLY
-        for key in [
-            "bind_mounts",
-            "checkpoint_policy",
-            "debug",
-            "integrations",
-            "internal",
-            "log_policies",
-            "optimizations",
-            "pbs",
-            "perform_initial_validation",
-            "profiling",
-            "project",
-            "retention_policy",
-            "scheduling_unit",
-            "security",
-            "slurm",
-            "tensorboard_storage",
-            "workspace",
-        ]
-    }
+    @field_validator("min_validation_period", "min_checkpoint_period", mode="before")
+    @classmethod
+    def _zero_period(cls, value: Any) -> Any:
+        # Determined's default period is `{batches: 0}`: no period.
+        if isinstance(value, Mapping) and len(value) == 1 and next(iter(value.values())) == 0:
+            return None
+        return value
+
+    @field_validator("records_per_epoch", mode="before")
+    @classmethod
+    def _zero_records(cls, value: Any) -> Any:
+        return None if value == 0 and type(value) is int else value  # Determined's default: not given
 
     @classmethod
     def _check(cls, data: Mapping[str, Any], derived: dict[str, Any]) -> list[Problem]:
@@ -238,7 +278,9 @@ def _read(source: str | os.PathLike[str]) -> tuple[Any, yaml.Node | None]:
         ) from None
 
 
-def load_config(source: Mapping[str, Any] | str | os.PathLike[str] | ExperimentConfig) -> ExperimentConfig:
+def load_config(
+    source: Mapping[str, Any] | str | os.PathLike[str] | ExperimentConfig, *, warn: bool = True
+) -> ExperimentConfig:
     """Parse and validate an experiment config.
 
     Args:
@@ -246,6 +288,8 @@ def load_config(source: Mapping[str, Any] | str | os.PathLike[str] | ExperimentC
             existing file, or a path-like); or an :class:`ExperimentConfig`, returned as is. A mapping
             with a top-level ``model_definition`` is an IBM manifest, translated first
             (:func:`det_jupyter.config.ibm.from_ibm_manifest`).
+        warn: emit the :class:`ConfigWarning` s (one listing the Determined settings accepted but
+            ignored, and one per ``log`` bound that looks like a value); ``False`` to skip them.
 
     Returns:
         The validated, normalised config.
@@ -288,6 +332,11 @@ def load_config(source: Mapping[str, Any] | str | os.PathLike[str] | ExperimentC
     except ValidationError as exc:
         errors = with_lines(field_errors(exc), root)
         raise ConfigError(sorted(errors, key=lambda e: e.line or 0)) from None  # stable: YAML order
+    if not warn:
+        return cfg
+    ignored = ignored_warning(cfg)
+    if ignored is not None:
+        warnings.warn(ignored, ConfigWarning, stacklevel=2)
     for warning in with_lines(log_bound_warnings(cfg.hyperparameters), root):
         warnings.warn(str(warning), ConfigWarning, stacklevel=2)
     return cfg

@@ -12,8 +12,10 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -43,7 +45,7 @@ __all__ = [
     "DETERMINED_ONLY",
     "LENGTH_UNITS",
     "CheckpointStorageConfig",
-    "EnvironmentConfig",
+    "Device",
     "Length",
     "ReproducibilityConfig",
     "ResourcesConfig",
@@ -95,6 +97,8 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     UNSUPPORTED_KEYS: ClassVar[Mapping[str, tuple[str, str]]] = {}
+    ALIASES: ClassVar[Mapping[str, str]] = {}
+    """Other names a key may be written under (``{alias: field}``); stored under the field's name."""
 
     @classmethod
     def _check(cls, data: Mapping[str, Any], derived: dict[str, Any]) -> list[Problem]:
@@ -111,17 +115,45 @@ class Section(BaseModel):
             return handler(data)
         problems: list[Problem] = []
         derived: dict[str, Any] = {}
+        written: dict[str, str] = {}  # field -> the alias the config wrote it under
+        if isinstance(data, Mapping) and cls.ALIASES:
+            written = {f: a for a, f in cls.ALIASES.items() if a in data and f not in data}
+            data, problems = _apply_aliases(data, cls.ALIASES)
         if isinstance(data, Mapping):
             problems += unknown_keys(data, list(cls.model_fields), cls.UNSUPPORTED_KEYS)
             problems += cls._check(data, derived)
+            # `key: null` means "not given", as in Determined: the field's default applies
+            data = {k: v for k, v in data.items() if v is not None or k not in cls.model_fields}
         try:
             model = handler(data)
         except ValidationError as exc:
             problems += from_pydantic(exc, skip_own_extra=True)
         if problems:
+            if written:  # name the key as the config wrote it
+                problems = [
+                    p._replace(loc=(written[p.loc[0]], *p.loc[1:])) if p.loc and p.loc[0] in written else p
+                    for p in problems
+                ]
             raise problems_error(cls.__name__, problems)
         model._finish(derived)
         return model
+
+
+def _apply_aliases(
+    data: Mapping[str, Any], aliases: Mapping[str, str]
+) -> tuple[dict[str, Any], list[Problem]]:
+    """``data`` with every alias renamed to its field; a problem for each key given under both names."""
+    out, problems = dict(data), []
+    for alias, field in aliases.items():
+        if alias not in out:
+            continue
+        value = out.pop(alias)
+        if out.get(field) is not None and value is not None:
+            message = f"given together with {field}; both set the same thing"
+            problems.append(Problem((alias,), message, f"keep one of `{alias}` and `{field}`", value))
+        elif value is not None or field not in out:
+            out[field] = value
+    return out, problems
 
 
 class Length(BaseModel):
@@ -178,77 +210,150 @@ class Length(BaseModel):
         return {self.unit: self.value}
 
 
+class Device(Section):
+    """A device to pass into a Determined task container (``resources.devices``; ignored here).
+
+    Example:
+        >>> Device(host_path="/dev/fuse", container_path="/dev/fuse").mode is None
+        True
+    """
+
+    host_path: str
+    container_path: str
+    mode: str | None = None
+
+
+_DEVICE_STRING = re.compile(r"^/[^:]*:/[^:]*(:[rwm]*)?")
+_MEMORY_SIZE = re.compile(r"^([0-9]*[.])?[0-9]+ ?(([kmgtpKMGTP]([iI]?[bB])?)|[bB])?$")
+
+
 class ResourcesConfig(Section):
     """What one trial needs from the cluster.
 
     Attributes:
         slots_per_trial: devices per trial (GPUs, or CPU processes on CPU workers); > 1 runs the
-            trial data-parallel.
+            trial data-parallel. Determined's ``0`` (a trial without a GPU) becomes one CPU slot
+            (``slots_per_trial: 1``, ``slot_type: cpu``).
         slot_type: our extension to Determined: ``gpu`` or ``cpu`` forces the kind of slot a trial
             asks Dask for; ``auto`` (default) uses GPUs when the cluster has them, else CPUs.
         max_slots: upper bound on slots the whole experiment uses at once (``None``: no bound).
+        slots, native_parallel, agent_label, devices, is_single_node, priority, resource_pool,
+            shm_size, weight: Determined cluster settings, validated and kept, but ignored (Dask
+            schedules the trials; see :mod:`det_jupyter.config.cluster_only`).
 
     Example:
         >>> ResourcesConfig(slots_per_trial=2).slot_type
         'auto'
+        >>> r = ResourcesConfig.model_validate({"slots_per_trial": 0})
+        >>> r.slots_per_trial, r.slot_type
+        (1, 'cpu')
     """
 
-    slots_per_trial: PosInt = 1
+    slots_per_trial: NonNegInt = 1
     slot_type: SlotType = "auto"
     max_slots: PosInt | None = None
+    slots: Annotated[int, Strict()] | None = None
+    native_parallel: Bool | None = None
+    agent_label: str | None = None
+    devices: list[Device | str] | None = None
+    is_single_node: Bool | None = None
+    priority: Annotated[int, Strict(), Field(ge=1, le=99)] | None = None
+    resource_pool: str | None = None
+    shm_size: Annotated[int, Strict()] | str | None = None
+    weight: Annotated[float, Strict()] | None = None
 
-    UNSUPPORTED_KEYS = {
-        key: DETERMINED_ONLY
-        for key in [
-            "agent_label",
-            "devices",
-            "is_single_node",
-            "priority",
-            "resource_pool",
-            "shm_size",
-            "weight",
-        ]
-    }
+    @classmethod
+    def _check(cls, data: Mapping[str, Any], derived: dict[str, Any]) -> list[Problem]:
+        problems = []
+        size = data.get("shm_size")
+        if isinstance(size, str) and not _MEMORY_SIZE.match(size):
+            fix = "write a size such as 4294967296, 4GB, 4Gi or 512 MiB"
+            problems.append(
+                Problem(("shm_size",), f"must be a valid memory size (got {show(size)})", fix, size)
+            )
+        for i, device in enumerate(data.get("devices") or []):
+            if isinstance(device, str) and not _DEVICE_STRING.match(device):
+                fix = "write it as /host/path:/container/path[:rwm], or as {host_path, container_path}"
+                message = f"must look like /host:/container[:mode] (got {show(device)})"
+                problems.append(Problem(("devices", i), message, fix, device))
+        if data.get("slots_per_trial") == 0 and data.get("slot_type") == "gpu":
+            message = "0 slots per trial means a trial without a GPU, but slot_type is gpu"
+            problems.append(Problem(("slots_per_trial",), message, "use slots_per_trial: 1 or more", 0))
+        return problems
 
+    def _finish(self, derived: dict[str, Any]) -> None:
+        if self.slots_per_trial == 0:  # Determined: a CPU-only trial; here one CPU slot
+            object.__setattr__(self, "slots_per_trial", 1)
+            object.__setattr__(self, "slot_type", "cpu")
+
+
+STORAGE_TYPES = ("shared_fs", "directory", "fsspec", "s3", "gcs", "azure")
+"""``checkpoint_storage.type`` values: Determined's five and det_jupyter's ``fsspec`` (any fsspec URL)."""
 
 _STORAGE_OWNERS: dict[str, tuple[str, ...]] = {
     "host_path": ("shared_fs",),
     "storage_path": ("shared_fs",),
-    "container_path": ("directory",),
+    "propagation": ("shared_fs",),
+    "checkpoint_path": ("shared_fs",),
+    "tensorboard_path": ("shared_fs",),
+    "container_path": ("directory", "shared_fs"),
     "url": ("fsspec",),
-    **{k: ("s3",) for k in ("bucket", "prefix", "endpoint_url", "access_key", "secret_key")},
+    "bucket": ("s3", "gcs"),
+    "prefix": ("s3", "gcs"),
+    **{k: ("s3",) for k in ("endpoint_url", "access_key", "secret_key")},
+    **{k: ("azure",) for k in ("container", "connection_string", "account_url", "credential")},
 }
 
 
+def _prefix_escapes(prefix: str) -> bool:
+    """Determined's rule: a storage prefix may not climb out of the bucket with ``..``."""
+    return bool(re.search(r"(^|/)\.\.(/|$)", prefix))
+
+
 class CheckpointStorageConfig(Section):
-    """Where checkpoints go, and how many are kept.
+    """Where checkpoints go, and how many are kept; every Determined storage type, through fsspec.
 
     Attributes:
         type: ``shared_fs`` (``host_path``/``storage_path``), ``directory`` (``container_path``),
-            ``fsspec`` (any fsspec ``url``) or ``s3`` (``bucket`` required, ``prefix``,
-            ``endpoint_url``, ``access_key``, ``secret_key``). Keys of another type are an error.
+            ``fsspec`` (any fsspec ``url``), ``s3`` (``bucket`` required, ``prefix``,
+            ``endpoint_url``, ``access_key``, ``secret_key``), ``gcs`` (``bucket`` required,
+            ``prefix``: ``gs://bucket/prefix``, credentials from the environment as gcsfs finds
+            them) or ``azure`` (``container`` required and exactly one of ``connection_string`` /
+            ``account_url``, with an optional ``credential`` for the latter: ``az://container``).
+            Keys of another type are an error.
         save_experiment_best, save_trial_best, save_trial_latest: how many checkpoints garbage
             collection keeps (>= 0).
+        propagation, checkpoint_path, tensorboard_path (shared_fs): container mount settings of
+            Determined, kept but ignored.
 
     Local paths starting with ``~`` are expanded to the home directory of the submitting user.
 
     Example:
         >>> CheckpointStorageConfig(type="s3", bucket="ckpts", prefix="exp1").resolve_url("/tmp")
         's3://ckpts/exp1'
+        >>> CheckpointStorageConfig(type="gcs", bucket="ckpts", prefix="a/b").resolve_url("/tmp")
+        'gs://ckpts/a/b'
         >>> CheckpointStorageConfig(host_path="~/ckpts").host_path == os.path.expanduser("~/ckpts")
         True
     """
 
-    type: Literal["shared_fs", "directory", "fsspec", "s3"] = "shared_fs"
+    type: Literal["shared_fs", "directory", "fsspec", "s3", "gcs", "azure"] = "shared_fs"
     host_path: str | None = None
     storage_path: str | None = None
     container_path: str | None = None
+    propagation: str | None = None
+    checkpoint_path: str | None = None
+    tensorboard_path: str | None = None
     url: Annotated[str, Field(min_length=1)] | None = None
     bucket: Annotated[str, Field(min_length=1)] | None = None
     prefix: str | None = None
     endpoint_url: str | None = None
     access_key: str | None = None
     secret_key: str | None = None
+    container: Annotated[str, Field(min_length=1)] | None = None
+    connection_string: str | None = None
+    account_url: str | None = None
+    credential: str | None = None
     save_experiment_best: NonNegInt = 0
     save_trial_best: NonNegInt = 1
     save_trial_latest: NonNegInt = 1
@@ -266,16 +371,27 @@ class CheckpointStorageConfig(Section):
     @classmethod
     def _check(cls, data: Mapping[str, Any], derived: dict[str, Any]) -> list[Problem]:
         kind = data.get("type", "shared_fs")
-        if kind not in ("shared_fs", "directory", "fsspec", "s3"):
+        if kind not in STORAGE_TYPES:
             return []  # the type itself is reported by field validation
         problems = owner_problems(data, _STORAGE_OWNERS, "checkpoint storage", "type", kind)
+        given = given_keys(data)
         required = {
             "s3": ("bucket", "add `bucket: <bucket name>`"),
+            "gcs": ("bucket", "add `bucket: <bucket name>`"),
             "fsspec": ("url", "add `url: <fsspec URL>`"),
+            "azure": ("container", "add `container: <blob container name>`"),
         }
-        if kind in required and required[kind][0] not in given_keys(data):
+        if kind in required and required[kind][0] not in given:
             key, fix = required[kind]
             problems.append(Problem((key,), f"is required for {kind} checkpoint storage", fix))
+        prefix = data.get("prefix")
+        if kind in ("s3", "gcs") and isinstance(prefix, str) and _prefix_escapes(prefix):
+            message = f"must not contain a `..` path part (got {show(prefix)})"
+            problems.append(Problem(("prefix",), message, "write a path inside the bucket", prefix))
+        if kind == "azure":
+            problems += _azure_problems(data, given)
+        if kind == "shared_fs":
+            problems += _shared_fs_problems(data)
         return problems
 
     def resolve_url(self, default_root: str) -> str:
@@ -289,10 +405,15 @@ class CheckpointStorageConfig(Section):
             '/mnt/ckpt'
             >>> CheckpointStorageConfig().resolve_url("/tmp/det")
             '/tmp/det'
+            >>> CheckpointStorageConfig(type="azure", container="ckpts", account_url="https://me.blob.core.windows.net").resolve_url("")
+            'az://ckpts'
         """
-        if self.type == "s3":
+        if self.type in ("s3", "gcs"):
+            scheme = "s3" if self.type == "s3" else "gs"
             prefix = (self.prefix or "").strip("/")
-            return f"s3://{self.bucket}/{prefix}" if prefix else f"s3://{self.bucket}"
+            return f"{scheme}://{self.bucket}/{prefix}" if prefix else f"{scheme}://{self.bucket}"
+        if self.type == "azure":
+            return f"az://{self.container}"
         if self.type == "fsspec":
             return self.url or default_root  # url is required for fsspec; validated above
         if self.type == "directory":
@@ -340,15 +461,32 @@ class CheckpointStorageConfig(Section):
         return None
 
     def storage_options(self) -> dict[str, Any]:
-        """Keyword arguments for fsspec (s3: endpoint and credentials, only those given).
+        """Keyword arguments for fsspec: s3 endpoint and credentials; azure account and credential.
+
+        ``gcs`` needs none: gcsfs finds credentials as Google's libraries do
+        (``GOOGLE_APPLICATION_CREDENTIALS``, gcloud, the metadata server).
 
         Example:
             >>> CheckpointStorageConfig(type="s3", bucket="b", endpoint_url="http://minio:9000").storage_options()
             {'client_kwargs': {'endpoint_url': 'http://minio:9000'}}
+            >>> CheckpointStorageConfig(type="azure", container="c", account_url="https://me.blob.core.windows.net",
+            ...                         credential="sas").storage_options()
+            {'account_name': 'me', 'credential': 'sas'}
         """
+        options: dict[str, Any] = {}
+        if self.type == "azure":
+            if self.connection_string:
+                options["connection_string"] = self.connection_string
+            if self.account_url:
+                host = urlsplit(self.account_url).hostname or self.account_url
+                options["account_name"] = host.split(".")[0]
+                if not host.endswith(".blob.core.windows.net"):
+                    options["account_host"] = host
+            if self.credential:
+                options["credential"] = self.credential
+            return options
         if self.type != "s3":
             return {}
-        options: dict[str, Any] = {}
         if self.endpoint_url:
             options["client_kwargs"] = {"endpoint_url": self.endpoint_url}
         if self.access_key:
@@ -356,6 +494,40 @@ class CheckpointStorageConfig(Section):
         if self.secret_key:
             options["secret"] = self.secret_key
         return options
+
+
+def _azure_problems(data: Mapping[str, Any], given: set[str]) -> list[Problem]:
+    """Determined's azure rules: exactly one of connection_string / account_url; no credential with a
+    connection string (it carries its own)."""
+    has_string, has_url = "connection_string" in given, "account_url" in given
+    if has_string and has_url:
+        message = "given together with account_url; give exactly one of them"
+        fix = "keep `connection_string`, or `account_url` (+ `credential`)"
+        return [Problem(("connection_string",), message, fix, data["connection_string"])]
+    if not (has_string or has_url):
+        fix = "add `connection_string: ...`, or `account_url: https://<account>.blob.core.windows.net`"
+        return [
+            Problem(
+                ("connection_string",), "azure checkpoint storage needs connection_string or account_url", fix
+            )
+        ]
+    if has_string and "credential" in given:
+        message = "a credential cannot be given with a connection_string (the string carries it)"
+        return [Problem(("credential",), message, "remove `credential`", data["credential"])]
+    return []
+
+
+def _shared_fs_problems(data: Mapping[str, Any]) -> list[Problem]:
+    """Determined's rule: storage_path is relative, or an absolute path inside host_path."""
+    host, path = data.get("host_path"), data.get("storage_path")
+    if not (isinstance(host, str) and isinstance(path, str)):
+        return []
+    base = os.path.normpath(host)
+    full = os.path.normpath(os.path.join(base, path))  # an absolute storage_path replaces host_path
+    if full == base or full.startswith(base.rstrip(os.sep) + os.sep):
+        return []
+    message = f"must be a relative directory or a subdirectory of host_path {host!r} (got {show(path)})"
+    return [Problem(("storage_path",), message, "write a path inside host_path", path)]
 
 
 class ReproducibilityConfig(Section):
@@ -367,60 +539,3 @@ class ReproducibilityConfig(Section):
     """
 
     experiment_seed: Annotated[int, Strict(), Field(ge=0, lt=2**31)] | None = None
-
-
-class EnvironmentConfig(Section):
-    """The trial's environment.
-
-    Attributes:
-        env_vars: environment variables set for each trial; Determined's list form
-            ``["KEY=value", ...]`` and a mapping are both accepted (numbers and booleans in a mapping
-            are turned into strings).
-        image: accepted so Determined configs load, but ignored: trials run in the Dask workers'
-            own environment.
-
-    Example:
-        >>> EnvironmentConfig(env_vars=["OMP_NUM_THREADS=4"]).env_vars
-        {'OMP_NUM_THREADS': '4'}
-    """
-
-    env_vars: dict[str, str] = Field(default_factory=dict)
-    image: str | dict[str, str] | None = None
-
-    UNSUPPORTED_KEYS = {
-        "environment_variables": ("is Determined's name for env_vars", "rename it to `env_vars`"),
-        **{k: DETERMINED_ONLY for k in ("pod_spec", "ports", "registry_auth", "force_pull_image")},
-    }
-
-    @classmethod
-    def _check(cls, data: Mapping[str, Any], derived: dict[str, Any]) -> list[Problem]:
-        items = data.get("env_vars")
-        if not isinstance(items, list):
-            return []
-        return [
-            Problem(
-                ("env_vars", i),
-                f"must look like KEY=value (got {show(item)})",
-                "write it as `KEY=value`",
-                item,
-            )
-            for i, item in enumerate(items)
-            if not (isinstance(item, str) and "=" in item and item.split("=", 1)[0])
-        ]
-
-    @field_validator("env_vars", mode="before")
-    @classmethod
-    def _env_mapping(cls, value: Any) -> Any:
-        if isinstance(value, list):  # bad items are reported by _check
-            pairs = [item.split("=", 1) for item in value if isinstance(item, str) and "=" in item]
-            return dict(pairs)
-        if isinstance(value, Mapping):
-            return {
-                k: ("true" if v else "false")
-                if isinstance(v, bool)
-                else str(v)
-                if isinstance(v, int | float)
-                else v
-                for k, v in value.items()
-            }
-        return value
