@@ -11,11 +11,21 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from det_jupyter.server.service import SETTINGS_KEY, ExperimentService
+if TYPE_CHECKING:
+    from det_jupyter.server.service import ExperimentService
 
 __all__ = ["ExperimentService"]
+
+
+def __getattr__(name: str) -> Any:
+    # lazy: a kernel importing det_jupyter.server.palette does not load the service (traitlets, Dask)
+    if name == "ExperimentService":
+        from det_jupyter.server.service import ExperimentService
+
+        return ExperimentService
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
@@ -31,6 +41,7 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 def _load_jupyter_server_extension(server_app: Any) -> None:
     """Register the REST handlers and the service (configured by ``c.ExperimentService.*``)."""
     from det_jupyter.server.handlers import route_table
+    from det_jupyter.server.service import SETTINGS_KEY, ExperimentService
 
     web_app = server_app.web_app
     service = ExperimentService(parent=server_app, log=server_app.log)
@@ -44,6 +55,8 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
 
 def _unload_jupyter_server_extension(server_app: Any) -> None:
     """Close the service's Dask clients and threads, so the server shuts down without hanging."""
+    from det_jupyter.server.service import SETTINGS_KEY, ExperimentService
+
     service = server_app.web_app.settings.get(SETTINGS_KEY)
     if isinstance(service, ExperimentService):
         service.close()

@@ -15,6 +15,7 @@ action the experiment's state forbids 409.
 | POST | ``experiments/<id>/actions/<pause|activate|kill>`` | :class:`ActionModel` (202) |
 | GET | ``trials/<id>?max_points=&logs_tail=`` | :class:`TrialDetailModel` |
 | GET | ``trials/<id>/metrics?kind=&max_points=`` | ``{"trial_id", "series": [MetricSeriesModel]}`` |
+| GET | ``trials/<id>/logs?after=&tail=`` | :class:`LogPageModel` (lines after a cursor, for live tails) |
 | GET | ``cluster`` | :class:`ClusterModel` |
 """
 
@@ -176,12 +177,26 @@ class TrialMetricsHandler(_Handler):
         self.reply({"trial_id": tid, "series": series})
 
 
+class TrialLogsHandler(_Handler):
+    """``GET trials/<id>/logs?after=&tail=``: the lines after cursor ``after`` (0: from the start), at
+    most the newest ``tail``; the answer's ``cursor`` is the next ``after``."""
+
+    @web.authenticated
+    async def get(self, trial_id: str) -> None:
+        tid = self.int_path(trial_id, "trial id")
+        after = self.int_query("after", 0, low=0)
+        tail = self.int_query("tail", self.service.default_logs_tail, low=1, high=100_000)
+        self.reply(await self.call(lambda: self.service.trial_logs(tid, after=after, tail=tail)))
+
+
 class ClusterHandler(_Handler):
-    """``GET cluster``: workers, slots and GPUs of the attached cluster, else the server's GPUs."""
+    """``GET cluster``: the cluster the experiments run on (configured, an experiment's, or the
+    master's embedded one) with workers, slots and GPUs; else the server's GPUs."""
 
     @web.authenticated
     async def get(self) -> None:
-        self.reply(await self.call(self.service.cluster))
+        base_url = str(self.base_url)
+        self.reply(await self.call(lambda: self.service.cluster(base_url=base_url)))
 
 
 def route_table(base_url: str) -> list[tuple[str, type[APIHandler]]]:
@@ -195,6 +210,7 @@ def route_table(base_url: str) -> list[tuple[str, type[APIHandler]]]:
         (rf"/experiments/{ident}/actions/{ident}/?", ActionHandler),
         (rf"/trials/{ident}/?", TrialHandler),
         (rf"/trials/{ident}/metrics/?", TrialMetricsHandler),
+        (rf"/trials/{ident}/logs/?", TrialLogsHandler),
         (r"/cluster/?", ClusterHandler),
     ]
     prefix = url_path_join(base_url, API_PREFIX)

@@ -13,11 +13,13 @@ Example:
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from det_jupyter.config.redact import redact_config
-from det_jupyter.searcher.ranking import best_value
+from det_jupyter.searcher.ranking import best_index, best_value
+from det_jupyter.server.dashboard import direct_dashboard_link
 from det_jupyter.server.wire_models import (
     ActionModel,
     CheckpointModel,
@@ -26,17 +28,22 @@ from det_jupyter.server.wire_models import (
     ExperimentSummaryModel,
     GpuModel,
     LogLineModel,
+    LogPageModel,
     MetricSeriesModel,
     TrialDetailModel,
     TrialSummaryModel,
     WorkerModel,
 )
+from det_jupyter.states import ExperimentState, TrialState
 from det_jupyter.store import CheckpointRow, ExperimentRow, LogRow, MetricRow, TrialRow, TrialStats
 from det_jupyter.worker.gpu import GpuInfo
 
 __all__ = [
+    "best_trial_id",
     "downsample",
     "json_safe",
+    "max_time_of",
+    "planned_trials",
     "serialize_action",
     "serialize_checkpoint",
     "serialize_cluster",
@@ -44,10 +51,16 @@ __all__ = [
     "serialize_experiment_summary",
     "serialize_gpu",
     "serialize_log",
+    "serialize_log_page",
     "serialize_metric_series",
     "serialize_trial_detail",
     "serialize_trial_summary",
+    "trial_progress",
+    "work_progress",
 ]
+
+# Trials that will train no more and did all the searcher asked of them: they count whole in progress.
+_DONE = (TrialState.COMPLETED, TrialState.STOPPED)
 
 
 def json_safe(value: Any) -> Any:
@@ -83,20 +96,122 @@ def downsample(n: int, max_points: int | None) -> list[int]:
     return sorted({round(i * step) for i in range(max_points)})
 
 
+def _searcher(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    searcher = config.get("searcher") or {}
+    return searcher if isinstance(searcher, Mapping) else {}
+
+
+def max_time_of(config: Mapping[str, Any]) -> float | None:
+    """The searcher's ``max_time`` of a stored config (``None`` when unset: the trial's code decides)."""
+    value = _num(_searcher(config).get("max_time"))
+    return value if value is not None and value > 0 else None
+
+
+def planned_trials(config: Mapping[str, Any]) -> int | None:
+    """How many trials an experiment's (stored) config plans: ``max_trials``, the grid's size, 1 for single.
+
+    >>> planned_trials({"searcher": {"name": "random", "max_trials": 8}})
+    8
+    >>> planned_trials({"searcher": {"name": "grid"}, "hyperparameters": {"x": {"type": "categorical", "vals": [1, 2, 3]}}})
+    3
+    >>> planned_trials({"searcher": {"name": "single"}}), planned_trials({}) is None
+    (1, True)
+    """
+    from det_jupyter.errors import DetJupyterError
+    from det_jupyter.hparams import parse_hyperparameters
+
+    searcher = _searcher(config)
+    name = searcher.get("name")
+    if name == "single":
+        return 1
+    if name == "grid":
+        try:
+            return parse_hyperparameters(config.get("hyperparameters") or {}).grid_size()
+        except (DetJupyterError, ValueError, TypeError):
+            return None
+    value = searcher.get("max_trials")
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def trial_progress(row: TrialRow, max_time: float | None) -> float | None:
+    """How much of its planned length a trial trained, in [0, 1]; 1 once COMPLETED or STOPPED.
+
+    ``None`` when nothing sets a length (``max_time`` unset: the trial's own code decides).
+    """
+    if row.state in _DONE:
+        return 1.0
+    if max_time is None:
+        return None
+    return max(0.0, min(1.0, float(row.searcher_time) / max_time))
+
+
+def work_progress(row: ExperimentRow, trials: Sequence[TrialRow]) -> float:
+    """The work an experiment did, in [0, 1] (what its progress bar shows; see ``progress`` in the wire).
+
+    Trials COMPLETED or STOPPED by the searcher count whole; the others by the length they trained
+    (or 0 without a ``max_time``); trials not created yet count 0, out of :func:`planned_trials`.
+    A COMPLETED experiment is 1; a killed one keeps what it did (the engine's own ``progress`` is
+    1 for every ended experiment). Without a plan it falls back to the searcher's progress.
+    """
+    if row.state == ExperimentState.COMPLETED:
+        return 1.0
+    planned = max(planned_trials(row.config) or 0, len(trials))
+    if planned == 0:
+        return 0.0 if row.state.is_terminal else max(0.0, min(1.0, float(row.progress)))
+    max_time = max_time_of(row.config)
+    done = sum(trial_progress(t, max_time) or 0.0 for t in trials)
+    return max(0.0, min(1.0, done / planned))
+
+
+def best_trial_id(trials: Sequence[TrialRow], *, smaller_is_better: bool) -> int | None:
+    """The id of the trial with the best searcher metric (:mod:`det_jupyter.searcher.ranking`; ties: the older)."""
+    ordered = sorted(trials, key=lambda t: t.id)
+    i = best_index([t.best_validation for t in ordered], smaller_is_better=smaller_is_better)
+    return None if i is None else ordered[i].id
+
+
 def serialize_experiment_summary(
-    row: ExperimentRow, stats: TrialStats, best_values: Sequence[float], *, sparkline_points: int = 40
+    row: ExperimentRow,
+    stats: TrialStats,
+    best_values: Sequence[float],
+    trials: Sequence[TrialRow] = (),
+    *,
+    sparkline_points: int = 40,
+    now: float | None = None,
 ) -> ExperimentSummaryModel:
-    """An experiment row plus its trial aggregates; ``best_values`` are the trials' best metrics in order."""
-    searcher = row.config.get("searcher", {}) or {}
+    """An experiment row plus its trial aggregates.
+
+    ``best_values`` are the trials' best metrics in creation order (the sparkline); ``trials`` all
+    its trial rows (progress, best trial); ``now`` the clock for ``duration`` and ``eta``.
+    """
+    now = time.time() if now is None else now
+    searcher = _searcher(row.config)
     smaller = bool(searcher.get("smaller_is_better", True))
     best = best_value(best_values, smaller_is_better=smaller)  # det_jupyter.searcher.ranking decides "best"
     values = [best_values[i] for i in downsample(len(best_values), sparkline_points)]
+    progress = work_progress(row, trials)
+    planned = planned_trials(row.config)
+    duration = max(0.0, (row.ended_at if row.ended_at is not None else now) - row.created_at)
+    eta = None
+    if row.state == ExperimentState.ACTIVE and 0.0 < progress < 1.0:
+        started = min((t.started_at for t in trials if t.started_at is not None), default=row.created_at)
+        eta = max(0.0, now - started) * (1.0 - progress) / progress
+    labels = row.config.get("labels") or []
+    time_metric = searcher.get("time_metric")
     return {
         "id": row.id,
         "name": row.name,
         "description": row.description,
+        "labels": [str(x) for x in labels] if isinstance(labels, (list, tuple)) else [],
         "state": row.state.value,
-        "progress": float(row.progress),
+        "progress": progress,
+        "searcher_progress": max(0.0, min(1.0, float(row.progress))),
+        "planned_trials": None if planned is None else max(planned, stats.total),
+        "max_time": max_time_of(row.config),
+        "time_metric": str(time_metric) if time_metric else None,
+        "best_trial_id": best_trial_id(trials, smaller_is_better=smaller),
+        "duration": duration,
+        "eta": eta,
         "searcher": str(searcher.get("name", "")),
         "metric": searcher.get("metric"),
         "smaller_is_better": smaller,
@@ -111,8 +226,10 @@ def serialize_experiment_summary(
     }
 
 
-def serialize_trial_summary(row: TrialRow) -> TrialSummaryModel:
-    """A trial row for a trial table."""
+def serialize_trial_summary(
+    row: TrialRow, *, max_time: float | None = None, best_id: int | None = None
+) -> TrialSummaryModel:
+    """A trial row for a trial table (``max_time``: its experiment's; ``best_id``: its best trial)."""
     return {
         "id": row.id,
         "experiment_id": row.experiment_id,
@@ -121,6 +238,9 @@ def serialize_trial_summary(row: TrialRow) -> TrialSummaryModel:
         "state": row.state.value,
         "restarts": row.restarts,
         "steps_completed": row.steps_completed,
+        "searcher_time": float(row.searcher_time),
+        "progress": trial_progress(row, max_time),
+        "is_best": best_id is not None and row.id == best_id,
         "best_validation": _num(row.best_validation),
         "latest_validation": _num(row.latest_validation),
         "worker": row.worker,
@@ -139,8 +259,13 @@ def serialize_experiment_detail(
     limit: int,
     offset: int,
 ) -> ExperimentDetailModel:
-    """An experiment with its config (secrets redacted: :func:`~det_jupyter.config.redact.redact_config`) and a page of trials."""
-    summary = serialize_experiment_summary(row, stats, best_values)
+    """An experiment with its config (secrets redacted: :func:`~det_jupyter.config.redact.redact_config`)
+    and the page ``[offset, offset + limit)`` of ``trials`` (all of its trials, in creation order)."""
+    summary = serialize_experiment_summary(row, stats, best_values, trials)
+    page = [
+        serialize_trial_summary(t, max_time=summary["max_time"], best_id=summary["best_trial_id"])
+        for t in trials[offset : offset + limit]
+    ]
     return {
         **summary,
         "config": json_safe(redact_config(row.config)),
@@ -150,7 +275,7 @@ def serialize_experiment_detail(
         "heartbeat": row.heartbeat,
         "cluster_address": row.cluster_address,
         "trials": {
-            "trials": [serialize_trial_summary(t) for t in trials],
+            "trials": page,
             "total": stats.total,
             "limit": limit,
             "offset": offset,
@@ -209,16 +334,32 @@ def serialize_trial_detail(
     logs: Sequence[LogRow],
     *,
     max_points: int | None,
+    logs_cursor: int = 0,
+    max_time: float | None = None,
+    best_id: int | None = None,
 ) -> TrialDetailModel:
-    """A trial with its metric series, checkpoints and log tail."""
+    """A trial with its metric series, checkpoints and log tail (``logs_cursor``: the last line's row id)."""
     return {
-        **serialize_trial_summary(row),
+        **serialize_trial_summary(row, max_time=max_time, best_id=best_id),
         "run_id": row.run_id,
-        "searcher_time": row.searcher_time,
         "error": row.error,
         "metrics": serialize_metric_series(metrics, max_points=max_points),
         "checkpoints": [serialize_checkpoint(c) for c in checkpoints],
         "logs": [serialize_log(line) for line in logs],
+        "logs_cursor": logs_cursor,
+    }
+
+
+def serialize_log_page(
+    trial: TrialRow, lines: Sequence[LogRow], *, cursor: int, skipped: int
+) -> LogPageModel:
+    """New log lines of a trial since a cursor (``cursor``: the row id of the last one)."""
+    return {
+        "trial_id": trial.id,
+        "state": trial.state.value,
+        "lines": [serialize_log(line) for line in lines],
+        "cursor": cursor,
+        "skipped": skipped,
     }
 
 
@@ -236,15 +377,27 @@ def serialize_gpu(gpu: GpuInfo | Mapping[str, Any]) -> GpuModel:
 
 
 def serialize_cluster(
-    summary: Mapping[str, Any] | None, *, server_gpus: Sequence[GpuInfo], message: str
+    summary: Mapping[str, Any] | None,
+    *,
+    server_gpus: Sequence[GpuInfo],
+    message: str,
+    source: str = "none",
+    dashboard_proxy_path: str | None = None,
+    master_pid: int | None = None,
+    experiments: Sequence[int] = (),
 ) -> ClusterModel:
-    """The attached cluster (from :func:`~det_jupyter.engine.cluster.cluster_summary`), or the server's own GPUs."""
+    """The cluster (from :func:`~det_jupyter.engine.cluster.cluster_summary`, or the master's
+    ``master.json`` workers), or the server's own GPUs when ``summary`` is ``None``."""
     if summary is None:
         return {
             "attached": False,
+            "source": "none",
             "message": message,
             "scheduler": None,
             "dashboard_link": None,
+            "dashboard_proxy_path": None,
+            "master_pid": None,
+            "experiments": list(experiments),
             "workers": [],
             "slots": {},
             "gpus": [serialize_gpu(g) for g in server_gpus],
@@ -262,9 +415,13 @@ def serialize_cluster(
     ]
     return {
         "attached": True,
+        "source": source,
         "message": message,
         "scheduler": summary.get("scheduler"),
-        "dashboard_link": summary.get("dashboard_link"),
+        "dashboard_link": direct_dashboard_link(summary.get("dashboard_link")),
+        "dashboard_proxy_path": dashboard_proxy_path,
+        "master_pid": master_pid,
+        "experiments": list(experiments),
         "workers": workers,
         "slots": {str(k): float(v) for k, v in (summary.get("slots") or {}).items()},
         "gpus": [g for w in workers for g in w["gpus"]],

@@ -29,11 +29,15 @@ from traitlets import Bool, Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
 from det_jupyter.errors import DetJupyterError, StoreError
+from det_jupyter.server.dashboard import dashboard_proxy_path, proxy_installed
 from det_jupyter.server.serializers import (
+    best_trial_id,
+    max_time_of,
     serialize_action,
     serialize_cluster,
     serialize_experiment_detail,
     serialize_experiment_summary,
+    serialize_log_page,
     serialize_metric_series,
     serialize_trial_detail,
     serialize_trial_summary,
@@ -43,12 +47,13 @@ from det_jupyter.server.wire_models import (
     ClusterModel,
     ExperimentDetailModel,
     ExperimentListModel,
+    LogPageModel,
     MetricSeriesModel,
     TrialDetailModel,
     TrialListModel,
 )
 from det_jupyter.states import ControlAction, ExperimentState
-from det_jupyter.store import Store
+from det_jupyter.store import ExperimentRow, Store, TrialRow
 from det_jupyter.worker.gpu import gpu_inventory
 
 if TYPE_CHECKING:
@@ -162,7 +167,10 @@ class ExperimentService(LoggingConfigurable):
         stats = self.store.trial_stats(ids)
         bests = self.store.best_validations(ids)
         return {
-            "experiments": [serialize_experiment_summary(r, stats[r.id], bests[r.id]) for r in rows],
+            "experiments": [
+                serialize_experiment_summary(r, stats[r.id], bests[r.id], self.store.list_trials(r.id))
+                for r in rows
+            ],
             "total": self.store.count_experiments(),
             "limit": limit,
             "offset": offset,
@@ -173,17 +181,20 @@ class ExperimentService(LoggingConfigurable):
         row = self.store.get_experiment(experiment_id)
         stats = self.store.trial_stats([experiment_id])[experiment_id]
         bests = self.store.best_validations([experiment_id])[experiment_id]
-        trials = self.store.list_trials(experiment_id, limit=limit, offset=offset)
+        trials = self.store.list_trials(experiment_id)
         return serialize_experiment_detail(row, stats, bests, trials, limit=limit, offset=offset)
 
     def trials(self, experiment_id: int, *, limit: int, offset: int) -> TrialListModel:
-        """A page of an experiment's trials in creation order."""
-        self.store.get_experiment(experiment_id)
-        total = self.store.trial_stats([experiment_id])[experiment_id].total
-        rows = self.store.list_trials(experiment_id, limit=limit, offset=offset)
+        """A page of an experiment's trials in creation order (the best one marked)."""
+        row = self.store.get_experiment(experiment_id)
+        trials = self.store.list_trials(experiment_id)
+        max_time, best = self._ranking(row, trials)
         return {
-            "trials": [serialize_trial_summary(t) for t in rows],
-            "total": total,
+            "trials": [
+                serialize_trial_summary(t, max_time=max_time, best_id=best)
+                for t in trials[offset : offset + limit]
+            ],
+            "total": len(trials),
             "limit": limit,
             "offset": offset,
         }
@@ -193,13 +204,32 @@ class ExperimentService(LoggingConfigurable):
     def trial(self, trial_id: int, *, max_points: int | None, logs_tail: int) -> TrialDetailModel:
         """One trial with metric series, checkpoints and log tail (``NotFoundError`` if unknown)."""
         row = self.store.get_trial(trial_id)
+        max_time, best = self._ranking(
+            self.store.get_experiment(row.experiment_id), self.store.list_trials(row.experiment_id)
+        )
+        cursor, _, logs = self.store.logs_since(trial_id, tail=logs_tail)
         return serialize_trial_detail(
             row,
             self.store.metrics(trial_id=trial_id),
             self.store.checkpoints(trial_id=trial_id),
-            self.store.logs(trial_id, tail=logs_tail),
+            logs,
             max_points=max_points,
+            logs_cursor=cursor,
+            max_time=max_time,
+            best_id=best,
         )
+
+    def trial_logs(self, trial_id: int, *, after: int, tail: int) -> LogPageModel:
+        """A trial's log lines after cursor ``after`` (the newest ``tail``), for live tails."""
+        row = self.store.get_trial(trial_id)
+        cursor, skipped, lines = self.store.logs_since(trial_id, after_id=after, tail=tail)
+        return serialize_log_page(row, lines, cursor=cursor, skipped=skipped)
+
+    @staticmethod
+    def _ranking(row: ExperimentRow, trials: list[TrialRow]) -> tuple[float | None, int | None]:
+        summary_max_time = max_time_of(row.config)
+        smaller = bool((row.config.get("searcher") or {}).get("smaller_is_better", True))
+        return summary_max_time, best_trial_id(trials, smaller_is_better=smaller)
 
     def trial_metrics(
         self, trial_id: int, *, kind: str | None, max_points: int | None
@@ -240,36 +270,77 @@ class ExperimentService(LoggingConfigurable):
 
     # --- cluster -------------------------------------------------------------------------------
 
-    def cluster(self) -> ClusterModel:
-        """The attached cluster's workers, slots and GPUs; else this machine's GPUs (NVML)."""
-        from det_jupyter.engine.cluster import cluster_summary
+    def cluster(self, *, base_url: str = "/") -> ClusterModel:
+        """The cluster the experiments run on: its workers, slots and GPUs; else this machine's GPUs.
 
-        address = self._cluster_address()
+        Which cluster: ``scheduler_address`` if configured; else the external cluster of the newest
+        running experiment; else the embedded cluster of the store's det-jupyter master (its
+        ``master.json``; the workers' GPUs are asked from its scheduler, and ``master.json``'s
+        workers stand in when the scheduler does not answer). ``base_url`` is the Jupyter server's,
+        for the dashboard's jupyter-server-proxy path.
+        """
+        from det_jupyter.engine.cluster import cluster_summary
+        from det_jupyter.master import running_master
+
+        address, source = self._cluster_address()
+        master = None
         if address is None:
-            return serialize_cluster(
-                None, server_gpus=gpu_inventory(), message="no cluster attached; GPUs of the Jupyter server"
-            )
-        try:
-            client = self._client(address)
-            summary = cluster_summary(client)
-        except (OSError, TimeoutError) as exc:
-            self._drop_client(address)
+            master = running_master(self.path.parent)
+            if master is not None and master.scheduler:
+                address, source = master.scheduler, "master"
+        if address is None:
             return serialize_cluster(
                 None,
                 server_gpus=gpu_inventory(),
-                message=f"cluster at {address} unreachable ({exc}); GPUs of the Jupyter server",
+                message="no cluster running (the det-jupyter master starts one with the next experiment); "
+                "GPUs of the Jupyter server",
             )
-        return serialize_cluster(summary, server_gpus=[], message=f"cluster at {address}")
+        running = [r.id for r in self.store.list_experiments(limit=100) if not r.state.is_terminal]
+        if master is not None:
+            what = f"det-jupyter master (pid {master.pid}), embedded cluster at {address}"
+            experiments = list(master.experiments)
+        else:
+            what = f"cluster at {address}" + (" (configured)" if source == "configured" else "")
+            experiments = running
+        try:
+            summary = cluster_summary(self._client(address))
+        except (OSError, TimeoutError) as exc:
+            self._drop_client(address)
+            if master is None:
+                return serialize_cluster(
+                    None,
+                    server_gpus=gpu_inventory(),
+                    message=f"cluster at {address} unreachable ({exc}); GPUs of the Jupyter server",
+                    experiments=experiments,
+                )
+            summary = {
+                "scheduler": master.scheduler,
+                "dashboard_link": master.dashboard_link,
+                "workers": [{"name": str(w.get("name", "")), **w} for w in master.workers],
+                "slots": master.slots,
+            }
+            what += f" (its scheduler did not answer: {exc}; workers from master.json)"
+        link = summary.get("dashboard_link") or (master.dashboard_link if master else None)
+        summary = {**summary, "dashboard_link": link}
+        return serialize_cluster(
+            summary,
+            server_gpus=[],
+            message=what,
+            source=source,
+            dashboard_proxy_path=dashboard_proxy_path(link, base_url) if proxy_installed() else None,
+            master_pid=master.pid if master is not None else None,
+            experiments=experiments,
+        )
 
-    def _cluster_address(self) -> str | None:
+    def _cluster_address(self) -> tuple[str | None, str]:
         if self.scheduler_address:
-            return str(self.scheduler_address)
+            return str(self.scheduler_address), "configured"
         if not self.follow_experiment_clusters:
-            return None
+            return None, "none"
         for row in self.store.list_experiments(limit=20):
             if not row.state.is_terminal and row.cluster_address:
-                return row.cluster_address
-        return None
+                return row.cluster_address, "experiment"
+        return None, "none"
 
     def _client(self, address: str) -> Client:
         from distributed import Client

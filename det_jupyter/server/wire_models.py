@@ -25,7 +25,9 @@ __all__ = [
     "ExperimentSummaryModel",
     "GpuModel",
     "LogLineModel",
+    "LogPageModel",
     "MetricSeriesModel",
+    "StateColorModel",
     "TrialDetailModel",
     "TrialListModel",
     "TrialSummaryModel",
@@ -40,8 +42,19 @@ class ExperimentSummaryModel(TypedDict):
         id: Experiment id in the store.
         name: The config's ``name``.
         description: The config's ``description``.
+        labels: The config's ``labels``.
         state: Where the experiment is in its lifecycle.
-        progress: The searcher's progress in [0, 1].
+        progress: Work done in [0, 1]: trials COMPLETED or STOPPED by the searcher count whole, others
+            by the length they trained (``searcher_time / max_time``), trials not created yet as 0, out
+            of ``planned_trials``. 1 only for a COMPLETED experiment; a killed one keeps what it did.
+        searcher_progress: The searcher's own progress in [0, 1] (1 once the experiment ended).
+        planned_trials: Trials the searcher plans (``max_trials``, the grid's size, 1 for single), or
+            ``null`` when unknown; never fewer than the trials created.
+        max_time: Length each trial trains, in ``time_metric`` units (``null``: the trial's code decides).
+        time_metric: The unit of ``max_time`` and of trials' ``searcher_time`` (``batches``, ``epochs``, ...).
+        best_trial_id: The trial with the best searcher metric (ties: the older), ``null`` before any.
+        duration: Seconds from creation to the end, or to now while it runs.
+        eta: Estimated seconds left while ACTIVE (elapsed time scaled by the work left), else ``null``.
         searcher: Searcher name (``single``, ``grid``, ``random``, ``adaptive_asha``, ...).
         metric: The searcher metric, e.g. ``val_loss``.
         smaller_is_better: Whether a smaller searcher metric is better.
@@ -58,8 +71,16 @@ class ExperimentSummaryModel(TypedDict):
     id: int
     name: str
     description: str
+    labels: list[str]
     state: Annotated[str, ExperimentState]
     progress: float
+    searcher_progress: float
+    planned_trials: int | None
+    max_time: float | None
+    time_metric: str | None
+    best_trial_id: int | None
+    duration: float | None
+    eta: float | None
     searcher: str
     metric: str | None
     smaller_is_better: bool
@@ -100,6 +121,10 @@ class TrialSummaryModel(TypedDict):
         state: Where the trial is in its lifecycle.
         restarts: Failures restarted so far.
         steps_completed: Steps (batches/epochs/records) trained.
+        searcher_time: Length trained as the searcher counts it (its ``time_metric``, else steps).
+        progress: ``searcher_time / max_time`` in [0, 1] (1 once COMPLETED or STOPPED), ``null`` when
+            the experiment sets no ``max_time``.
+        is_best: Whether it is its experiment's best trial (``best_trial_id``).
         best_validation: Best searcher-metric value.
         latest_validation: Latest searcher-metric value.
         worker: Worker address running it.
@@ -115,6 +140,9 @@ class TrialSummaryModel(TypedDict):
     state: Annotated[str, TrialState]
     restarts: int
     steps_completed: int
+    searcher_time: float
+    progress: float | None
+    is_best: bool
     best_validation: float | None
     latest_validation: float | None
     worker: str | None
@@ -226,19 +254,37 @@ class TrialDetailModel(TrialSummaryModel):
 
     Attributes:
         run_id: The current run (restarts and resumes start new ones).
-        searcher_time: Length trained as the searcher counts it (its ``time_metric``, else steps).
         error: Why it is ERROR, if it is.
         metrics: One series per kind and metric name.
         checkpoints: Its committed checkpoints.
         logs: The tail of its output.
+        logs_cursor: Pass it as ``after`` to ``trials/<id>/logs`` for the lines printed since.
     """
 
     run_id: int
-    searcher_time: float
     error: str | None
     metrics: list[MetricSeriesModel]
     checkpoints: list[CheckpointModel]
     logs: list[LogLineModel]
+    logs_cursor: int
+
+
+class LogPageModel(TypedDict):
+    """New lines of a trial's log since a cursor (``GET trials/<id>/logs?after=&tail=``), for live tails.
+
+    Attributes:
+        trial_id: The trial.
+        state: The trial's state now (a tail can stop polling once it is terminal and drained).
+        lines: The lines after ``after``, oldest first (at most ``tail``: the newest ones).
+        cursor: Pass it as ``after`` next time; equals ``after`` when nothing is new.
+        skipped: Lines after ``after`` left out to keep within ``tail``.
+    """
+
+    trial_id: int
+    state: Annotated[str, TrialState]
+    lines: list[LogLineModel]
+    cursor: int
+    skipped: int
 
 
 class GpuModel(TypedDict):
@@ -286,21 +332,46 @@ class ClusterModel(TypedDict):
 
     Attributes:
         attached: Whether a Dask cluster is described (else: the server machine's GPUs).
+        source: Where it was found: ``configured`` (``c.ExperimentService.scheduler_address``),
+            ``experiment`` (a running experiment's external cluster), ``master`` (the home's
+            det-jupyter master and its embedded cluster) or ``none``.
         message: What is shown, or why no cluster is.
         scheduler: Scheduler address.
-        dashboard_link: Dask dashboard URL.
+        dashboard_link: Dask dashboard URL as the cluster names it (``http://127.0.0.1:8787/status``).
+        dashboard_proxy_path: The dashboard through jupyter-server-proxy, an absolute path on the
+            Jupyter server (``<base_url>proxy/8787/status``), when that proxy is installed; else ``null``.
+        master_pid: The det-jupyter master's process id when ``source`` is ``master``.
+        experiments: Ids of the experiments running on it (the master's, or the running ones).
         workers: Dask workers.
         slots: Slots per resource (``GPU``, ``CPU``).
         gpus: GPUs (of the workers, or of the server when no cluster is attached).
     """
 
     attached: bool
+    source: str
     message: str
     scheduler: str | None
     dashboard_link: str | None
+    dashboard_proxy_path: str | None
+    master_pid: int | None
+    experiments: list[int]
     workers: list[WorkerModel]
     slots: dict[str, float]
     gpus: list[GpuModel]
+
+
+class StateColorModel(TypedDict):
+    """How a state is drawn: a JupyterLab theme variable and its light and dark values.
+
+    Attributes:
+        css: The JupyterLab CSS variable (follows the theme).
+        light: Its hex value in JupyterLab Light.
+        dark: Its hex value in JupyterLab Dark.
+    """
+
+    css: str
+    light: str
+    dark: str
 
 
 class ActionModel(TypedDict):

@@ -207,7 +207,42 @@ def render_typescript() -> str:
     aliases: list[str] = []
     for name, values in renderer.enums.items():
         aliases += ["", *_enum_alias(name, values)]
-    return _HEADER + "\n".join(aliases + interfaces) + "\n"
+    return _HEADER + "\n".join(aliases + interfaces + _palette_constants()) + "\n"
+
+
+def _ts_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _palette_constants() -> list[str]:
+    """:mod:`det_jupyter.server.palette` as TypeScript constants: one palette for sidebar and widget."""
+    from det_jupyter.server import palette
+
+    lines = [
+        "",
+        *_comment(
+            "Colour of every experiment and trial state, shared with the notebook widget "
+            "(``STATE_COLORS`` of det_jupyter/server/palette.py).",
+            "",
+        ),
+    ]
+    lines.append("export const STATE_COLORS: Record<string, IStateColorModel> = {")
+    for state, color in palette.STATE_COLORS.items():
+        fields = ", ".join(f"{k}: {_ts_string(v)}" for k, v in color.items())
+        lines.append(f"  {state}: {{ {fields} }},")
+    lines[-1] = lines[-1].rstrip(",")
+    lines.append("};")
+    lines += [
+        "",
+        *_comment("Marks the best trial in every view.", ""),
+        f"export const BEST_MARK = {_ts_string(palette.BEST_MARK)};",
+    ]
+    lines += [
+        "",
+        *_comment("Written for a missing value.", ""),
+        f"export const NO_VALUE = {_ts_string(palette.NO_VALUE)};",
+    ]
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

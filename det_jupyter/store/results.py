@@ -139,6 +139,28 @@ class ResultTables:
         ).fetchall()
         return [LogRow(*r) for r in rows]
 
+    def logs_since(
+        self, trial_id: int, *, after_id: int = 0, tail: int | None = None
+    ) -> tuple[int, int, list[LogRow]]:
+        """A trial's lines after row ``after_id`` (the newest ``tail`` of them), for live tails.
+
+        Returns the last row id (``after_id`` when nothing is new: pass it back next time), how many
+        newer lines ``tail`` left out, and the lines in order.
+        """
+        rows = self._conn.execute(
+            "SELECT id, trial_id, run_id, ts, line FROM (SELECT * FROM logs WHERE trial_id = ? AND id > ?"
+            " ORDER BY id DESC LIMIT ?) ORDER BY id",
+            (trial_id, after_id, -1 if tail is None else tail),
+        ).fetchall()
+        skipped = 0
+        if tail is not None and rows:
+            (skipped,) = self._conn.execute(
+                "SELECT COUNT(*) FROM logs WHERE trial_id = ? AND id > ? AND id < ?",
+                (trial_id, after_id, rows[0][0]),
+            ).fetchone()
+        last = rows[-1][0] if rows else after_id
+        return int(last), int(skipped), [LogRow(*r[1:]) for r in rows]
+
     # --- checkpoints ---------------------------------------------------------------------------
 
     def add_checkpoint(self, row: CheckpointRow) -> None:

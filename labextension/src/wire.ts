@@ -29,10 +29,33 @@ export interface IExperimentSummaryModel {
   name: string;
   /** The config's `description`. */
   description: string;
+  /** The config's `labels`. */
+  labels: string[];
   /** Where the experiment is in its lifecycle. */
   state: ExperimentState;
-  /** The searcher's progress in [0, 1]. */
+  /**
+   * Work done in [0, 1]: trials COMPLETED or STOPPED by the searcher count whole, others by the
+   * length they trained (`searcher_time / max_time`), trials not created yet as 0, out of
+   * `planned_trials`. 1 only for a COMPLETED experiment; a killed one keeps what it did.
+   */
   progress: number;
+  /** The searcher's own progress in [0, 1] (1 once the experiment ended). */
+  searcher_progress: number;
+  /**
+   * Trials the searcher plans (`max_trials`, the grid's size, 1 for single), or `null` when
+   * unknown; never fewer than the trials created.
+   */
+  planned_trials: number | null;
+  /** Length each trial trains, in `time_metric` units (`null`: the trial's code decides). */
+  max_time: number | null;
+  /** The unit of `max_time` and of trials' `searcher_time` (`batches`, `epochs`, ...). */
+  time_metric: string | null;
+  /** The trial with the best searcher metric (ties: the older), `null` before any. */
+  best_trial_id: number | null;
+  /** Seconds from creation to the end, or to now while it runs. */
+  duration: number | null;
+  /** Estimated seconds left while ACTIVE (elapsed time scaled by the work left), else `null`. */
+  eta: number | null;
   /** Searcher name (`single`, `grid`, `random`, `adaptive_asha`, ...). */
   searcher: string;
   /** The searcher metric, e.g. `val_loss`. */
@@ -85,6 +108,15 @@ export interface ITrialSummaryModel {
   restarts: number;
   /** Steps (batches/epochs/records) trained. */
   steps_completed: number;
+  /** Length trained as the searcher counts it (its `time_metric`, else steps). */
+  searcher_time: number;
+  /**
+   * `searcher_time / max_time` in [0, 1] (1 once COMPLETED or STOPPED), `null` when the experiment
+   * sets no `max_time`.
+   */
+  progress: number | null;
+  /** Whether it is its experiment's best trial (`best_trial_id`). */
+  is_best: boolean;
   /** Best searcher-metric value. */
   best_validation: number | null;
   /** Latest searcher-metric value. */
@@ -184,8 +216,6 @@ export interface ILogLineModel {
 export interface ITrialDetailModel extends ITrialSummaryModel {
   /** The current run (restarts and resumes start new ones). */
   run_id: number;
-  /** Length trained as the searcher counts it (its `time_metric`, else steps). */
-  searcher_time: number;
   /** Why it is ERROR, if it is. */
   error: string | null;
   /** One series per kind and metric name. */
@@ -194,6 +224,25 @@ export interface ITrialDetailModel extends ITrialSummaryModel {
   checkpoints: ICheckpointModel[];
   /** The tail of its output. */
   logs: ILogLineModel[];
+  /** Pass it as `after` to `trials/<id>/logs` for the lines printed since. */
+  logs_cursor: number;
+}
+
+/**
+ * New lines of a trial's log since a cursor (`GET trials/<id>/logs?after=&tail=`), for live tails
+ * (`LogPageModel`).
+ */
+export interface ILogPageModel {
+  /** The trial. */
+  trial_id: number;
+  /** The trial's state now (a tail can stop polling once it is terminal and drained). */
+  state: TrialState;
+  /** The lines after `after`, oldest first (at most `tail`: the newest ones). */
+  lines: ILogLineModel[];
+  /** Pass it as `after` next time; equals `after` when nothing is new. */
+  cursor: number;
+  /** Lines after `after` left out to keep within `tail`. */
+  skipped: number;
 }
 
 /** One GPU as NVML sees it (`GpuModel`). */
@@ -235,18 +284,46 @@ export interface IWorkerModel {
 export interface IClusterModel {
   /** Whether a Dask cluster is described (else: the server machine's GPUs). */
   attached: boolean;
+  /**
+   * Where it was found: `configured` (`c.ExperimentService.scheduler_address`), `experiment` (a
+   * running experiment's external cluster), `master` (the home's det-jupyter master and its
+   * embedded cluster) or `none`.
+   */
+  source: string;
   /** What is shown, or why no cluster is. */
   message: string;
   /** Scheduler address. */
   scheduler: string | null;
-  /** Dask dashboard URL. */
+  /** Dask dashboard URL as the cluster names it (`http://127.0.0.1:8787/status`). */
   dashboard_link: string | null;
+  /**
+   * The dashboard through jupyter-server-proxy, an absolute path on the Jupyter server
+   * (`<base_url>proxy/8787/status`), when that proxy is installed; else `null`.
+   */
+  dashboard_proxy_path: string | null;
+  /** The det-jupyter master's process id when `source` is `master`. */
+  master_pid: number | null;
+  /** Ids of the experiments running on it (the master's, or the running ones). */
+  experiments: number[];
   /** Dask workers. */
   workers: IWorkerModel[];
   /** Slots per resource (`GPU`, `CPU`). */
   slots: Record<string, number>;
   /** GPUs (of the workers, or of the server when no cluster is attached). */
   gpus: IGpuModel[];
+}
+
+/**
+ * How a state is drawn: a JupyterLab theme variable and its light and dark values
+ * (`StateColorModel`).
+ */
+export interface IStateColorModel {
+  /** The JupyterLab CSS variable (follows the theme). */
+  css: string;
+  /** Its hex value in JupyterLab Light. */
+  light: string;
+  /** Its hex value in JupyterLab Dark. */
+  dark: string;
 }
 
 /** The answer to a control action: the request written into the store (`ActionModel`). */
@@ -260,3 +337,24 @@ export interface IActionModel {
   /** The experiment's state when the request was written. */
   state: ExperimentState;
 }
+
+/**
+ * Colour of every experiment and trial state, shared with the notebook widget (`STATE_COLORS` of
+ * det_jupyter/server/palette.py).
+ */
+export const STATE_COLORS: Record<string, IStateColorModel> = {
+  ACTIVE: { css: 'var(--jp-brand-color1)', light: '#1976d2', dark: '#2196f3' },
+  PAUSED: { css: 'var(--jp-layout-color4)', light: '#757575', dark: '#757575' },
+  STOPPING_CANCELED: { css: 'var(--jp-warn-color1)', light: '#f57c00', dark: '#ff9800' },
+  COMPLETED: { css: 'var(--jp-success-color1)', light: '#388e3c', dark: '#4caf50' },
+  CANCELED: { css: 'var(--jp-warn-color1)', light: '#f57c00', dark: '#ff9800' },
+  ERROR: { css: 'var(--jp-error-color1)', light: '#d32f2f', dark: '#f44336' },
+  QUEUED: { css: 'var(--jp-layout-color4)', light: '#757575', dark: '#757575' },
+  STOPPED: { css: 'var(--jp-info-color1)', light: '#0097a7', dark: '#00bcd4' }
+};
+
+/** Marks the best trial in every view. */
+export const BEST_MARK = '★';
+
+/** Written for a missing value. */
+export const NO_VALUE = '–';

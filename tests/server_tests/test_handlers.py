@@ -27,6 +27,7 @@ ENDPOINTS = [
     ("GET", "experiments/1/trials"),
     ("GET", "trials/1"),
     ("GET", "trials/1/metrics"),
+    ("GET", "trials/1/logs"),
     ("GET", "cluster"),
     ("POST", "experiments/1/actions/kill"),
     ("DELETE", "experiments/1"),
@@ -188,6 +189,8 @@ async def test_unknown_ids_in_mutations_are_404(jp_fetch: Any, det_store: Store)
         ("trials/1", {"logs_tail": "many"}, "'logs_tail'"),
         ("trials/-3", {}, "trial id"),
         ("trials/1/metrics", {"kind": "test"}, "'kind'"),
+        ("trials/1/logs", {"after": "-1"}, "'after'"),
+        ("trials/1/logs", {"tail": "0"}, "'tail'"),
     ],
 )
 async def test_bad_input_is_400_naming_the_parameter(
@@ -279,7 +282,8 @@ async def test_cookie_authenticated_mutations_need_the_xsrf_token(jp_fetch: Any,
 async def test_cluster_without_a_scheduler_reports_the_server_gpus(jp_fetch: Any, det_store: Store) -> None:
     body = await get_json(jp_fetch, "cluster")
     assert body["attached"] is False
-    assert "no cluster attached" in body["message"]
+    assert body["source"] == "none"
+    assert "no cluster running" in body["message"]
     assert body["workers"] == []
     assert [g["uuid"] for g in body["gpus"]] == [g.uuid for g in gpu_inventory()]
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypedDict, Union, get_args, get_origin, get_t
 
 import pytest
 
-from det_jupyter.server import serializers
+from det_jupyter.server import palette, serializers
 from det_jupyter.server import wire_models as wire_models_module
 from det_jupyter.server.service import ExperimentService
 from det_jupyter.server.wire_types import (
@@ -176,6 +176,8 @@ def test_serializers_emit_exactly_what_their_typeddicts_declare(service: Experim
             service.trial_metrics(ids["trial"], kind=None, max_points=None),
             list[wire_models_module.MetricSeriesModel],
         ),
+        ("logs", service.trial_logs(ids["trial"], after=0, tail=5), wire_models_module.LogPageModel),
+        ("palette", palette.STATE_COLORS, dict[str, wire_models_module.StateColorModel]),
         ("action", service.act(ids["running"], ControlAction.PAUSE), wire_models_module.ActionModel),
         (
             "cluster",
