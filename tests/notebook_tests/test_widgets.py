@@ -174,7 +174,7 @@ def test_figures_show_one_trace_per_trial_equal_to_the_store(
     # the early-stopped trial is marked where it stopped
     (stop,) = [tr for tr in w.validation_figure.data if tr.name == "ASHA stop"]
     assert (list(stop.x), list(stop.y), list(stop.hovertext)) == ([5], [2.5], [f"trial {t3} stopped early"])
-    assert f"{t2} ★" in w.table.value
+    assert [r["cells"][0] for r in w.table.rows] == [str(t1), f"{t2} ★", str(t3)]
 
 
 def test_a_refresh_sends_one_batched_update_per_figure(store: Store, widgets: list[ExperimentWidget]) -> None:
@@ -249,7 +249,8 @@ def test_refresh_thread_stops_after_one_final_refresh(
     w = ExperimentWidget(exp)
     widgets.append(w)
     w.start()
-    assert w.refreshing and w.parallel_figure is None
+    assert w.refreshing  # the analysis is drawn while the search runs (two trials have a metric)...
+    assert [list(d.values) for d in w.parallel_figure.data[0].dimensions][-1] == [0.3, 1.3, 2.3]
     _report(store, trials[0], "validation", range(11, 12), lambda s: 0.2)
     wait_for(lambda: _figure_series(w.validation_figure)[trials[0]][0] == [10, 11], what="the thread to draw")
     store.update_trial(trials[0], best_validation=0.2)
@@ -260,10 +261,10 @@ def test_refresh_thread_stops_after_one_final_refresh(
     count = w.refreshes
     assert w.pause_button.disabled and w.activate_button.disabled and w.kill_button.disabled
     assert w.progress.value == 1.0 and w.progress.bar_style == "success"
-    # the parallel-coordinates plot of hparams vs the metric appears once it has ended
+    # ... and redrawn with the final metrics once it has ended
     dims = {d.label: list(d.values) for d in w.parallel_figure.data[0].dimensions}
     assert dims["lr"] == pytest.approx([0.1, 0.2, 0.3]) and dims["val_loss"] == [0.2, 1.3, 2.3]
-    assert dims["act"] == [0.0, 1.0, 0.0]  # categorical, coded with tick labels
+    assert dims["act"] == [0, 1, 0] and dims["trial"] == trials  # categorical, coded with tick labels
     assert f"Best trial <b>{trials[0]}</b>" in w.footer.value
     w.start()  # nothing to follow any more
     assert not w.refreshing and w.refreshes == count

@@ -9,8 +9,14 @@ Drawing rules (see ENVIRONMENT.md for plotly 7's ``batch_update`` pitfall):
 - new trials take *spare* traces (empty, unnamed, out of the legend) that were part of the figure's
   initial state, so a new line is named and filled in the same batched update as the others;
   only when the spares run out is a chunk of new ones added (one more operation);
-- the best trial is drawn thick and opaque, the others thin; an ``ASHA stop`` marker trace shows
-  where early-stopped trials ended.
+- the best trial is drawn thick and opaque, the others thin; a trial picked in the table is drawn
+  thick and the others faded; an ``ASHA stop`` marker trace shows where early-stopped trials ended;
+- hovering a point names the trial, its hyperparameters, the x value with its unit and the metric.
+
+Figures fit their output area: no fixed width (``autosize`` with Plotly's ``responsive`` config; the
+page bridge tells them when the area changes size), the legend below the plot. Their full widget
+state always carries the figure as drawn now (:func:`figure_widget`), so a page reload (F5) or a
+second view shows the curves, not the empty figure they started as.
 
 Example:
     >>> fig = TrialFigure("validation", "val_loss", spares=4)      # doctest: +SKIP
@@ -19,13 +25,17 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import html
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
-from det_jupyter.notebook.widget.model import TRAINING, WidgetModel
+from det_jupyter.notebook.widget.model import TRAINING, WidgetModel, flatten_hparams, smooth
+from det_jupyter.notebook.widget.theme import LIGHT, PALETTE, plotly_template, theme_colors
 
-__all__ = ["OPS_PER_SECOND", "STOP_TRACE", "TrialFigure", "figure_widget"]
+__all__ = ["OPS_PER_SECOND", "STOP_TRACE", "FigureView", "TrialFigure", "figure_widget"]
 
 OPS_PER_SECOND = 2
 """Figure operations (4 comm messages each in plotly 7) a figure may send per rolling second."""
@@ -33,18 +43,51 @@ OPS_PER_SECOND = 2
 STOP_TRACE = "ASHA stop"
 SPARE_CHUNK = 8
 MAX_INITIAL_SPARES = 32
-PALETTE = ("#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3", "#FF6692", "#B6E880",
-           "#FF97FF", "#FECB52")  # fmt: skip
-WIDTH, BEST_WIDTH, OPACITY = 1.5, 4.0, 0.55
+WIDTH, BEST_WIDTH, OPACITY, FADED = 1.5, 4.0, 0.55, 0.15
+HEIGHT = 360
 
 ANYWIDGET_MISSING = (
     "the experiment widget draws Plotly FigureWidgets, which need the `anywidget` package "
     "(a det_jupyter dependency that is missing here): pip install anywidget"
 )
+PLOTLY_CONFIG = {"responsive": True, "displaylogo": False}
+"""Plotly's ``config`` for every figure: ``responsive`` resizes it with its output area."""
+
+
+@functools.cache
+def _figure_class() -> type:
+    """``go.FigureWidget`` whose *full* state is the figure as it is now (made once, on first use)."""
+    import plotly.graph_objects as go
+    from plotly.serializers import custom_serializers
+    from traitlets import Dict
+
+    class PersistentFigureWidget(go.FigureWidget):  # type: ignore[misc]
+        """A ``FigureWidget`` that a page reload redraws as it is, not as it was built.
+
+        Plotly syncs ``_widget_data`` / ``_widget_layout`` only at construction and sends every later
+        change as a one-off restyle / relayout message. A reloaded page asks the kernel for each
+        widget's full state and got the construction-time figure (empty traces, the first title).
+        Here a full-state request (``key=None``: a reload, a new view) carries the current figure.
+        """
+
+        _config = Dict(PLOTLY_CONFIG).tag(sync=True, **custom_serializers)
+
+        def get_state(self, key: Any = None, drop_defaults: bool = False) -> dict[str, Any]:
+            state: dict[str, Any] = super().get_state(key, drop_defaults)
+            if key is None and "_layout_obj" in self.__dict__:  # (plotly opens the comm before building them)
+                for name, value in (
+                    ("_widget_data", self._data),
+                    ("_widget_layout", self._layout_obj._props),
+                ):
+                    to_json = self.trait_metadata(name, "to_json", self._trait_to_json)
+                    state[name] = to_json(value, self)
+            return state
+
+    return PersistentFigureWidget
 
 
 def figure_widget(**kwargs: Any) -> Any:
-    """A Plotly ``go.FigureWidget(**kwargs)``, failing clearly when ``anywidget`` is not installed.
+    """A Plotly ``FigureWidget(**kwargs)`` that fits its output area and survives a page reload.
 
     Since plotly 6 a ``FigureWidget`` is an anywidget; without the package plotly fails late and
     vaguely, so the widget checks first.
@@ -54,56 +97,107 @@ def figure_widget(**kwargs: Any) -> Any:
 
     Example:
         >>> fig = figure_widget(layout={"height": 300})           # doctest: +SKIP
-        >>> type(fig).__name__                                     # doctest: +SKIP
-        'FigureWidget'
+        >>> fig.get_state()["_widget_layout"]["height"]           # doctest: +SKIP
+        300
     """
     try:
         import anywidget  # noqa: F401  # imported only to check it is there (see the docstring)
     except ImportError as exc:
         raise ImportError(ANYWIDGET_MISSING) from exc
-    import plotly.graph_objects as go
+    return _figure_class()(**kwargs)
 
-    return go.FigureWidget(**kwargs)
+
+def base_layout(title: str, theme: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """The layout every chart starts from: themed, no fixed width, the legend below the plot."""
+    layout: dict[str, Any] = {
+        "template": plotly_template(theme or LIGHT),
+        "title": {"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 14}},
+        "autosize": True,
+        "height": HEIGHT,
+        "margin": {"l": 55, "r": 15, "t": 40, "b": 40, "autoexpand": True},
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.2, "yanchor": "top",
+                   "font": {"size": 10}},
+    }  # fmt: skip
+    layout.update(extra)
+    return layout
+
+
+@dataclass
+class FigureView:
+    """How the curves are shown: what the x-axis is, a log y-axis, smoothing, the picked trial."""
+
+    x: str = "steps"
+    log_y: bool = False
+    smoothing: float = 0.0
+    selected: int | None = None
+
+
+def _hover(model: WidgetModel, trial_id: int, metric: str, x_label: str) -> str:
+    row = model.trial(trial_id)
+    hparams = flatten_hparams(row.hparams) if row else {}
+    lines = [f"<b>trial {trial_id}</b>"]
+    lines += [f"{_text(k)}: {_text(_short(v))}" for k, v in list(hparams.items())[:8]]
+    lines += [f"{_text(x_label)}: %{{x}}", f"{_text(metric)}: %{{y:.4g}}"]
+    return "<br>".join(lines) + "<extra></extra>"
+
+
+def _text(value: str) -> str:
+    """Text for a hover template: HTML-escaped, and no ``%{`` that Plotly would read as a placeholder."""
+    return html.escape(value).replace("%{", "% {")
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)[:40]
 
 
 class TrialFigure:
     """One metric of every trial: a ``FigureWidget`` and what is still to be drawn on it.
 
-    Not thread-safe: the owning widget calls :meth:`mark` and :meth:`draw` under its lock.
+    Not thread-safe: the owning widget calls :meth:`mark`, :meth:`set_view` and :meth:`draw` under its lock.
 
     Args:
         kind: ``training`` or ``validation``: which reports it plots.
         metric: the metric's name (``None`` for a training metric not known yet; set at the first draw).
         spares: empty traces to start with (about the number of trials expected).
+        x_label: the unit of steps (the searcher's time metric: batches, epochs, records).
     """
 
-    def __init__(self, kind: str, metric: str | None, *, spares: int = SPARE_CHUNK) -> None:
+    def __init__(
+        self, kind: str, metric: str | None, *, spares: int = SPARE_CHUNK, x_label: str = "batches"
+    ) -> None:
         import plotly.graph_objects as go
 
         self.kind = kind
+        self.x_label = x_label
+        self.view = FigureView()
+        self.theme: dict[str, Any] = dict(LIGHT)
         self.traces: dict[int, Any] = {}  # trial id -> its trace
         self._drawn_metric = metric
+        self._drawn_axes: tuple[str, bool] = ("steps", False)
         self._pending: set[int] = set()
         self._restyle = False
         self._drawn_stops: Any = ([], [], [])  # what the stop-marker trace shows: none yet
         self._ops: deque[float] = deque()
         stop = go.Scatter(
             x=[], y=[], name=STOP_TRACE, mode="markers", hoverinfo="text",
-            marker={"symbol": "x", "size": 11, "color": "black"},
+            marker={"symbol": "x", "size": 11, "color": LIGHT["font"]},
         )  # fmt: skip
         count = max(1, min(spares, MAX_INITIAL_SPARES))
         self.figure = figure_widget(
             data=[stop, *(self._spare() for _ in range(count))],
-            layout={
-                "title": {"text": f"{kind} {metric or ''}".strip()},
-                "xaxis": {"title": {"text": "steps"}},
-                "yaxis": {"title": {"text": metric or ""}},
-                "height": 340,
-                "margin": {"l": 50, "r": 10, "t": 40, "b": 40},
-                "legend": {"font": {"size": 10}},
-            },
+            layout=base_layout(
+                self._title(metric),
+                xaxis={"title": {"text": x_label}},
+                yaxis={"title": {"text": metric or ""}},
+            ),
         )
         self._spares: list[Any] = list(self.figure.data[1:])
+
+    def _title(self, metric: str | None) -> str:
+        return f"{self.kind} {metric or ''}".strip()
+
+    def _axis_label(self) -> str:
+        return "seconds since start" if self.view.x == "time" else self.x_label
 
     def _spare(self) -> Any:
         import plotly.graph_objects as go
@@ -116,12 +210,37 @@ class TrialFigure:
         self._pending |= trial_ids
         self._restyle = self._restyle or restyle
 
+    def set_view(self, **changes: Any) -> None:
+        """Change how curves are shown (``x``, ``log_y``, ``smoothing``, ``selected``); drawn at the next draw."""
+        for name, value in changes.items():
+            setattr(self.view, name, value)
+        self._pending |= set(self.traces)
+        self._restyle = True
+
+    def apply_theme(self, theme: dict[str, Any]) -> None:
+        """Restyle the figure for the page's theme now (one relayout; the theme changes rarely)."""
+        self.theme = dict(theme)
+        template = plotly_template(theme)
+        with self.figure.batch_update():
+            self.figure.layout.template = template
+            self.figure.data[0].marker.color = theme_colors(theme)["font"]
+
     def pending(self, model: WidgetModel) -> bool:
         """True while something is still to be drawn (e.g. held back by the message budget)."""
         return bool(self._pending) or self._restyle or self._metric(model) != self._drawn_metric
 
     def _metric(self, model: WidgetModel) -> str | None:
-        return model.training_metric if self.kind == TRAINING else model.validation_metric
+        return model.metrics[self.kind]
+
+    def _style(self, trial_id: int, best: int | None) -> tuple[float, float]:
+        selected = self.view.selected
+        if selected is not None and selected in self.traces:
+            return (BEST_WIDTH, 1.0) if trial_id == selected else (WIDTH, FADED)
+        return (BEST_WIDTH, 1.0) if trial_id == best else (WIDTH, OPACITY)
+
+    def _points(self, model: WidgetModel, trial_id: int) -> tuple[list[Any], list[float]]:
+        xs, ys = model.trial_series(self.kind, trial_id, x=self.view.x)
+        return xs, smooth(ys, self.view.smoothing) if self.view.smoothing else ys
 
     def draw(self, model: WidgetModel) -> None:
         """Bring the figure up to date with ``model`` within the message budget."""
@@ -137,37 +256,49 @@ class TrialFigure:
             spares.extend(fig.data[first:])
             self._ops.append(now)
             free -= 1
-        stops = model.stopped_points(self.kind)
+        stops = model.stopped_points(self.kind, x=self.view.x)
         stops_changed = stops != self._drawn_stops
         metric = self._metric(model)
-        retitle = metric != self._drawn_metric
-        if free <= 0 or not (self._pending or self._restyle or stops_changed or retitle):
+        axes = (self.view.x, self.view.log_y)
+        relabel = metric != self._drawn_metric or axes != self._drawn_axes
+        if free <= 0 or not (self._pending or self._restyle or stops_changed or relabel):
             return
         fresh = set(new[: len(spares)])  # new trials that take a spare trace now
         for trial_id in sorted(fresh):
             traces[trial_id] = spares.pop(0)
         changed = sorted(t for t in self._pending if t in traces)
-        updates = [(traces[t], t, *model.trial_series(self.kind, t)) for t in changed]
-        styles = [(trace, t == best) for t, trace in traces.items() if self._restyle or t in fresh]
+        updates = [(traces[t], t, *self._points(model, t)) for t in changed]
+        styles = [
+            (trace, *self._style(t, best)) for t, trace in traces.items() if self._restyle or t in fresh
+        ]
+        hovers = [
+            (traces[t], _hover(model, t, metric or "", self._axis_label()))
+            for t in traces
+            if t in fresh or relabel
+        ]
         stop_trace = fig.data[0]
         with fig.batch_update():  # everything is built above; only assignments in here
             for trace, trial_id, xs, ys in updates:
                 trace.x, trace.y = xs, ys
                 if trial_id in fresh:
                     trace.name = trace.legendgroup = f"trial {trial_id}"
-                    trace.showlegend, trace.hoverinfo = True, "x+y+name"
+                    trace.showlegend = True
                     trace.line.color = PALETTE[trial_id % len(PALETTE)]
-            for trace, is_best in styles:
-                trace.line.width = BEST_WIDTH if is_best else WIDTH
-                trace.opacity = 1.0 if is_best else OPACITY
+            for trace, hover in hovers:
+                trace.hovertemplate, trace.hoverinfo = hover, None
+            for trace, width, opacity in styles:
+                trace.line.width, trace.opacity = width, opacity
             if stops_changed:
                 stop_trace.x, stop_trace.y = stops[0], stops[1]
                 stop_trace.hovertext = [f"trial {t} stopped early" for t in stops[2]]
-            if retitle:
-                fig.layout.title.text = f"{self.kind} {metric or ''}".strip()
+            if relabel:
+                fig.layout.title.text = self._title(metric)
                 fig.layout.yaxis.title.text = metric or ""
+                fig.layout.yaxis.type = "log" if self.view.log_y else "linear"
+                fig.layout.xaxis.title.text = self._axis_label()
         self._ops.append(now)
         self._pending -= set(changed)
         self._restyle = False
         self._drawn_stops = stops
         self._drawn_metric = metric
+        self._drawn_axes = axes

@@ -16,6 +16,7 @@ from typing import Any
 
 from det_jupyter.notebook.widget.model import TableRow, WidgetModel
 from det_jupyter.states import ExperimentState, TrialState
+from det_jupyter.store import CheckpointRow, LogRow
 
 __all__ = [
     "STATE_COLORS",
@@ -24,7 +25,10 @@ __all__ = [
     "format_hparams",
     "format_value",
     "header_html",
+    "load_code",
     "load_hint_html",
+    "progress_text",
+    "trial_detail_html",
     "trial_table_html",
 ]
 
@@ -74,31 +78,52 @@ def _state(state: ExperimentState | TrialState) -> str:
     return f'<span style="color:{color};font-weight:600">{state.value}</span>'
 
 
-def header_html(model: WidgetModel) -> str:
-    """Name, id, state, searcher, elapsed time, trial counts and the Dask dashboard link."""
+def header_html(model: WidgetModel, now: float | None = None) -> str:
+    """Name, id, state, searcher, duration and ETA, trials (created of planned, each outcome apart), dashboard."""
     exp = model.experiment
-    counts = model.counts()
+    c = model.counts()
     searcher = model.searcher
     direction = "smaller is better" if model.smaller_is_better else "larger is better"
+    timing = f"duration {format_duration(model.elapsed(now))}"
+    eta = model.eta(now)
+    if eta is not None:
+        timing += f", ETA {format_duration(eta)}"
     parts = [
         f"<b>{html.escape(exp.name)}</b>",
         f"experiment {exp.id}",
         _state(exp.state),
         f"{html.escape(searcher.name)} on <code>{html.escape(model.validation_metric)}</code> ({direction})",
-        f"elapsed {format_duration(model.elapsed())}",
+        timing,
     ]
-    trials = f"trials: {counts['done']} done, {counts['running']} running, {counts['queued']} queued"
-    if counts["paused"]:
-        trials += f", {counts['paused']} paused"
-    parts.append(trials)
+    trials = f"trials: {c['total']} of {c['planned']} created"
+    outcomes = [("completed", "completed"), ("stopped", "stopped early"), ("canceled", "canceled"),
+                ("errored", "errored"), ("running", "running"), ("queued", "queued"), ("paused", "paused")]  # fmt: skip
+    shown = [f"{c[key]} {label}" for key, label in outcomes if c[key] or key in ("completed", "running")]
+    parts.append(f"{trials} ({', '.join(shown)})")
     if exp.dashboard_link:
         link = html.escape(exp.dashboard_link, quote=True)
         parts.append(f'<a href="{link}" target="_blank" rel="noopener">Dask dashboard</a>')
     out = " · ".join(parts)
+    if exp.description:
+        out += f'<div style="color:var(--jp-ui-font-color2,#666)">{html.escape(exp.description)}</div>'
     if exp.error:
         color = STATE_COLORS["ERROR"]
         out += f'<div style="color:{color}">{html.escape(exp.error)}</div>'
     return f"<div>{out}</div>"
+
+
+def progress_text(model: WidgetModel) -> str:
+    """What the progress bar means, beside it: ``37 % of 4 × 300 batches``.
+
+    Example:
+        >>> progress_text(model)            # doctest: +SKIP
+        '11 % of 1 × 300 batches'
+    """
+    pct = f"{model.progress() * 100:.0f} %"
+    planned, max_time = model.counts()["planned"], model.searcher.max_time
+    if max_time:
+        return f"{pct} of {planned} × {max_time} {model.time_metric}"
+    return f"{pct} of {planned} trial(s)"
 
 
 def trial_table_html(rows: list[TableRow], metric: str) -> str:
@@ -162,3 +187,64 @@ def load_hint_html(model: WidgetModel, has_checkpoint: bool) -> str:
             f"{model.experiment_id}).best_checkpoint().load()</code>"
         )
     return f"<div>{text}</div>"
+
+
+def trial_detail_html(
+    model: WidgetModel, trial_id: int, checkpoints: list[CheckpointRow], logs: list[LogRow]
+) -> str:
+    """One trial: state and numbers, hyperparameters, checkpoints with the code that loads each, its log tail."""
+    trial = model.trial(trial_id)
+    if trial is None:
+        return f"<i>trial {trial_id} is not a trial of experiment {model.experiment_id}</i>"
+    from det_jupyter.notebook.widget.model import flatten_hparams
+
+    facts = [
+        f"<b>trial {trial.id}</b>{' ★ best' if trial.id == model.best_trial_id else ''}",
+        _state(trial.state),
+        f"{trial.steps_completed} {html.escape(model.time_metric)}",
+        f"best {html.escape(model.validation_metric)} {format_value(trial.best_validation)}",
+        f"restarts {trial.restarts}",
+    ]
+    if trial.worker:
+        facts.append(f"worker {html.escape(trial.worker)}")
+    hp_rows = "".join(
+        f'<tr><td style="{_CELL}">{html.escape(k)}</td><td style="{_CELL}">{html.escape(format_value(v))}</td></tr>'
+        for k, v in flatten_hparams(trial.hparams).items()
+    )
+    kept = [c for c in checkpoints if c.state == "COMPLETED"]
+    ckpt_rows = "".join(
+        f'<tr><td style="{_CELL}"><code>{html.escape(c.uuid)}</code></td><td style="{_CELL}">{c.steps}</td>'
+        f'<td style="{_CELL}">{format_value(c.metric)}</td><td style="{_CELL}"><code>'
+        + html.escape(load_code(model.experiment_id, c.uuid))
+        + "</code></td></tr>"
+        for c in kept
+    )
+    ckpts = (
+        f'<table style="{_TABLE_STYLE}"><tr><th style="{_CELL}">checkpoint</th><th style="{_CELL}">steps</th>'
+        f'<th style="{_CELL}">metric</th><th style="{_CELL}">load this one</th></tr>{ckpt_rows}</table>'
+        if kept
+        else "<i>no checkpoint yet</i>"
+    )
+    log_text = "\n".join(r.line for r in logs) or "no output yet"
+    return (
+        f'<div class="det-trial-detail" data-trial="{trial.id}">{" · ".join(facts)}'
+        f'<div style="display:flex;flex-wrap:wrap;gap:16px;margin-top:4px">'
+        f'<div><b>hyperparameters</b><table style="{_TABLE_STYLE}">{hp_rows}</table></div>'
+        f"<div><b>checkpoints</b>{ckpts}</div></div>"
+        f"<b>log</b> (last {len(logs)} lines)"
+        f'<pre class="det-trial-log" style="white-space:pre-wrap;max-height:240px;overflow:auto;font-size:12px;'
+        f'background:var(--jp-layout-color2,#f5f5f5);padding:4px">{html.escape(log_text)}</pre></div>'
+    )
+
+
+def load_code(experiment_id: int, uuid: str) -> str:
+    """The line that loads one checkpoint as a ready model.
+
+    Example:
+        >>> load_code(3, "abc")
+        'model = next(c for c in det_jupyter.get_experiment(3).checkpoints() if c.uuid == "abc").load()'
+    """
+    return (
+        f"model = next(c for c in det_jupyter.get_experiment({experiment_id}).checkpoints() "
+        f'if c.uuid == "{uuid}").load()'
+    )

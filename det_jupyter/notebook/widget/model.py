@@ -28,11 +28,13 @@ from det_jupyter.searcher.ranking import best_of, is_rankable, rank_key
 from det_jupyter.states import ExperimentState, TrialState
 from det_jupyter.store import ExperimentRow, Store, TrialRow
 
-__all__ = ["Changes", "ParallelDimension", "TableRow", "WidgetModel", "flatten_hparams"]
+__all__ = ["Changes", "TableRow", "WidgetModel", "flatten_hparams", "smooth"]
 
 TRAINING = "training"
 VALIDATION = "validation"
 SORT_KEYS = ("id", "state", "steps", "best", "restarts")
+X_AXES = ("steps", "time")
+"""What the curves' x-axis shows: the searcher's time metric (batches, epochs, records) or seconds."""
 
 
 @dataclass
@@ -61,16 +63,6 @@ class TableRow:
     is_best: bool
 
 
-@dataclass(frozen=True)
-class ParallelDimension:
-    """One axis of the parallel-coordinates plot; categorical values are coded 0..n-1 with ``ticktext``."""
-
-    label: str
-    values: tuple[float, ...]
-    tickvals: tuple[float, ...] | None = None
-    ticktext: tuple[str, ...] | None = None
-
-
 def flatten_hparams(hparams: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested hyperparameters as dotted keys: ``{"opt": {"lr": 0.1}}`` → ``{"opt.lr": 0.1}``.
 
@@ -88,6 +80,29 @@ def flatten_hparams(hparams: dict[str, Any], prefix: str = "") -> dict[str, Any]
     return out
 
 
+def smooth(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average, debiased so the start is not pulled to 0.
+
+    ``weight`` 0 returns the values unchanged; 0.9 follows a noisy per-batch loss closely enough.
+
+    Example:
+        >>> smooth([1.0, 3.0, 3.0], 0.5)
+        [1.0, 2.333333333333333, 2.7142857142857144]
+        >>> smooth([1.0, 2.0], 0.0)
+        [1.0, 2.0]
+    """
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"smoothing weight={weight} must be in [0, 1): 0 is none, 0.9 is strong")
+    if weight == 0.0:
+        return list(values)
+    out, last, debias = [], 0.0, 1.0
+    for v in values:
+        last = last * weight + (1.0 - weight) * v
+        debias *= weight
+        out.append(last / (1.0 - debias))
+    return out
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -98,6 +113,9 @@ class WidgetModel:
     """The state an experiment widget shows, read from the store.
 
     Not thread-safe: one thread calls :meth:`refresh` (the widget holds a lock around it).
+
+    Every numeric metric of every report is kept (a few floats per report), so the metric pickers
+    switch without re-reading the store. ``metrics[kind]`` names the metric each chart plots.
 
     Args:
         store: the store holding the experiment.
@@ -112,12 +130,14 @@ class WidgetModel:
         self.experiment: ExperimentRow = store.get_experiment(experiment_id)
         self.config = ExperimentConfig.from_stored(self.experiment.config)  # fixed at submission
         self.trials: list[TrialRow] = []
-        self._requested_training_metric = training_metric
-        self.training_metric: str | None = training_metric
+        self.metrics: dict[str, str | None] = {TRAINING: training_metric, VALIDATION: self.searcher.metric}
         self._last_metric_id = 0
-        # kind -> trial id -> steps -> value (newest report wins)
-        self._points: dict[str, dict[int, dict[int, float]]] = {TRAINING: {}, VALIDATION: {}}
-        self._training_rows: dict[int, dict[int, dict[str, Any]]] = {}  # until the metric is known
+        # kind -> trial id -> steps -> (reported_at, numeric metrics); the newest report of a step wins
+        self._reports: dict[str, dict[int, dict[int, tuple[float, dict[str, float]]]]] = {
+            TRAINING: {},
+            VALIDATION: {},
+        }
+        self._names: dict[str, dict[str, None]] = {TRAINING: {}, VALIDATION: {}}  # ordered sets
         self.refreshed_at: float | None = None
 
     # --- reading -------------------------------------------------------------------------------
@@ -129,13 +149,23 @@ class WidgetModel:
 
     @property
     def validation_metric(self) -> str:
-        """The searcher's metric (plotted from validation reports)."""
+        """The searcher's metric (ranks trials; the validation chart plots it unless another is picked)."""
         return self.searcher.metric
+
+    @property
+    def training_metric(self) -> str | None:
+        """The training metric plotted (``None`` until a training report names one)."""
+        return self.metrics[TRAINING]
 
     @property
     def smaller_is_better(self) -> bool:
         """Whether the searcher minimises its metric."""
         return self.searcher.smaller_is_better
+
+    @property
+    def time_metric(self) -> str:
+        """The unit of ``steps`` (``batches``, ``epochs``, ``records``): what the x-axis says."""
+        return self.searcher.time_metric or "batches"
 
     @property
     def terminal(self) -> bool:
@@ -158,56 +188,73 @@ class WidgetModel:
         )
         for trial_id in rerun:  # a restarted run superseded reports we drew: redraw the trial from the store
             for kind in (TRAINING, VALIDATION):
-                if self._points[kind].pop(trial_id, None) is not None:
+                if self._reports[kind].pop(trial_id, None) is not None:
                     changes.series[kind].add(trial_id)
-            self._training_rows.pop(trial_id, None)
             rows = [r for r in rows if r.trial_id != trial_id] + self.store.metrics(trial_id=trial_id)
         changes.new_reports = len(rows)
         for r in rows:
-            if r.kind == VALIDATION:
-                self._add_point(
-                    VALIDATION, r.trial_id, r.steps, r.metrics.get(self.validation_metric), changes
-                )
-            elif r.kind == TRAINING:
-                if self.training_metric is None:
-                    self._training_rows.setdefault(r.trial_id, {})[r.steps] = r.metrics
-                    self._choose_training_metric(r.metrics, changes)
-                else:
-                    self._add_point(
-                        TRAINING, r.trial_id, r.steps, r.metrics.get(self.training_metric), changes
-                    )
+            if r.kind not in self._reports:
+                continue
+            numbers = {k: n for k, v in r.metrics.items() if (n := _number(v)) is not None}
+            self._reports[r.kind].setdefault(r.trial_id, {})[r.steps] = (r.reported_at, numbers)
+            self._names[r.kind].update(dict.fromkeys(numbers))
+            if self.metrics[r.kind] is None:
+                self._choose_training_metric(changes)
+            elif self.metrics[r.kind] in numbers:
+                changes.series[r.kind].add(r.trial_id)
         self.refreshed_at = time.time()
         return changes
 
-    def _add_point(self, kind: str, trial_id: int, steps: int, value: Any, changes: Changes) -> None:
-        number = _number(value)
-        if number is None:
-            return
-        self._points[kind].setdefault(trial_id, {})[steps] = number
-        changes.series[kind].add(trial_id)
-
-    def _choose_training_metric(self, metrics: dict[str, Any], changes: Changes) -> None:
-        numeric = [k for k, v in metrics.items() if _number(v) is not None]
+    def _choose_training_metric(self, changes: Changes) -> None:
+        numeric = list(self._names[TRAINING])
         if not numeric:
             return
         losses = [k for k in numeric if "loss" in k.lower()]
-        self.training_metric = "loss" if "loss" in numeric else (losses or numeric)[0]
-        for trial_id, by_steps in self._training_rows.items():
-            for steps, m in by_steps.items():
-                self._add_point(TRAINING, trial_id, steps, m.get(self.training_metric), changes)
-        self._training_rows.clear()
+        self.metrics[TRAINING] = "loss" if "loss" in numeric else (losses or numeric)[0]
+        changes.series[TRAINING] |= set(self._reports[TRAINING])
+
+    def metric_names(self, kind: str) -> list[str]:
+        """Every numeric metric reported so far for ``kind``, in the order first seen."""
+        return list(self._names[kind])
+
+    def set_metric(self, kind: str, metric: str) -> set[int]:
+        """Plot ``metric`` on the ``kind`` chart; returns the trials whose lines must be redrawn.
+
+        Example:
+            >>> model.set_metric("training", "accuracy")     # doctest: +SKIP
+            {1, 2, 3}
+        """
+        if kind not in self._reports:
+            raise ValueError(f"kind={kind!r} is not a chart; use {TRAINING!r} or {VALIDATION!r}")
+        self.metrics[kind] = metric
+        return set(self._reports[kind])
 
     # --- derived views -------------------------------------------------------------------------
 
     def series(self, kind: str) -> dict[int, tuple[list[int], list[float]]]:
         """Per trial id: ``(steps ascending, values)`` of the plotted metric of ``kind``."""
-        return {tid: self.trial_series(kind, tid) for tid in sorted(self._points[kind])}
+        out = {tid: self.trial_series(kind, tid) for tid in sorted(self._reports[kind])}
+        return {tid: s for tid, s in out.items() if s[0]}
 
-    def trial_series(self, kind: str, trial_id: int) -> tuple[list[int], list[float]]:
-        """One trial's ``(steps, values)`` for ``kind`` (``training`` or ``validation``)."""
-        points = self._points[kind].get(trial_id, {})
-        steps = sorted(points)
-        return steps, [points[s] for s in steps]
+    def trial_series(
+        self, kind: str, trial_id: int, *, metric: str | None = None, x: str = "steps"
+    ) -> tuple[list[Any], list[float]]:
+        """One trial's ``(x, values)`` for ``kind``: ``x`` is steps, or seconds since the experiment began.
+
+        Args:
+            kind: ``training`` or ``validation``.
+            trial_id: the trial.
+            metric: a metric name (default: the one plotted).
+            x: ``steps`` or ``time``.
+        """
+        name = metric or self.metrics[kind]
+        reports = self._reports[kind].get(trial_id, {})
+        steps = [s for s in sorted(reports) if name in reports[s][1]]
+        values = [reports[s][1][name] for s in steps]  # type: ignore[index]
+        if x == "time":
+            start = self.experiment.created_at
+            return [round(reports[s][0] - start, 3) for s in steps], values
+        return steps, values
 
     @property
     def best_trial_id(self) -> int | None:
@@ -220,36 +267,88 @@ class WidgetModel:
         )
         return None if best is None else best.id
 
-    def stopped_points(self, kind: str) -> tuple[list[int], list[float], list[int]]:
-        """Where early-stopped (``STOPPED``) trials ended: ``(steps, values, trial ids)``."""
+    def trial(self, trial_id: int) -> TrialRow | None:
+        """The trial's row as last read, or ``None`` when it is not one of this experiment's."""
+        return next((t for t in self.trials if t.id == trial_id), None)
+
+    def stopped_points(self, kind: str, x: str = "steps") -> tuple[list[Any], list[float], list[int]]:
+        """Where early-stopped (``STOPPED``) trials ended: ``(x, values, trial ids)``."""
         xs, ys, ids = [], [], []
         for t in self.trials:
             if t.state == TrialState.STOPPED:
-                steps, values = self.trial_series(kind, t.id)
+                steps, values = self.trial_series(kind, t.id, x=x)
                 if steps:
                     xs.append(steps[-1])
                     ys.append(values[-1])
                     ids.append(t.id)
         return xs, ys, ids
 
+    @property
+    def planned_trials(self) -> int | None:
+        """How many trials the search will create: ``max_trials`` (the grid's size for grid, 1 for single).
+
+        ``None`` when it cannot be known ahead (a grid without counts); never less than created so far.
+        """
+        planned: int | None = self.searcher.max_trials
+        if self.searcher.name == "single":
+            planned = 1
+        elif self.searcher.name == "grid":
+            try:
+                planned = self.config.hparam_space.grid_size()
+            except Exception:  # a grid the config check let through without counts: unknown
+                planned = None
+        return None if planned is None else max(planned, len(self.trials))
+
     def counts(self) -> dict[str, int]:
-        """Trials ``done`` (terminal), ``running``, ``queued``, ``paused``, and ``total``."""
-        out = {"done": 0, "running": 0, "queued": 0, "paused": 0, "total": len(self.trials)}
+        """Trials per outcome, each counted once.
+
+        ``completed`` (trained to the end), ``stopped`` (stopped early by the searcher), ``canceled``
+        (killed), ``errored``, ``running``, ``queued``, ``paused`` (also STOPPING_CANCELED), ``total``
+        created, and ``planned`` (:attr:`planned_trials`, or ``total`` when unknown).
+        """
+        out = dict.fromkeys(("completed", "stopped", "canceled", "errored", "running", "queued", "paused"), 0)
+        key = {TrialState.COMPLETED: "completed", TrialState.STOPPED: "stopped", TrialState.CANCELED: "canceled",
+               TrialState.ERROR: "errored", TrialState.ACTIVE: "running", TrialState.QUEUED: "queued"}  # fmt: skip
         for t in self.trials:
-            if t.state.is_terminal:
-                out["done"] += 1
-            elif t.state == TrialState.ACTIVE:
-                out["running"] += 1
-            elif t.state == TrialState.QUEUED:
-                out["queued"] += 1
-            else:
-                out["paused"] += 1
+            out[key.get(t.state, "paused")] += 1
+        out["total"] = len(self.trials)
+        out["planned"] = self.planned_trials or len(self.trials)
         return out
+
+    def progress(self) -> float:
+        """The fraction of the planned work done, in [0, 1]: what the progress bar shows.
+
+        1.0 only for a COMPLETED experiment. Otherwise each planned trial counts for 1/planned: fully
+        when it ended COMPLETED or STOPPED (the searcher's plan for it is done), by ``steps / max_time``
+        when it is running, paused, canceled or errored (work it really did), and 0 when not created
+        yet. Without ``max_time`` (the user's code decides the length) a trial's part counts only when
+        it has ended. So a search killed at 32 of 300 steps shows 11 %, not 100 %.
+        """
+        if self.experiment.state == ExperimentState.COMPLETED:
+            return 1.0
+        planned = self.planned_trials or len(self.trials)
+        if planned == 0:
+            return 0.0
+        max_time = self.searcher.max_time
+        done = 0.0
+        for t in self.trials:
+            if t.state in (TrialState.COMPLETED, TrialState.STOPPED):
+                done += 1.0
+            elif max_time:
+                done += min(1.0, t.steps_completed / max_time)
+        return min(1.0, done / planned)
 
     def elapsed(self, now: float | None = None) -> float:
         """Seconds since the experiment was created (until it ended, once it has)."""
         end = self.experiment.ended_at or (time.time() if now is None else now)
         return max(0.0, end - self.experiment.created_at)
+
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds left at the pace so far (elapsed × (1 − p) / p); ``None`` once ended or before any work."""
+        p = self.progress()
+        if self.terminal or self.experiment.state != ExperimentState.ACTIVE or p <= 0.0 or p >= 1.0:
+            return None
+        return self.elapsed(now) * (1.0 - p) / p
 
     def table_rows(self, sort_by: str = "id", descending: bool = False) -> list[TableRow]:
         """The trial table, sorted by ``id``, ``state``, ``steps``, ``best`` (metric) or ``restarts``.
@@ -280,37 +379,16 @@ class WidgetModel:
         }[sort_by]
         return sorted(rows, key=key, reverse=descending)
 
+    def values_ascending(self, sort_by: str, descending: bool) -> bool:
+        """Whether the sorted column's *values* go up down the table (what the header's ▲ / ▼ says).
+
+        For ``best``, ascending order is best first, so the values go up when smaller is better.
+        """
+        return (not descending) == (self.smaller_is_better if sort_by == "best" else True)
+
     def errors(self) -> list[tuple[int, TrialState, int, str]]:
         """``(trial id, state, restarts, traceback)`` of every trial that failed at least once."""
         return [(t.id, t.state, t.restarts, t.error) for t in self.trials if t.error]
-
-    def parallel_coordinates(self) -> list[ParallelDimension]:
-        """Axes for a parallel-coordinates plot of hyperparameters vs the metric (scored trials only).
-
-        Hyperparameters that vary across trials come first (all of them if none varies); numbers are
-        plotted as they are, anything else as categories. The last axis is the searcher metric.
-        """
-        scored = [t for t in self.trials if is_rankable(t.best_validation)]
-        if not scored:
-            return []
-        flat = [flatten_hparams(t.hparams) for t in scored]
-        names = list(dict.fromkeys(k for f in flat for k in f))
-        varying = [n for n in names if len({repr(f.get(n)) for f in flat}) > 1] or names
-        dims = []
-        for name in varying:
-            values = [f.get(name) for f in flat]
-            numbers = [_number(v) for v in values]
-            if all(n is not None for n in numbers):
-                dims.append(ParallelDimension(name, tuple(float(n or 0.0) for n in numbers)))
-            else:
-                labels = sorted({repr(v) if not isinstance(v, str) else v for v in values})
-                code = {label: float(i) for i, label in enumerate(labels)}
-                coded = tuple(code[repr(v) if not isinstance(v, str) else v] for v in values)
-                dims.append(ParallelDimension(name, coded, tuple(code.values()), tuple(labels)))
-        dims.append(
-            ParallelDimension(self.validation_metric, tuple(float(t.best_validation or 0.0) for t in scored))
-        )
-        return dims
 
     @property
     def state(self) -> ExperimentState:

@@ -4,22 +4,24 @@ Listening and drawing are apart, as in distributed's progress bar: a
 :class:`~det_jupyter.notebook.widget.model.WidgetModel` reads the store (incrementally) and says what changed;
 the ``_draw_*`` methods here update only those widgets. A daemon thread calls :meth:`refresh` every
 ``refresh_interval`` seconds (at most 2 Hz), so the kernel is never blocked and curves grow while
-other cells run; once the experiment has ended it draws the final state (with the
-parallel-coordinates plot and the load-and-predict line) and stops.
+other cells run; once the experiment has ended it draws the final state and stops.
 
-Figures are Plotly ``FigureWidget`` s (:class:`~det_jupyter.notebook.widget.figures.TrialFigure`), one line
-per trial (trace ``trial N``): at most one batched update per figure per refresh, whole ``x``/``y``
-arrays assigned once inside ``batch_update()``, and at most 8 comm messages per figure per second.
+What it shows: a header (state, searcher, duration and ETA, trials created of planned with each
+outcome counted apart), a progress bar of the work done with its percentage, pause / activate / kill,
+chart controls (metric per chart, x-axis, log y, smoothing), the training and validation charts
+(:class:`~det_jupyter.notebook.widget.figures.TrialFigure`: one line per trial, hover with trial id,
+hyperparameters and value; they fit their output area, follow JupyterLab's light or dark theme
+and come back after a page reload), the trial table (:mod:`~det_jupyter.notebook.widget.table`: sort
+by a header, click a row to pick a trial: its line is highlighted and its detail opens: hyperparameters,
+checkpoints with the line that loads each, its live log tail), failures, the hyperparameter analysis
+(:mod:`~det_jupyter.notebook.widget.analysis`: parallel coordinates and metric-vs-hparam scatter, drawn
+once two trials have a metric), and the load-and-predict line. :meth:`to_dataframe` / :meth:`to_csv`
+export the metrics; ``_repr_mimebundle_`` carries a static HTML copy for nbviewer / GitHub.
 
-Buttons: pause / activate / kill write control requests into the store (``exp.pause()`` ...), which
-the controller acts on wherever it runs. Their clicks reach the kernel as comm messages; to have
-them handled while the kernel is busy with another cell, the widget routes its controls' comms to a
-kernel subshell (:mod:`det_jupyter.notebook.kernel_comm`, ipykernel >= 7.4). Elsewhere a click waits for
-the running cell to end; ``%det kill ID`` in another notebook or ``det-jupyter experiment kill ID``
-in a terminal act at once.
-
-The widget holds no state of its own beyond what it drew: after a kernel restart or in another
-notebook, ``det_jupyter.get_experiment(ID)`` (displayed) or ``%det attach ID`` shows it again.
+Controls' clicks reach the kernel as comm messages; the widget routes those comms to a kernel
+subshell (:mod:`det_jupyter.notebook.kernel_comm`, ipykernel >= 7.4) so they are handled while another
+cell runs. The widget holds no state of its own beyond what it drew: after a kernel restart or in
+another notebook, ``det_jupyter.get_experiment(ID)`` (displayed) or ``%det attach ID`` shows it again.
 
 Example:
     >>> exp = det_jupyter.get_experiment(3)          # doctest: +SKIP
@@ -29,16 +31,30 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from det_jupyter.notebook.widget.figures import SPARE_CHUNK, TrialFigure, figure_widget
-from det_jupyter.notebook.widget.html import errors_html, header_html, load_hint_html, trial_table_html
+from det_jupyter.notebook.widget import analysis, export
+from det_jupyter.notebook.widget.bridge import page_bridge
+from det_jupyter.notebook.widget.figures import SPARE_CHUNK, TrialFigure, base_layout, figure_widget
+from det_jupyter.notebook.widget.html import (
+    errors_html,
+    header_html,
+    load_hint_html,
+    progress_text,
+    trial_detail_html,
+    trial_table_html,
+)
 from det_jupyter.notebook.widget.model import SORT_KEYS, TRAINING, VALIDATION, Changes, WidgetModel
+from det_jupyter.notebook.widget.table import table_payload, trial_table
+from det_jupyter.notebook.widget.theme import LIGHT, plotly_template
 from det_jupyter.states import ControlAction, ExperimentState
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from det_jupyter.experiment import Experiment
 
 __all__ = ["MIN_REFRESH_INTERVAL", "ExperimentWidget", "display_experiment", "in_kernel"]
@@ -47,6 +63,10 @@ log = logging.getLogger(__name__)
 
 MIN_REFRESH_INTERVAL = 0.5
 """Seconds between two refreshes at least (the widget reads the store and redraws at most at 2 Hz)."""
+ANALYSIS_INTERVAL = 5.0
+"""Seconds between two redraws of the hyperparameter analysis while the search runs."""
+LOG_TAIL = 40
+"""Lines of the picked trial's log shown in its detail."""
 
 
 def in_kernel() -> bool:
@@ -69,7 +89,7 @@ def display_experiment(experiment: Experiment) -> None:
 
 
 class ExperimentWidget:
-    """A live widget for one experiment: header, progress, curves, trial table, errors, controls.
+    """A live widget for one experiment (see the module docstring for what it shows).
 
     Args:
         experiment: the :class:`~det_jupyter.experiment.Experiment` handle.
@@ -80,11 +100,13 @@ class ExperimentWidget:
         model: the :class:`WidgetModel` it draws (read it in tests).
         training_figure, validation_figure: Plotly ``FigureWidget`` s, one trace ``trial N`` per trial
             plus a marker trace ``ASHA stop`` where early-stopped trials ended.
-        parallel_figure: the parallel-coordinates ``FigureWidget`` once the experiment has ended.
+        parallel_figure, scatter_figure: the hyperparameter analysis (``None`` until two trials have a metric).
         figures: the two :class:`~det_jupyter.notebook.widget.figures.TrialFigure` s behind those figures.
-        pause_button, activate_button, kill_button, sort_by, descending: the controls.
-        controls_concurrent: True when the controls' clicks are handled while the kernel runs another
-            cell (their comms go to a kernel subshell, see :mod:`det_jupyter.notebook.kernel_comm`).
+        table: the trial table (``sort_by``, ``descending``, ``selected``: set them or click).
+        detail: the picked trial's detail (HTML).
+        pause_button, activate_button, kill_button, training_metric_picker, validation_metric_picker,
+        x_axis, log_y, smoothing: the controls. bridge: the page bridge (size and theme).
+        controls_concurrent: True when the controls' clicks are handled while the kernel runs another cell.
 
     Example:
         >>> w = ExperimentWidget(det_jupyter.get_experiment(3))   # doctest: +SKIP
@@ -111,12 +133,18 @@ class ExperimentWidget:
         self._drawn_best: int | None = None
         self._final_drawn = False
         self._finished = False
+        self._analysis_at = 0.0
+        self._drawn_scores: Any = None
+        self._display: Any = None
+        self._theme: dict[str, Any] = dict(LIGHT)
+        self._drawing_pickers = False  # the pickers' options are being set: not a user's pick
         self.refreshes = 0
 
         self.header = w.HTML()
         self.progress = w.FloatProgress(
-            min=0.0, max=1.0, description="progress", layout=w.Layout(width="320px")
+            min=0.0, max=1.0, description="progress", layout=w.Layout(width="300px")
         )
+        self.progress_label = w.HTML()
         self.pause_button = w.Button(
             description="Pause", icon="pause", tooltip="checkpoint and stop all trials"
         )
@@ -131,65 +159,111 @@ class ExperimentWidget:
         self.activate_button.on_click(lambda _b: self._request(ControlAction.ACTIVATE))
         self.kill_button.on_click(lambda _b: self._request(ControlAction.KILL))
 
+        small = w.Layout(width="auto")
+        self.training_metric_picker = w.Dropdown(options=[], description="training", layout=small)
+        self.validation_metric_picker = w.Dropdown(
+            options=[self.model.validation_metric], value=self.model.validation_metric,
+            description="validation", layout=small,
+        )  # fmt: skip
+        self.x_axis = w.Dropdown(
+            options=[(self.model.time_metric, "steps"), ("seconds", "time")], value="steps",
+            description="x-axis", layout=small,
+        )  # fmt: skip
+        self.log_y = w.ToggleButton(value=False, description="log y", tooltip="logarithmic y-axis")
+        self.smoothing = w.FloatSlider(
+            value=0.0, min=0.0, max=0.99, step=0.01, description="smoothing", continuous_update=False
+        )
+        self.training_metric_picker.observe(lambda c: self._pick_metric(TRAINING, c["new"]), names="value")
+        self.validation_metric_picker.observe(
+            lambda c: self._pick_metric(VALIDATION, c["new"]), names="value"
+        )
+        self.x_axis.observe(lambda c: self._set_view(x=c["new"]), names="value")
+        self.log_y.observe(lambda c: self._set_view(log_y=bool(c["new"])), names="value")
+        self.smoothing.observe(lambda c: self._set_view(smoothing=float(c["new"])), names="value")
+
         spares = self.model.searcher.max_trials or SPARE_CHUNK
+        x_label = self.model.time_metric
         self.figures = {
-            TRAINING: TrialFigure(TRAINING, training_metric, spares=spares),
-            VALIDATION: TrialFigure(VALIDATION, self.model.validation_metric, spares=spares),
+            TRAINING: TrialFigure(TRAINING, training_metric, spares=spares, x_label=x_label),
+            VALIDATION: TrialFigure(VALIDATION, self.model.validation_metric, spares=spares, x_label=x_label),
         }
         self.training_figure = self.figures[TRAINING].figure
         self.validation_figure = self.figures[VALIDATION].figure
         self.parallel_figure: Any = None
-        labels = {
-            "id": "trial id",
-            "state": "state",
-            "steps": "steps",
-            "best": "best metric",
-            "restarts": "restarts",
-        }
-        self.sort_by = w.Dropdown(
-            options=[(labels[k], k) for k in SORT_KEYS],
-            value="id",
-            description="sort by",
-            layout=w.Layout(width="220px"),
-        )
-        self.descending = w.ToggleButton(value=False, description="descending", icon="sort-amount-desc")
-        self.sort_by.observe(lambda _c: self._redraw_table(), names="value")
-        self.descending.observe(lambda _c: self._redraw_table(), names="value")
-        self.table = w.HTML()
+        self.scatter_figure: Any = None
+        self.table = trial_table()
+        self.table.observe(lambda _c: self._redraw_table(), names=["sort_by", "descending"])
+        self.table.observe(lambda c: self._pick_trial(int(c["new"])), names="selected")
+        self.detail = w.HTML(layout=w.Layout(display="none"))
         self.errors = w.HTML(layout=w.Layout(display="none"))
-        self.parallel_box = w.VBox()
+        self.analysis_box = w.VBox()
         self.footer = w.HTML()
-        half = w.Layout(width="50%")
+        self.bridge = page_bridge()
+        self.bridge.observe(lambda c: self._apply_theme(dict(c["new"])), names="theme")
+        chart = w.Layout(flex="1 1 420px", min_width="320px", overflow="hidden")
         self.widget = w.VBox(
             [
                 self.header,
-                w.HBox(
-                    [self.progress, self.pause_button, self.activate_button, self.kill_button, self.status]
-                ),
-                w.HBox(
-                    [w.Box([self.training_figure], layout=half), w.Box([self.validation_figure], layout=half)]
-                ),
-                w.HBox([self.sort_by, self.descending]),
+                w.HBox([self.progress, self.progress_label, self.pause_button, self.activate_button,
+                        self.kill_button, self.status], layout=w.Layout(flex_flow="row wrap", align_items="center")),
+                w.HBox([self.training_metric_picker, self.validation_metric_picker, self.x_axis, self.log_y,
+                        self.smoothing], layout=w.Layout(flex_flow="row wrap")),
+                w.HBox([w.Box([self.training_figure], layout=chart), w.Box([self.validation_figure], layout=chart)],
+                       layout=w.Layout(flex_flow="row wrap", width="100%")),
                 self.table,
+                self.detail,
                 self.errors,
-                self.parallel_box,
+                self.analysis_box,
                 self.footer,
-            ]
-        )
+                self.bridge,
+            ],
+            layout=w.Layout(width="100%"),
+        )  # fmt: skip
+        self.widget.add_class("det-jupyter-widget")
         from det_jupyter.notebook.kernel_comm import route_to_subshell
 
         self.controls_concurrent = route_to_subshell(
-            [self.pause_button, self.activate_button, self.kill_button, self.sort_by, self.descending]
-        )
+            [self.pause_button, self.activate_button, self.kill_button, self.training_metric_picker,
+             self.validation_metric_picker, self.x_axis, self.log_y, self.smoothing, self.table, self.bridge]
+        )  # fmt: skip
         self.refresh()
 
     # --- display and the refresh thread --------------------------------------------------------
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The live widget, with a static HTML copy for renderers without a kernel (nbviewer, GitHub)."""
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
+        bundle["text/html"] = self.static_html()
+        bundle["text/plain"] = repr(self.experiment)
+        return bundle
+
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
+        self._display = display(self._repr_mimebundle_(), raw=True, display_id=True)
         self.start()
+
+    def static_html(self) -> str:
+        """What the widget shows as static HTML (charts load plotly.js from its CDN); see :mod:`.export`."""
+        with self._lock:
+            parts = [self.header.value, f"<div>{progress_text(self.model)}</div>",
+                     trial_table_html(self.model.table_rows(), self.model.validation_metric),
+                     self.errors.value, self.footer.value]  # fmt: skip
+            figures = [self.training_figure, self.validation_figure]
+            figures += [f for f in (self.parallel_figure, self.scatter_figure) if f is not None]
+            return export.static_html(parts, figures)
+
+    def to_dataframe(self, kind: str | None = None) -> pd.DataFrame:
+        """Every report of the experiment (``trial_id, run_id, kind, steps, reported_at`` + one column per metric).
+
+        Args:
+            kind: ``"training"`` or ``"validation"`` to keep one kind.
+        """
+        return self.experiment.metrics(kind)
+
+    def to_csv(self, path: str | os.PathLike[str], kind: str | None = None) -> str:
+        """Write :meth:`to_dataframe` as CSV to ``path`` (atomically); returns the path."""
+        return export.write_csv(self.to_dataframe(kind), path)
 
     def start(self) -> None:
         """Refresh in a daemon thread until the experiment ends (idempotent; no-op once it has ended)."""
@@ -251,6 +325,7 @@ class ExperimentWidget:
             self.refreshes += 1
             self._draw_header()
             self._draw_controls()
+            self._draw_pickers()
             best_changed = self.model.best_trial_id != self._drawn_best
             self._drawn_best = self.model.best_trial_id
             for kind, figure in self.figures.items():
@@ -260,11 +335,18 @@ class ExperimentWidget:
             if changes.trials:
                 self._redraw_table()
                 self._draw_errors()
+            if self.table.selected >= 0:
+                self._draw_detail()
+            if changes.trials or (self.model.terminal and not self._final_drawn):
+                self._draw_analysis(force=self.model.terminal)
             if self.model.terminal and not self._final_drawn:
                 self._draw_final()
                 self._final_drawn = True
             # done once the final state is read and every figure has caught up with it
             self._finished = self._final_drawn and not self.pending
+            if self._finished and self._display is not None:  # the saved notebook keeps the final state
+                self._display.update(self._repr_mimebundle_(), raw=True)
+                self._display = None
             return changes
 
     @property
@@ -278,11 +360,54 @@ class ExperimentWidget:
         self.status.value = f"<i>{action.value.lower()} requested at {time.strftime('%H:%M:%S')}</i>"
         self._wake.set()  # show the effect at the next refresh, not a full interval later
 
+    # --- controls ------------------------------------------------------------------------------
+
+    def _pick_metric(self, kind: str, metric: str | None) -> None:
+        if self._drawing_pickers or not metric or metric == self.model.metrics[kind]:
+            return
+        with self._lock:
+            self.figures[kind].mark(self.model.set_metric(kind, metric), restyle=True)
+            self._draw_views()
+
+    def _set_view(self, **view: Any) -> None:
+        with self._lock:
+            for figure in self.figures.values():
+                figure.set_view(**view)
+            self._draw_views()
+
+    def _pick_trial(self, trial_id: int) -> None:
+        with self._lock:
+            selected = trial_id if trial_id >= 0 else None
+            for figure in self.figures.values():
+                figure.set_view(selected=selected)
+            self._draw_views()
+            self._draw_detail()
+
+    def _draw_views(self) -> None:
+        """Draw a view change now; what the message budget holds back follows within a second."""
+        for kind in self.figures:
+            self._draw_figure(kind)
+        if self.pending and not self.refreshing:
+            timer = threading.Timer(1.0, lambda: self._draw_views() if not self.refreshing else None)
+            timer.daemon = True
+            timer.start()
+
+    def _apply_theme(self, theme: dict[str, Any]) -> None:
+        with self._lock:
+            self._theme = theme
+            for figure in self.figures.values():
+                figure.apply_theme(theme)
+            template = plotly_template(theme)
+            for fig in (self.parallel_figure, self.scatter_figure):
+                if fig is not None:
+                    fig.layout.template = template
+
     # --- drawing -------------------------------------------------------------------------------
 
     def _draw_header(self) -> None:
         self.header.value = header_html(self.model)
-        self.progress.value = self.model.experiment.progress
+        self.progress.value = self.model.progress()
+        self.progress_label.value = progress_text(self.model)
         styles = {ExperimentState.COMPLETED: "success", ExperimentState.ERROR: "danger",
                   ExperimentState.CANCELED: "warning"}  # fmt: skip
         self.progress.bar_style = styles.get(self.model.state, "")
@@ -293,15 +418,47 @@ class ExperimentWidget:
         self.activate_button.disabled = state != ExperimentState.PAUSED
         self.kill_button.disabled = state.is_terminal or state == ExperimentState.STOPPING_CANCELED
 
+    def _draw_pickers(self) -> None:
+        for kind, picker in (
+            (TRAINING, self.training_metric_picker),
+            (VALIDATION, self.validation_metric_picker),
+        ):
+            names = self.model.metric_names(kind)
+            current = self.model.metrics[kind]
+            if current and current not in names:
+                names.insert(0, current)
+            self._drawing_pickers = True
+            try:
+                if tuple(names) != tuple(picker.options):
+                    picker.options = names
+                if current and picker.value != current:
+                    picker.value = current
+            finally:
+                self._drawing_pickers = False
+
     def _draw_figure(self, kind: str) -> None:
         self.figures[kind].draw(self.model)
 
     def _redraw_table(self) -> None:
         with self._lock:
-            rows = self.model.table_rows(str(self.sort_by.value), bool(self.descending.value))
-            html = trial_table_html(rows, self.model.validation_metric)
-            if html != self.table.value:
-                self.table.value = html
+            sort_by = str(self.table.sort_by) if self.table.sort_by in SORT_KEYS else "id"
+            columns, rows = table_payload(self.model, sort_by, bool(self.table.descending))
+            if columns != self.table.columns or rows != self.table.rows:
+                with self.table.hold_sync():
+                    self.table.columns, self.table.rows = columns, rows
+
+    def _draw_detail(self) -> None:
+        trial_id = int(self.table.selected)
+        if trial_id < 0:
+            self.detail.layout.display = "none"
+            return
+        store = self.model.store
+        html = trial_detail_html(
+            self.model, trial_id, store.checkpoints(trial_id=trial_id), store.logs(trial_id, tail=LOG_TAIL)
+        )
+        if html != self.detail.value:
+            self.detail.value = html
+        self.detail.layout.display = None
 
     def _draw_errors(self) -> None:
         errors = self.model.errors()
@@ -310,27 +467,71 @@ class ExperimentWidget:
             self.errors.value = html
         self.errors.layout.display = None if errors else "none"
 
-    def _draw_final(self) -> None:
+    def _draw_analysis(self, *, force: bool = False) -> None:
+        """Parallel coordinates and the scatter panels, at most every ``ANALYSIS_INTERVAL`` while running."""
+        scores = [(t.id, t.best_validation) for t in self.model.trials]
+        now = time.monotonic()
+        if scores == self._drawn_scores or (not force and now - self._analysis_at < ANALYSIS_INTERVAL):
+            return
+        parallel = analysis.parallel_data(self.model)
+        if parallel is None:
+            return
+        self._analysis_at, self._drawn_scores = now, scores
+        self._draw_parallel(parallel)
+        self._draw_scatter(analysis.scatter_data(self.model))
+        children = tuple(f for f in (self.parallel_figure, self.scatter_figure) if f is not None)
+        if children != self.analysis_box.children:
+            self.analysis_box.children = children
+
+    def _draw_parallel(self, parallel: dict[str, Any]) -> None:
         import plotly.graph_objects as go
 
-        dims = self.model.parallel_coordinates()
-        if dims and self.parallel_figure is None:
-            metric = dims[-1].values
-            line = {"color": list(metric), "colorscale": "Viridis", "showscale": True,
-                    "reversescale": self.model.smaller_is_better}  # fmt: skip
-            dimensions: list[dict[str, Any]] = []
-            for d in dims:
-                dim: dict[str, Any] = {"label": d.label, "values": list(d.values)}
-                if d.tickvals is not None and d.ticktext is not None:
-                    dim.update(tickvals=list(d.tickvals), ticktext=list(d.ticktext))
-                dimensions.append(dim)
+        title = (
+            f"hyperparameters vs {self.model.validation_metric} (red: best trial {self.model.best_trial_id})"
+        )
+        if self.parallel_figure is None:
             self.parallel_figure = figure_widget(
-                data=[go.Parcoords(line=line, dimensions=dimensions)],
-                layout={
-                    "title": {"text": f"hyperparameters vs {self.model.validation_metric}"},
-                    "height": 360,
-                },
+                data=[go.Parcoords(**parallel)],
+                layout=base_layout(title, self._theme, margin={"l": 60, "r": 60, "t": 70, "b": 30}),
             )
-            self.parallel_box.children = (self.parallel_figure,)
+            return
+        with self.parallel_figure.batch_update():
+            self.parallel_figure.data[0].dimensions = parallel["dimensions"]
+            self.parallel_figure.data[0].line = parallel["line"]
+            self.parallel_figure.layout.title.text = title
+
+    def _draw_scatter(self, panels: list[dict[str, Any]]) -> None:
+        import plotly.graph_objects as go
+
+        if not panels:
+            return
+        marker = {"size": 9, "color": "#636efa"}
+        if self.scatter_figure is None or len(self.scatter_figure.data) != len(panels):
+            from plotly.subplots import make_subplots
+
+            cols = min(4, len(panels))
+            rows = -(-len(panels) // cols)
+            fig = make_subplots(rows=rows, cols=cols, shared_yaxes=True, subplot_titles=[p["name"] for p in panels],
+                                horizontal_spacing=0.04, vertical_spacing=0.18)  # fmt: skip
+            for i, p in enumerate(panels):
+                fig.add_trace(go.Scatter(mode="markers", showlegend=False, hoverinfo="text", marker=marker),
+                              row=i // cols + 1, col=i % cols + 1)  # fmt: skip
+                fig.update_xaxes(type=p["axis"], row=i // cols + 1, col=i % cols + 1)
+            layout = fig.to_dict()["layout"]
+            layout.update(base_layout(f"{self.model.validation_metric} by hyperparameter", self._theme,
+                                      height=max(260, 240 * rows), showlegend=False))  # fmt: skip
+            layout.update(
+                {k: v for k, v in fig.to_dict()["layout"].items() if k.startswith(("xaxis", "yaxis"))}
+            )
+            layout["yaxis"] = {**layout.get("yaxis", {}), "title": {"text": self.model.validation_metric}}
+            self.scatter_figure = figure_widget(data=fig.to_dict()["data"], layout=layout)
+        with self.scatter_figure.batch_update():
+            for trace, p in zip(self.scatter_figure.data, panels, strict=True):
+                sizes = [16 if i == p["best"] else 9 for i in range(len(p["x"]))]
+                colors = ["#EF553B" if i == p["best"] else "#636efa" for i in range(len(p["x"]))]
+                trace.x, trace.y, trace.hovertext = p["x"], p["y"], p["text"]
+                trace.marker.size, trace.marker.color = sizes, colors
+
+    def _draw_final(self) -> None:
         has_checkpoint = bool(self.model.store.checkpoints(experiment_id=self.model.experiment_id))
         self.footer.value = load_hint_html(self.model, has_checkpoint)
