@@ -83,7 +83,7 @@ class _LogTail:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._seen: dict[int, int] = {}
+        self._after: dict[int, int] = {}  # trial id -> the last log row id printed
         self._finished: set[int] = set()  # trials read once more after they ended: nothing will come
 
     def new_lines(self, trials: list[TrialRow]) -> list[tuple[int, str]]:
@@ -91,10 +91,8 @@ class _LogTail:
         for t in trials:
             if t.id in self._finished:
                 continue
-            rows = self._store.logs(t.id)
-            seen = self._seen.get(t.id, 0)
-            out += [(t.id, r.line) for r in rows[seen:]]
-            self._seen[t.id] = len(rows)
+            self._after[t.id], _, rows = self._store.logs_since(t.id, after_id=self._after.get(t.id, 0))
+            out += [(t.id, r.line) for r in rows]
             if t.state.is_terminal:
                 self._finished.add(t.id)
         return out
@@ -163,21 +161,19 @@ def _exit_status(exp: Experiment, state: ExperimentState) -> int:
 
 def follow_trial_logs(store: Store, trial_id: int, *, tail: int | None) -> int:
     """``det-jupyter trial logs ID --follow``: print lines (the last ``tail`` first) until the trial ends."""
-    rows = store.logs(trial_id)
-    for r in rows[-tail:] if tail else rows:
-        print(r.line)
-    seen = len(rows)
+    after, _, rows = store.logs_since(trial_id, tail=tail)
     try:
         while True:
-            terminal = store.get_trial(trial_id).state.is_terminal
-            rows = store.logs(trial_id)
-            for r in rows[seen:]:
+            for r in rows:
                 print(r.line)
-            seen = len(rows)
             sys.stdout.flush()
-            if terminal:
+            if store.get_trial(trial_id).state.is_terminal:
+                _, _, rows = store.logs_since(trial_id, after_id=after)  # written before it ended
+                for r in rows:
+                    print(r.line)
                 return 0
             time.sleep(POLL_INTERVAL)
+            after, _, rows = store.logs_since(trial_id, after_id=after)
     except KeyboardInterrupt:
         print(f"\ndet-jupyter: stopped following trial {trial_id}", file=sys.stderr)
         return INTERRUPTED

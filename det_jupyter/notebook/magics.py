@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from distributed import Client
     from IPython.core.interactiveshell import InteractiveShell
 
+    from det_jupyter.config import ExperimentConfig
     from det_jupyter.experiment import Experiment
     from det_jupyter.notebook.reports import Report
 
@@ -106,6 +107,13 @@ class DetMagics(Magics):
         default=None,
         help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: the embedded local cluster)",
     )
+    @argument(
+        "--context",
+        metavar="DIR",
+        default=None,
+        help="a model directory or .zip shipped to the workers; the entrypoint is then a command "
+        "(python3 train.py) or a module:attr of it",
+    )
     @argument("--wait", action="store_true", help="block until the experiment ends (for scripts and CI)")
     @argument("--preview", action="store_true", help="show what the search would do, without running it")
     @cell_magic
@@ -119,6 +127,11 @@ class DetMagics(Magics):
 
         ``{name}`` in the config is replaced by the notebook variable ``name`` (e.g. ``max_trials:
         {max_trials}`` from a parameters cell); other braces (YAML flow mappings) are left alone.
+
+        ``--context DIR`` submits a model directory (or ``.zip``) as Determined's ``det experiment create
+        CONFIG DIR`` does: the entrypoint is then a command run in a copy of it per trial (``python3
+        train.py``, a Determined Core API script with ``import det_jupyter as det``) or a ``module:attr``
+        of it. A command entrypoint without ``--context`` runs in an empty directory.
 
         Interrupting ``--wait`` stops the waiting only: the experiment keeps running; pause or kill it
         with ``exp.pause()`` / ``exp.kill()`` or ``%det pause ID`` / ``%det kill ID``.
@@ -144,8 +157,14 @@ class DetMagics(Magics):
 
             %%det_experiment IrisTrial --cluster tcp://scheduler:8786 --wait
             (config with `entrypoint` omitted; blocks until done)
+
+            %%det_experiment --context ./mnist_model -o exp
+            name: mnist-core-api
+            entrypoint: python3 train.py --epochs 2
+            searcher: {name: single, metric: val_loss}
         """
         from det_jupyter.config import load_config
+        from det_jupyter.config.entrypoints import entrypoint_kind
         from det_jupyter.engine.definition import resolve_entrypoint
         from det_jupyter.engine.presubmit import LargeGlobalWarning, check_shippable
         from det_jupyter.experiment import create_experiment
@@ -162,7 +181,10 @@ class DetMagics(Magics):
             if args.preview:
                 preview = preview_search(config)
                 return Report(str(preview), preview._repr_html_())
-            target = resolve_entrypoint(None, args.entrypoint or config.entrypoint, self._user_ns)
+            named = args.entrypoint or config.entrypoint
+            if args.context is not None or (named is not None and entrypoint_kind(named) == "command"):
+                return self._submit_directory(config, args)  # nothing of the notebook is shipped
+            target = resolve_entrypoint(None, named, self._user_ns)
         except ConfigError as exc:
             where = (
                 " (line 1 is the first line after %%det_experiment)"
@@ -193,6 +215,26 @@ class DetMagics(Magics):
         if args.wait:
             self._wait(exp, args.output)
         return None
+
+    def _submit_directory(self, config: ExperimentConfig, args: Any) -> None:
+        """``%%det_experiment --context DIR`` (or a command entrypoint): ship the model directory, not the notebook."""
+        from det_jupyter.experiment import create_experiment
+
+        try:
+            exp = create_experiment(
+                config,
+                args.entrypoint,
+                context=args.context,
+                cluster=self._target(args.cluster),
+                namespace=self._user_ns,
+            )
+        except (ConfigError, ClusterError) as exc:
+            raise UsageError(str(exc)) from None
+        if args.output:
+            self._user_ns[args.output] = exp
+        display(exp)
+        if args.wait:
+            self._wait(exp, args.output)
 
     def _wait(self, exp: Experiment, name: str | None) -> None:
         handle = name or f"det_jupyter.get_experiment({exp.id})"
