@@ -1,7 +1,9 @@
-"""The controller's bookkeeping with the checkpoint storage: recover and collect.
+"""The controller's bookkeeping with the checkpoint storage: recover, collect, warm-start.
 
 :func:`recover_checkpoint` finds what an earlier run committed but never announced;
-:func:`collect_garbage` deletes what the checkpoint policy drops.
+:func:`collect_garbage` deletes what the checkpoint policy drops; :func:`warm_start_checkpoint`
+resolves ``searcher.source_trial_id`` / ``source_checkpoint_uuid`` to the checkpoint every trial's
+first run starts from.
 
 A worker that dies right after a commit never gets its ``checkpoint`` event (nor, often, the reports
 just before it) out of the process; the storage knows both: the trial's ``latest`` pointer and the
@@ -23,12 +25,13 @@ from dataclasses import dataclass
 from det_jupyter.checkpoints import CheckpointRecord, CheckpointStorage, checkpoints_to_delete
 from det_jupyter.config import ExperimentConfig
 from det_jupyter.engine.runs import RunRecord
-from det_jupyter.errors import CheckpointError
+from det_jupyter.errors import CheckpointError, ConfigError, FieldError, NotFoundError
+from det_jupyter.searcher.ranking import best_of
 from det_jupyter.store import Store
 from det_jupyter.worker.checkpoint_context import TRAINING_KEY, VALIDATION_KEY
 from det_jupyter.worker.events import CheckpointSaved, MetricKind, MetricRecord, Metrics
 
-__all__ = ["Recovered", "collect_garbage", "recover_checkpoint"]
+__all__ = ["Recovered", "collect_garbage", "recover_checkpoint", "warm_start_checkpoint"]
 
 # what det_jupyter writes into metadata.json besides the user's own metadata
 _SYSTEM_KEYS = frozenset(
@@ -115,3 +118,51 @@ def collect_garbage(
     if doomed:
         store.mark_checkpoints_deleted(sorted(doomed))
     return sorted(doomed)
+
+
+def warm_start_checkpoint(config: ExperimentConfig, store: Store, storage: CheckpointStorage) -> str | None:
+    """The checkpoint a warm-started experiment's trials start from, or ``None`` without a warm start.
+
+    ``searcher.source_checkpoint_uuid`` names it; ``searcher.source_trial_id`` names a trial (of any
+    experiment in this store) whose best checkpoint by its experiment's searcher metric is used, else
+    its newest. The checkpoint must be committed in this experiment's checkpoint storage (where the
+    trials read it).
+
+    Raises:
+        ConfigError: the trial or checkpoint does not exist, or is not in this storage (naming the
+            ``searcher`` field and the fix).
+
+    Example:
+        >>> warm_start_checkpoint(cfg, store, storage)                      # doctest: +SKIP
+        'c0ffee...'
+    """
+    searcher = config.searcher
+    if searcher.source_checkpoint_uuid is not None:
+        uuid, field = searcher.source_checkpoint_uuid, "searcher.source_checkpoint_uuid"
+    elif searcher.source_trial_id is not None:
+        field = "searcher.source_trial_id"
+        try:
+            trial = store.get_trial(searcher.source_trial_id)
+        except NotFoundError:
+            fix = "give the id of a trial in this store (det-jupyter experiment describe ID lists them)"
+            raise ConfigError(
+                FieldError(field, f"trial {searcher.source_trial_id} does not exist", fix)
+            ) from None
+        rows = store.checkpoints(trial_id=trial.id)
+        if not rows:
+            fix = "pick a trial that saved a checkpoint, or give source_checkpoint_uuid"
+            message = f"trial {trial.id} has no checkpoint to start from"
+            raise ConfigError(FieldError(field, message, fix))
+        source = store.get_experiment(trial.experiment_id).config.get("searcher") or {}
+        smaller = bool(source.get("smaller_is_better", True))
+        best = best_of(
+            rows, lambda row: row.metric, smaller_is_better=smaller, tiebreak=lambda row: -row.created_at
+        )
+        uuid = (best or rows[-1]).uuid
+    else:
+        return None
+    if not storage.exists(uuid):
+        message = f"checkpoint {uuid} is not in this experiment's checkpoint storage {storage.url}"
+        fix = "use the checkpoint_storage of the experiment that saved it, or a checkpoint that still exists"
+        raise ConfigError(FieldError(field, message, fix))
+    return uuid

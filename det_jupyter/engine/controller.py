@@ -38,12 +38,14 @@ from distributed import Client
 
 from det_jupyter.checkpoints import CheckpointStorage
 from det_jupyter.config import ExperimentConfig
+from det_jupyter.config.environment import DeviceKind
 from det_jupyter.engine import runs as r
-from det_jupyter.engine.checkpoint_sync import collect_garbage, recover_checkpoint
+from det_jupyter.engine.checkpoint_sync import collect_garbage, recover_checkpoint, warm_start_checkpoint
 from det_jupyter.engine.launcher import DaskLauncher, Launcher
 from det_jupyter.engine.lifecycle import Lifecycle
 from det_jupyter.engine.runs import experiment_key, trial_spec
 from det_jupyter.engine.write_behind import WriteBehind
+from det_jupyter.errors import ConfigError
 from det_jupyter.searcher import Create, Operation, SearchMethod, Shutdown, Stop, make_searcher
 from det_jupyter.states import ExperimentState, TrialState
 from det_jupyter.store import CheckpointRow, Store, default_home
@@ -154,16 +156,18 @@ class Controller:
             if not self._done and self.launcher is not None and self.rules is not None:
                 for key in list(self.rules.runs):  # interrupted, not failed: nothing is recorded
                     self.launcher.cancel(key)
-        except Exception:
+        except Exception as exc:
             tb = traceback.format_exc()
             log.error("controller of experiment %s failed:\n%s", self.experiment_id, tb)
+            # a config the store cannot satisfy (a warm start's missing checkpoint) says so plainly
+            error = str(exc) if isinstance(exc, ConfigError) else f"controller failed:\n{tb}"
             if self.launcher is not None and self.rules is not None:
                 for key in list(self.rules.runs):
                     self.launcher.cancel(key)
             self.store.update_experiment(
                 self.experiment_id,
                 state=ExperimentState.ERROR,
-                error=f"controller failed:\n{tb}",
+                error=error,
                 ended_at=time.time(),
             )
         finally:
@@ -189,6 +193,9 @@ class Controller:
                 self._launcher_arg, cfg.resources.slots_per_trial, cfg.resources.slot_type
             )
         self.searcher: SearchMethod = make_searcher(cfg.searcher, cfg.hparam_space, self._seed)
+        # a warm start (searcher.source_trial_id / source_checkpoint_uuid): resolved once, checked here
+        self._warm_start = warm_start_checkpoint(cfg, self.store, self._storage)
+        self._device: DeviceKind = "cuda" if getattr(self.launcher, "resource", None) == "GPU" else "cpu"
         self.rules = Lifecycle(
             experiment_id=self.experiment_id,
             nonce=self._nonce,
@@ -373,6 +380,8 @@ class Controller:
             storage=self._storage,
             topic=self._topic,
             experiment_key=self._experiment_key,
+            device=self._device,
+            warm_start=self._warm_start,
         )
         self._writes.update_trial(
             trial.id, state=TrialState.QUEUED, run_id=run.run_id, restarts=trial.restarts

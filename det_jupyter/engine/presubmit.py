@@ -31,15 +31,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType, FunctionType, ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
+
+from det_jupyter.errors import ConfigError, FieldError
+
+if TYPE_CHECKING:
+    from det_jupyter.config.experiment import ExperimentConfig
 
 __all__ = [
     "LARGE_GLOBAL_BYTES",
     "Capture",
     "Captured",
     "LargeGlobalWarning",
+    "check_config_fits",
     "check_shippable",
     "walk_entrypoint",
 ]
@@ -262,3 +268,58 @@ def check_shippable(entrypoint: Any, *, warn_bytes: int = LARGE_GLOBAL_BYTES) ->
                 stacklevel=3,
             )
     return large
+
+
+def _needs_length(entrypoint: Any) -> str | None:
+    """The framework base class (``TorchTrial`` / ``KerasTrial``) of an entrypoint that trains for the
+    searcher's length, or ``None``."""
+    if not isinstance(entrypoint, type):
+        return None
+    for base in entrypoint.__mro__:
+        if base.__module__.startswith("det_jupyter.frameworks.") and base.__name__ in (
+            "TorchTrial",
+            "KerasTrial",
+        ):
+            return base.__name__
+    return None
+
+
+def check_config_fits(entrypoint: Any, config: ExperimentConfig) -> None:
+    """Config problems that only the entrypoint reveals, raised at submission (before any store row).
+
+    * A ``TorchTrial`` / ``KerasTrial`` trains for the searcher's length: a config without one
+      (allowed for single, grid and random, where a ``train(ctx)`` function decides) is refused,
+      naming the fix.
+    * A ``custom`` searcher's ``search_method`` must resolve and build (``searcher.options``).
+
+    Call it from ``create_experiment`` after resolving the entrypoint.
+
+    Raises:
+        ConfigError: listing every problem, each naming its field and the fix.
+
+    Example:
+        >>> from det_jupyter.config import load_config
+        >>> from det_jupyter.frameworks.torch import TorchTrial
+        >>> class Net(TorchTrial): ...
+        >>> check_config_fits(Net, load_config({"searcher": {"name": "single", "metric": "loss"}}))
+        Traceback (most recent call last):
+        ...
+        det_jupyter.errors.ConfigError: invalid experiment config:
+          searcher.max_time: Net is a TorchTrial: TorchTrial / KerasTrial train for a length the searcher gives, and this config gives none. Fix: add `time_metric: epochs` + `max_time: 10` (or `max_length: {epochs: 10}`) to the searcher section, or write the training loop yourself in a function train(ctx)
+    """
+    from det_jupyter.frameworks._common import NO_LENGTH_FIX, NO_LENGTH_MESSAGE
+
+    errors: list[FieldError] = []
+    framework = _needs_length(entrypoint)
+    if framework is not None and config.searcher.max_time is None:
+        message = f"{entrypoint.__qualname__} is a {framework}: {NO_LENGTH_MESSAGE}"
+        errors.append(FieldError("searcher.max_time", message, NO_LENGTH_FIX))
+    if config.searcher.name == "custom":
+        from det_jupyter.searcher import make_searcher
+
+        try:
+            make_searcher(config.searcher, config.hparam_space, seed=0)
+        except ConfigError as exc:
+            errors += exc.errors
+    if errors:
+        raise ConfigError(errors)

@@ -21,6 +21,7 @@ from typing import Any
 
 from det_jupyter.checkpoints import CheckpointStorage
 from det_jupyter.config import ExperimentConfig, Length
+from det_jupyter.config.environment import DeviceKind
 from det_jupyter.searcher import ExitReason
 from det_jupyter.states import ExperimentState, TrialState
 from det_jupyter.worker.context import TrialSpec
@@ -334,16 +335,26 @@ def trial_spec(
     storage: CheckpointStorage,
     topic: str,
     experiment_key: str = "",
+    device: DeviceKind = "cpu",
+    warm_start: str | None = None,
 ) -> TrialSpec:
     """Everything a worker needs to run ``run`` (its trial's hparams, metric, storage, periods, seed).
 
     The seed is the experiment's, offset by the trial's request id, so a trial's runs share it and
-    two experiments with the same ``experiment_seed`` give their trials the same seeds.
+    two experiments with the same ``experiment_seed`` give their trials the same seeds. ``device``
+    (``cpu`` or ``cuda``: the slots the trial gets) picks the environment variables of a per-device
+    ``environment_variables``. ``warm_start`` (a checkpoint uuid, from
+    :func:`~det_jupyter.engine.checkpoint_sync.warm_start_checkpoint`) is where a trial without a
+    checkpoint of its own starts (``searcher.source_trial_id`` / ``source_checkpoint_uuid``).
+    ``max_time`` is ``None`` when the config gives no training length: the trial code decides.
 
     Example:
         >>> spec = trial_spec(cfg, run, experiment_id=1, seed=42, storage=storage, topic="t")  # doctest: +SKIP
     """
     trial = run.trial
+    latest, latest_steps = trial.latest_checkpoint, trial.latest_checkpoint_steps
+    if latest is None and warm_start is not None:  # its own checkpoints, once it has any, come first
+        latest, latest_steps = warm_start, 0
     return TrialSpec(
         experiment_id=experiment_id,
         trial_id=trial.id,
@@ -352,14 +363,14 @@ def trial_spec(
         metric=cfg.searcher.metric,
         smaller_is_better=cfg.searcher.smaller_is_better,
         time_metric=cfg.searcher.time_metric or "batches",
-        max_time=int(cfg.searcher.max_time or 1),
+        max_time=cfg.searcher.max_time,
         storage_url=storage.url,
         storage_options=storage.storage_options,
-        latest_checkpoint=trial.latest_checkpoint,
-        latest_checkpoint_steps=trial.latest_checkpoint_steps,
+        latest_checkpoint=latest,
+        latest_checkpoint_steps=latest_steps,
         seed=(seed + 1_000_003 * trial.request_id) % 2**31,
         data=dict(cfg.data),
-        env_vars=dict(cfg.environment.env_vars),
+        env_vars=cfg.environment.env_vars_for(device),
         min_validation_period=_period(cfg.min_validation_period),
         min_checkpoint_period=_period(cfg.min_checkpoint_period),
         records_per_epoch=cfg.records_per_epoch,

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from det_jupyter.config.names import TIME_METRICS
-from det_jupyter.errors import CheckpointError
+from det_jupyter.errors import CheckpointError, ConfigError, FieldError
 from det_jupyter.worker.context import TrialContext
 
 __all__ = [
@@ -45,12 +45,21 @@ __all__ = [
     "Decision",
     "Progress",
     "Schedule",
+    "is_warm_start",
     "length_unit",
     "read_state",
+    "trial_owner",
     "write_state",
 ]
 
 UNITS: tuple[str, ...] = TIME_METRICS  # the one list: det_jupyter.config.names
+NO_LENGTH_MESSAGE = (
+    "TorchTrial / KerasTrial train for a length the searcher gives, and this config gives none"
+)
+NO_LENGTH_FIX = (
+    "add `time_metric: epochs` + `max_time: 10` (or `max_length: {epochs: 10}`) to the searcher section, "
+    "or write the training loop yourself in a function train(ctx)"
+)
 STATE_FILE = "trial_state.json"
 """The small JSON file every framework checkpoint carries: progress, last validation, the data section."""
 
@@ -135,6 +144,8 @@ class Schedule:
     """
 
     def __init__(self, ctx: TrialContext, progress: Progress, validated_at: int | None = None) -> None:
+        if ctx.searcher.max_time is None:
+            raise ConfigError(FieldError("searcher.max_time", NO_LENGTH_MESSAGE, NO_LENGTH_FIX))
         self.unit = length_unit(ctx.searcher.time_metric)
         self.max_time = int(ctx.searcher.max_time)
         if self.unit != ctx.searcher.time_metric:
@@ -212,14 +223,31 @@ def _crossed(period: tuple[int, int] | None, before: tuple[int, ...], after: tup
     return after[i] // n > before[i] // n
 
 
-def write_state(path: Path, progress: Progress, *, validated_at: int | None, data: dict[str, Any]) -> None:
-    """Write :data:`STATE_FILE` into a checkpoint directory."""
-    doc = {"progress": asdict(progress), "validated_at": validated_at, "data": data}
+def trial_owner(ctx: TrialContext) -> str:
+    """Which trial a checkpoint's state belongs to (its experiment key, or id, and trial id)."""
+    return f"{ctx.experiment_key or ctx.experiment_id}/{ctx.trial_id}"
+
+
+def write_state(
+    path: Path,
+    progress: Progress,
+    *,
+    validated_at: int | None,
+    data: dict[str, Any],
+    owner: str | None = None,
+) -> None:
+    """Write :data:`STATE_FILE` into a checkpoint directory; ``owner`` is :func:`trial_owner`."""
+    doc = {"progress": asdict(progress), "validated_at": validated_at, "data": data, "trial": owner}
     (path / STATE_FILE).write_text(json.dumps(doc, default=str))
 
 
-def read_state(path: Path) -> tuple[Progress, int | None, dict[str, Any]]:
-    """Read :data:`STATE_FILE` from a checkpoint directory: ``(progress, validated_at, data)``."""
+def read_state(path: Path, owner: str | None = None) -> tuple[Progress, int | None, dict[str, Any]]:
+    """Read :data:`STATE_FILE` from a checkpoint directory: ``(progress, validated_at, data)``.
+
+    With ``owner`` (:func:`trial_owner` of the trial restoring it): a checkpoint another trial wrote
+    is a warm start (``searcher.source_trial_id`` / ``source_checkpoint_uuid``): the weights come from
+    it but training counts from zero, as in Determined.
+    """
     file = path / STATE_FILE
     if not file.exists():
         raise CheckpointError(
@@ -227,4 +255,16 @@ def read_state(path: Path) -> tuple[Progress, int | None, dict[str, Any]]:
             "load it with det_jupyter.torch.load_model or det_jupyter.keras.load_model instead"
         )
     doc = json.loads(file.read_text())
-    return Progress(**doc["progress"]), doc.get("validated_at"), dict(doc.get("data") or {})
+    data = dict(doc.get("data") or {})
+    if owner is not None and doc.get("trial") not in (None, owner):
+        return Progress(), None, data
+    return Progress(**doc["progress"]), doc.get("validated_at"), data
+
+
+def is_warm_start(path: Path, owner: str) -> bool:
+    """Whether the checkpoint at ``path`` was written by another trial than ``owner`` (a warm start)."""
+    try:
+        doc = json.loads((path / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return doc.get("trial") not in (None, owner)

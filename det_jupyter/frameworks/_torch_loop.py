@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from det_jupyter.frameworks._common import Decision, Progress, Schedule, read_state, write_state
+from det_jupyter.frameworks._common import (
+    Decision,
+    Progress,
+    Schedule,
+    is_warm_start,
+    read_state,
+    trial_owner,
+    write_state,
+)
 
 if TYPE_CHECKING:
     from det_jupyter.frameworks.torch import TorchTrial
@@ -354,7 +362,13 @@ class TorchLoop:
         with self.ctx.checkpoint.save(snap.steps, metadata=snap.metadata) as path:
             torch.save(snap.state_dict, path / STATE_DICT_FILE)
             torch.save(snap.trainer, path / TRAINER_FILE)
-            write_state(path, snap.progress, validated_at=snap.validated_at, data=self.ctx.data)
+            write_state(
+                path,
+                snap.progress,
+                validated_at=snap.validated_at,
+                data=self.ctx.data,
+                owner=trial_owner(self.ctx),
+            )
             if self.trial.save_whole_model:
                 error = snap.module_error
                 if snap.module_bytes is not None:
@@ -381,7 +395,11 @@ class TorchLoop:
             self.optimizer.load_state_dict(trainer["optimizer"])
             if self.scheduler is not None and trainer["lr_scheduler"] is not None:
                 self.scheduler.load_state_dict(trainer["lr_scheduler"])
-            self.progress, self.validated_at, _ = read_state(path)
+            warm = is_warm_start(path, trial_owner(self.ctx))
+            self.progress, self.validated_at, _ = read_state(path, trial_owner(self.ctx))
+        if warm:  # another trial's checkpoint: its weights, a fresh count (and data order)
+            self.ctx.log(f"warm start from checkpoint {self.ctx.checkpoint.latest}: training from batch 0")
+            return None
         self.ctx.log(f"resumed from checkpoint {self.ctx.checkpoint.latest} at batch {self.progress.batches}")
         return dict(trainer)
 

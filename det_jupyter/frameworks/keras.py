@@ -44,7 +44,14 @@ from typing import Any
 import keras
 
 from det_jupyter.errors import CheckpointError
-from det_jupyter.frameworks._common import Decision, Progress, Schedule, read_state, write_state
+from det_jupyter.frameworks._common import (
+    Decision,
+    Progress,
+    Schedule,
+    read_state,
+    trial_owner,
+    write_state,
+)
 from det_jupyter.worker.context import TrialContext, local_context
 
 __all__ = ["FORMAT", "MODEL_FILE", "DetCallback", "KerasTrial", "load_model", "save_model"]
@@ -162,7 +169,7 @@ class DetCallback(keras.callbacks.Callback):  # type: ignore[misc]
         """Pass as ``fit(epochs=...)``: an upper bound; the callback stops ``fit`` at the exact length."""
         if self.finished:
             return self.progress.epochs  # fit(initial_epoch=epochs) then trains nothing
-        return max(int(self.ctx.searcher.max_time), self.progress.epochs + 1)
+        return max(self.schedule.max_time, self.progress.epochs + 1)
 
     def restore(self, model: keras.Model) -> bool:
         """Load the trial's newest checkpoint into ``model`` (built, and compiled if it will train).
@@ -175,7 +182,7 @@ class DetCallback(keras.callbacks.Callback):  # type: ignore[misc]
         with self.ctx.checkpoint.restore() as path:
             if path is not None:
                 _load_weights(model, path / MODEL_FILE)
-                self.progress, validated_at, _ = read_state(path)
+                self.progress, validated_at, _ = read_state(path, trial_owner(self.ctx))
                 self.schedule = Schedule(self.ctx, self.progress, validated_at)
                 restored = True
         if restored:
@@ -270,7 +277,13 @@ class DetCallback(keras.callbacks.Callback):  # type: ignore[misc]
         meta = {"format": FORMAT, "framework": "keras", **self.progress.metrics(self._steps)}
         with self.ctx.checkpoint.save(self.progress.batches, metadata=meta) as path:
             self.model.save(path / MODEL_FILE)
-            write_state(path, self.progress, validated_at=self.schedule.validated_at, data=self.ctx.data)
+            write_state(
+                path,
+                self.progress,
+                validated_at=self.schedule.validated_at,
+                data=self.ctx.data,
+                owner=trial_owner(self.ctx),
+            )
         self.schedule.checkpointed(self.progress)
 
     def _records(self) -> int:

@@ -34,6 +34,7 @@ from det_jupyter.searcher.base import (
     Shutdown,
     Stop,
 )
+from det_jupyter.searcher.custom import make_custom_searcher, resolve_search_method
 from det_jupyter.searcher.grid import GridSearch
 from det_jupyter.searcher.random import RandomSearch
 from det_jupyter.searcher.single import SingleSearch
@@ -57,7 +58,9 @@ __all__ = [
     "Stop",
     "adaptive_asha_brackets",
     "async_halving_bracket",
+    "make_custom_searcher",
     "make_searcher",
+    "resolve_search_method",
     "rung_lengths",
 ]
 
@@ -72,7 +75,9 @@ def make_searcher(config: SearcherConfig, space: HParamSpace, seed: int) -> Sear
         config: the experiment's searcher section; read attributes are ``name``,
             ``smaller_is_better``, ``max_trials``, ``max_concurrent_trials``, ``max_time``, ``mode``,
             ``divisor``, ``max_rungs``, ``bracket_rungs`` and ``num_rungs`` (``metric``,
-            ``time_metric`` and ``stop_once`` do not change the search).
+            ``time_metric`` and ``stop_once`` do not change the search); ``search_method`` and
+            ``options`` for ``custom`` (:mod:`det_jupyter.searcher.custom`). ``max_time`` may be
+            ``None`` for single, grid and random: the trial code decides how long a trial trains.
         space: the parsed hyperparameter space.
         seed: the experiment seed; the searcher's random generator starts from it.
 
@@ -80,8 +85,9 @@ def make_searcher(config: SearcherConfig, space: HParamSpace, seed: int) -> Sear
         A fresh searcher; call ``initial_operations()`` first.
 
     Raises:
-        ConfigError: the hyperparameter space does not suit the searcher (grid without ``count``), or a
-            field that validation always sets is missing (a config built without validation).
+        ConfigError: the hyperparameter space does not suit the searcher (grid without ``count``), a
+            ``custom`` search method cannot be resolved or built, or a field that validation always
+            sets is missing (a config built without validation).
 
     Example:
         >>> from det_jupyter.config import load_config
@@ -92,11 +98,12 @@ def make_searcher(config: SearcherConfig, space: HParamSpace, seed: int) -> Sear
         Create(request_id=1, hparams={'lr': 0.1})
     """
     c = config
-    max_time = _required(c.max_time, "max_time")
+    if c.name == "custom":
+        return make_custom_searcher(c, space, seed)
     if c.name == "single":
-        return SingleSearch(space, max_time=max_time, seed=seed)
+        return SingleSearch(space, max_time=c.max_time, seed=seed)
     if c.name == "grid":
-        return GridSearch(space, max_concurrent_trials=c.max_concurrent_trials, max_time=max_time)
+        return GridSearch(space, max_concurrent_trials=c.max_concurrent_trials, max_time=c.max_time)
     if c.name not in SEARCHER_NAMES:  # unreachable for a validated config; a stand-in may get here
         fix = f"use one of {', '.join(SEARCHER_NAMES)}"
         raise ConfigError(FieldError("searcher.name", f"unknown searcher {c.name!r}", fix))
@@ -106,9 +113,10 @@ def make_searcher(config: SearcherConfig, space: HParamSpace, seed: int) -> Sear
             space,
             max_trials=max_trials,
             max_concurrent_trials=c.max_concurrent_trials,
-            max_time=max_time,
+            max_time=c.max_time,
             seed=seed,
         )
+    max_time = _required(c.max_time, "max_time")  # the ASHA searchers' rungs are fractions of it
     if c.name == "adaptive_asha":
         brackets = adaptive_asha_brackets(
             max_trials=max_trials,

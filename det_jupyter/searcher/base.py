@@ -242,13 +242,16 @@ class TrialLedger:
 class FixedLengthSearch(SearchMethod):
     """A search whose trials are independent and each train to ``max_time`` (single, random, grid).
 
+    ``max_time`` ``None`` means the trial code decides how long each trial trains (Determined >= 0.38);
+    progress then counts finished trials over planned ones.
+
     Subclasses say how many trials there are and which hparams come next; this class creates them
     lazily under the concurrency limit, as Determined's ``random.go`` / ``grid.go`` do: an exited trial
     (errored too) is never retried, the next planned trial takes its slot.
     """
 
-    def __init__(self, total_trials: int, max_concurrent_trials: int, max_time: int) -> None:
-        if total_trials < 0 or max_concurrent_trials < 0 or max_time < 1:
+    def __init__(self, total_trials: int, max_concurrent_trials: int, max_time: int | None) -> None:
+        if total_trials < 0 or max_concurrent_trials < 0 or (max_time is not None and max_time < 1):
             raise ValueError(
                 f"need total_trials >= 0, max_concurrent_trials >= 0 and max_time >= 1 "
                 f"(got {total_trials}, {max_concurrent_trials}, {max_time})"
@@ -293,6 +296,8 @@ class FixedLengthSearch(SearchMethod):
         # Determined: closed trials count as done, live ones by the fraction of max_time trained.
         if self._done or self.total_trials == 0:
             return 1.0
+        if self.max_time is None:  # no length: only finished trials tell how far the search is
+            return min(self._ledger.exited / self.total_trials, 1.0)
         partial = sum(min(t / self.max_time, 1.0) for t in self._ledger.time.values())
         return min((self._ledger.exited + partial) / self.total_trials, 1.0)
 

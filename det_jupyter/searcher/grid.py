@@ -25,7 +25,7 @@ class GridSearch(FixedLengthSearch):
     Args:
         space: the hyperparameter space; every int/double/log hparam needs ``count``.
         max_concurrent_trials: most trials live at once; 0 means no limit.
-        max_time: training length of every trial.
+        max_time: training length of every trial (``None``: the trial code decides).
 
     Raises:
         ConfigError: an int, double or log hparam has no ``count``.
@@ -39,7 +39,7 @@ class GridSearch(FixedLengthSearch):
 
     name = "grid"
 
-    def __init__(self, space: HParamSpace, *, max_concurrent_trials: int, max_time: int) -> None:
+    def __init__(self, space: HParamSpace, *, max_concurrent_trials: int, max_time: int | None) -> None:
         self.space = space
         self.points = space.grid()
         super().__init__(len(self.points), max_concurrent_trials, max_time)

@@ -3,7 +3,9 @@
 :func:`preview_search` runs the experiment's real searcher against simulated trials: each trial
 "trains" at one time unit per tick, reports a seeded random validation metric at every rung length of
 its bracket (ASHA) or at ``max_time`` (other searchers), exits ``STOPPED`` right after a ``Stop`` and
-``COMPLETED`` at ``max_time``, until the searcher says ``Shutdown``. Events are processed in simulated
+``COMPLETED`` at ``max_time``, until the searcher says ``Shutdown``. A search without a training
+length (single, grid, random without ``max_time``: the trial code decides) is simulated with one
+report per trial, and its rows say that the length is up to the trial code. Events are processed in simulated
 time order (ties by request id), so the result is deterministic for a given experiment seed.
 
 Determined's ``det preview-search`` computes ASHA counts analytically (``master/pkg/searcher/
@@ -39,15 +41,23 @@ __all__ = ["BracketPreview", "SearchPreview", "SummaryRow", "preview_search"]
 
 @dataclass(frozen=True)
 class SummaryRow:
-    """``count`` trials train to ``time`` units of ``time_metric``."""
+    """``count`` trials train to ``time`` units of ``time_metric`` (``time`` ``None``: as long as the
+    trial code decides)."""
 
     count: int
-    time: int
+    time: int | None
     time_metric: str
 
     def __str__(self) -> str:
         trials = "1 trial trains" if self.count == 1 else f"{self.count} trials train"
-        return f"{trials} to {self.time} {self.time_metric}"
+        return f"{trials} {_length(self.time, self.time_metric)}"
+
+
+UP_TO_THE_TRIAL = "as long as the trial code decides (no searcher.max_time)"
+
+
+def _length(time: int | None, time_metric: str) -> str:
+    return UP_TO_THE_TRIAL if time is None else f"to {time} {time_metric}"
 
 
 @dataclass(frozen=True)
@@ -74,18 +84,20 @@ class SearchPreview:
     """The outcome of :func:`preview_search`.
 
     Attributes:
-        searcher_name, time_metric, max_time: from the searcher config.
-        trials: ``(request_id, hparams, time_trained)`` per trial, in creation order.
-        total_time: the sum of ``time_trained``.
+        searcher_name, time_metric, max_time: from the searcher config (``max_time`` ``None`` and
+            ``time_metric`` ``""`` when the config gives no length: the trial code decides).
+        trials: ``(request_id, hparams, time_trained)`` per trial, in creation order
+            (``time_trained`` ``None`` without a length).
+        total_time: the sum of ``time_trained`` (``None`` without a length).
         summary: trials grouped by ``time_trained``, ascending (Determined's preview rows).
         brackets: per-bracket breakdown for ASHA searchers, else empty.
     """
 
     searcher_name: str
     time_metric: str
-    max_time: int
-    trials: list[tuple[int, dict[str, Any], int]]
-    total_time: int
+    max_time: int | None
+    trials: list[tuple[int, dict[str, Any], int | None]]
+    total_time: int | None
     summary: list[SummaryRow]
     brackets: list[BracketPreview]
 
@@ -96,11 +108,17 @@ class SearchPreview:
             " Trials | Training Time",
             "--------+---------------",
         ]
-        lines += [f"{row.count:>7} | {row.time} {self.time_metric}" for row in self.summary]
+        lines += [
+            f"{row.count:>7} | {UP_TO_THE_TRIAL if row.time is None else f'{row.time} {self.time_metric}'}"
+            for row in self.summary
+        ]
         n = len(self.trials)
-        lines.append(
-            f"Total: {n} trial{'' if n == 1 else 's'}, {self.total_time} {self.time_metric} of training"
+        total = (
+            "length up to the trial code"
+            if self.total_time is None
+            else f"{self.total_time} {self.time_metric}"
         )
+        lines.append(f"Total: {n} trial{'' if n == 1 else 's'}, {total} of training")
         for i, b in enumerate(self.brackets):
             lines.append(
                 f"Bracket {i}: {b.num_rungs} rungs at {list(b.rung_lengths)} {self.time_metric}, "
@@ -112,11 +130,18 @@ class SearchPreview:
     def _repr_html_(self) -> str:
         esc = html.escape
         rows = "".join(
-            f"<tr><td>{r.count}</td><td>{r.time} {esc(r.time_metric)}</td></tr>" for r in self.summary
+            f"<tr><td>{r.count}</td><td>{esc(UP_TO_THE_TRIAL if r.time is None else f'{r.time} {r.time_metric}')}"
+            "</td></tr>"
+            for r in self.summary
+        )
+        total = (
+            "length up to the trial code"
+            if self.total_time is None
+            else f"{self.total_time} {self.time_metric}"
         )
         out = (
             f"<p>Using <b>{esc(self.searcher_name)}</b> search method: {len(self.trials)} trial(s), "
-            f"{self.total_time} {esc(self.time_metric)} in total</p>"
+            f"{esc(total)} in total</p>"
             f"<table><tr><th>Trials</th><th>Training time</th></tr>{rows}</table>"
         )
         if self.brackets:
@@ -165,8 +190,9 @@ def preview_search(
     sc = config.searcher
     seed = config.reproducibility.experiment_seed or 0
     searcher = make_searcher(sc, config.hparam_space, seed)
-    # Both are set by validation (make_searcher has just needed max_time); "or" only narrows the types.
-    max_time, time_metric = int(sc.max_time or 0), str(sc.time_metric or "")
+    # Without a length (the trial code decides) each simulated trial reports once, at time 1.
+    unbounded = sc.max_time is None
+    max_time, time_metric = int(sc.max_time or 1), str(sc.time_metric or "")
     metric_rng = random.Random(f"det-jupyter-preview-{seed}")
 
     hparams: dict[int, dict[str, Any]] = {}
@@ -219,15 +245,17 @@ def preview_search(
     if not shutdown:
         raise RuntimeError(f"the {sc.name} searcher did not shut down in the simulation; this is a bug")
 
-    trials = [(rid, hparams[rid], trained[rid]) for rid in sorted(hparams)]
+    trials: list[tuple[int, dict[str, Any], int | None]] = [
+        (rid, hparams[rid], None if unbounded else trained[rid]) for rid in sorted(hparams)
+    ]
     counts: dict[int, int] = {}
-    for _, _, t in trials:
-        counts[t] = counts.get(t, 0) + 1
-    summary = [SummaryRow(counts[t], t, time_metric) for t in sorted(counts)]
+    for _, _, length in trials:
+        counts[length or 0] = counts.get(length or 0, 0) + 1
+    summary = [SummaryRow(counts[n], None if unbounded else n, time_metric) for n in sorted(counts)]
     brackets: list[BracketPreview] = []
     if isinstance(searcher, ASHASearch):
         for i, b in enumerate(searcher.brackets):
-            ended = [t for rid, _, t in trials if searcher.trial_bracket(rid) == i]
+            ended = [trained[rid] for rid, _, _ in trials if searcher.trial_bracket(rid) == i]
             simulated = tuple(sum(1 for t in ended if t == length) for length in b.rung_lengths)
             planned = _planned(b.num_rungs, b.max_trials, searcher.divisor)
             brackets.append(
@@ -238,9 +266,9 @@ def preview_search(
     return SearchPreview(
         searcher_name=sc.name,
         time_metric=time_metric,
-        max_time=max_time,
+        max_time=None if unbounded else max_time,
         trials=trials,
-        total_time=sum(t for _, _, t in trials),
+        total_time=None if unbounded else sum(t or 0 for _, _, t in trials),
         summary=summary,
         brackets=brackets,
     )

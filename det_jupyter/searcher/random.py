@@ -23,7 +23,8 @@ class RandomSearch(FixedLengthSearch):
         space: the hyperparameter space.
         max_trials: trials to create in total (>= 1).
         max_concurrent_trials: most trials live at once; 0 means no limit beyond ``max_trials``.
-        max_time: training length of every trial, in the searcher's time unit.
+        max_time: training length of every trial, in the searcher's time unit (None: the trial code
+            decides).
         seed: seeds the searcher's own ``random.Random``.
 
     Example:
@@ -37,7 +38,13 @@ class RandomSearch(FixedLengthSearch):
     name = "random"
 
     def __init__(
-        self, space: HParamSpace, *, max_trials: int, max_concurrent_trials: int, max_time: int, seed: int
+        self,
+        space: HParamSpace,
+        *,
+        max_trials: int,
+        max_concurrent_trials: int,
+        max_time: int | None,
+        seed: int,
     ) -> None:
         if max_trials < 1:
             raise ValueError(f"max_trials must be >= 1 (got {max_trials})")

@@ -24,5 +24,5 @@ class SingleSearch(RandomSearch):
 
     name = "single"
 
-    def __init__(self, space: HParamSpace, *, max_time: int, seed: int) -> None:
+    def __init__(self, space: HParamSpace, *, max_time: int | None, seed: int) -> None:
         super().__init__(space, max_trials=1, max_concurrent_trials=1, max_time=max_time, seed=seed)
