@@ -184,7 +184,7 @@ class DetMagics(Magics):
             named = args.entrypoint or config.entrypoint
             if args.context is not None or (named is not None and entrypoint_kind(named) == "command"):
                 return self._submit_directory(config, args)  # nothing of the notebook is shipped
-            target = resolve_entrypoint(None, named, self._user_ns)
+            target = resolve_entrypoint(None, None if named is None else str(named), self._user_ns)
         except ConfigError as exc:
             where = (
                 " (line 1 is the first line after %%det_experiment)"

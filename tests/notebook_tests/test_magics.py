@@ -366,3 +366,53 @@ def test_local_module_code_is_shipped_by_value(
     assert exp.state == ExperimentState.COMPLETED
     assert all(t.best_validation == round(t.hparams["x"] * 10) / 10 for t in exp.trials())
     monkeypatch.delitem(sys.modules, "det_local_scoring")
+
+
+# --- --context DIR: a model directory instead of the notebook's code -------------------------------------
+
+CORE_API_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "core_api_dir"
+
+
+def test_context_that_is_no_directory_is_a_usage_error(ip: InteractiveShell, tmp_path: Path) -> None:
+    config = CONFIG + "entrypoint: python3 train.py\n"
+    with pytest.raises(UsageError, match=r"model directory .*nope"):
+        ip.run_cell_magic("det_experiment", f"--context {tmp_path / 'nope'}", config)
+
+
+@pytest.mark.slow
+def test_context_runs_a_module_entrypoint_of_the_model_dir(
+    ip: InteractiveShell, dask_client: Any, tmp_path: Path
+) -> None:
+    from tests.cli_tests.helpers import model_dir
+
+    directory, module = model_dir(tmp_path)  # not importable here: only the shipped directory has it
+    config = CONFIG.replace("name: magic-test", f"name: magic-context\nentrypoint: {module}:train")
+    address = dask_client.scheduler.address
+    ip.run_cell_magic(
+        "det_experiment", f"--context {directory} -o ctx_exp --cluster {address} --wait", config
+    )
+    exp = ip.user_ns["ctx_exp"]
+    assert exp.state == ExperimentState.COMPLETED
+    best = exp.best_trial()
+    path = exp.best_checkpoint().download(tmp_path / "best")
+    assert (path / "weights.txt").read_text() == repr(best.hparams["x"])
+    assert module not in sys.modules
+
+
+@pytest.mark.slow
+def test_context_runs_a_core_api_command(ip: InteractiveShell, dask_client: Any) -> None:
+    config = (
+        "name: magic-core-api\n"
+        "entrypoint: python3 train.py --steps 10\n"
+        "hyperparameters: {lr: 0.1}\n"
+        "searcher: {name: single, metric: val_loss}\n"
+    )
+    address = dask_client.scheduler.address
+    ip.run_cell_magic(
+        "det_experiment", f"--context {CORE_API_DIR} -o cmd_exp --cluster {address} --wait", config
+    )
+    exp = ip.user_ns["cmd_exp"]
+    assert exp.state == ExperimentState.COMPLETED
+    (trial,) = exp.trials()
+    assert trial.state == TrialState.COMPLETED and trial.best_validation is not None
+    assert [c.steps for c in trial.checkpoints()][-1] == 10
