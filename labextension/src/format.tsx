@@ -1,48 +1,56 @@
 import * as React from 'react';
 
+import { STATE_COLORS } from './wire';
+
+export { formatAge, formatDuration, formatMetric, formatPercent } from './numbers';
+
 /**
- * How the sidebar writes wire values: state badges, metrics, hyperparameters, ages and errors.
+ * How the sidebar draws wire values: state badges and dots in the shared palette (`STATE_COLORS`,
+ * generated from `det_jupyter/server/palette.py`, which the notebook widget uses too), hparams and
+ * errors. Numbers: `numbers.ts`.
  */
 
-/** A state as a badge (`data-state` carries the full state for styling). */
+/** The theme colour of a state (a JupyterLab CSS variable). */
+export function stateColor(state: string): string {
+  return (STATE_COLORS[state] ?? STATE_COLORS.QUEUED).css;
+}
+
+/** A state as a badge (`data-state` carries the full state for styling and tests). */
 export function StateBadge(props: { state: string }): JSX.Element {
   return (
-    <span className="jp-DetSidebar-badge" data-state={props.state}>
+    <span
+      className="jp-DetSidebar-badge"
+      data-state={props.state}
+      style={{ background: stateColor(props.state) }}
+    >
       {props.state === 'STOPPING_CANCELED' ? 'STOPPING' : props.state}
     </span>
   );
 }
 
-/** A metric value in 4 significant digits (exponent form when very large or small); `–` for none. */
-export function formatMetric(value: number | null): string {
-  if (value === null || value === undefined) {
-    return '–';
-  }
-  return Math.abs(value) >= 1e4 || (Math.abs(value) < 1e-3 && value !== 0)
-    ? value.toExponential(2)
-    : value.toPrecision(4);
+/** A state as a coloured dot with the state as its tooltip (for narrow tables). */
+export function StateDot(props: { state: string }): JSX.Element {
+  return (
+    <span
+      className="jp-DetSidebar-dot"
+      data-state={props.state}
+      title={props.state}
+      aria-label={props.state}
+      style={{ background: stateColor(props.state) }}
+    />
+  );
 }
 
 /** Hyperparameters as `name=value, ...` (numbers in 4 significant digits, the rest as JSON). */
 export function formatHparams(hparams: Record<string, unknown>): string {
   return Object.entries(hparams)
-    .map(([k, v]) => `${k}=${typeof v === 'number' ? Number(v.toPrecision(4)) : JSON.stringify(v)}`)
+    .map(([k, v]) => `${k}=${formatValue(v)}`)
     .join(', ');
 }
 
-/** How long ago a time (seconds since the epoch) was, in its largest unit: `5m ago`. */
-export function formatAge(createdAt: number): string {
-  const seconds = Math.max(0, Date.now() / 1000 - createdAt);
-  if (seconds < 60) {
-    return `${Math.floor(seconds)}s ago`;
-  }
-  if (seconds < 3600) {
-    return `${Math.floor(seconds / 60)}m ago`;
-  }
-  if (seconds < 86400) {
-    return `${Math.floor(seconds / 3600)}h ago`;
-  }
-  return `${Math.floor(seconds / 86400)}d ago`;
+/** One hyperparameter value: numbers in 4 significant digits, the rest as JSON. */
+export function formatValue(v: unknown): string {
+  return typeof v === 'number' ? String(Number(v.toPrecision(4))) : JSON.stringify(v);
 }
 
 /** The last line of a text (of a traceback: the exception). */

@@ -1,4 +1,10 @@
-import { Dialog, ReactWidget, showDialog, showErrorMessage } from '@jupyterlab/apputils';
+import {
+  Dialog,
+  Notification,
+  ReactWidget,
+  showDialog,
+  showErrorMessage
+} from '@jupyterlab/apputils';
 import { refreshIcon } from '@jupyterlab/ui-components';
 import { CommandRegistry } from '@lumino/commands';
 import { Message } from '@lumino/messaging';
@@ -9,18 +15,22 @@ import { ClusterSection } from './cluster';
 import { EXPERIMENT_ACTIONS, ExperimentAction, ExperimentList } from './experiments';
 import { requestAPI } from './handler';
 import { detJupyterIcon } from './icons';
+import { formatMetric } from './format';
 import {
+  ExperimentState,
   IClusterModel,
   IExperimentListModel,
   IExperimentSummaryModel,
   isTerminal,
-  ITrialListModel
+  ITrialListModel,
+  ITrialSummaryModel
 } from './models';
 
 /**
  * The left-sidebar panel: every experiment of the server's store, live, with its trials, actions
  * and the cluster. It reads only the server extension's REST API; the sections it composes
- * (`ExperimentList`, `TrialTable`, `ClusterSection`) only draw what it fetched.
+ * (`ExperimentList`, `TrialTable`, `ClusterSection`) only draw what it fetched. It keeps polling
+ * (slowly drawing nothing) while collapsed, so it can notify when an experiment ends or errors.
  */
 export class DetSidebar extends ReactWidget {
   constructor(options: DetSidebar.IOptions) {
@@ -31,6 +41,7 @@ export class DetSidebar extends ReactWidget {
     this.title.caption = 'Experiments (det_jupyter)';
     this._commands = options.commands;
     this._insertCommand = options.insertCommand;
+    this._openTrialCommand = options.openTrialCommand;
     this._pageSize = options.pageSize ?? 50;
     const standby = (): boolean | Poll.Standby => !this.isVisible || 'when-hidden';
     this._poll = new Poll({
@@ -38,7 +49,7 @@ export class DetSidebar extends ReactWidget {
       factory: () => this._refreshExperiments(),
       frequency: { interval: options.refreshInterval ?? 2000, backoff: true, max: 60 * 1000 },
       name: 'det-jupyter:experiments',
-      standby
+      standby: 'when-hidden' // not when collapsed: notifications need the states
     });
     this._clusterPoll = new Poll({
       auto: false,
@@ -95,9 +106,12 @@ export class DetSidebar extends ReactWidget {
     this.refresh();
   }
 
+  /** The experiment whose best checkpoint the palette's insert command loads: the last one opened. */
+  get selectedExperiment(): number | null {
+    return this._selected ?? this._list?.experiments[0]?.id ?? null;
+  }
+
   protected render(): JSX.Element {
-    // without a dashboard from the cluster, link the one a running experiment names
-    const running = this._list?.experiments.find(e => !isTerminal(e.state) && e.dashboard_link);
     return (
       <div className="jp-DetSidebar-body">
         <div className="jp-DetSidebar-header">
@@ -121,14 +135,16 @@ export class DetSidebar extends ReactWidget {
           list={this._list}
           expanded={this._expanded}
           trials={this._trials}
+          pending={this._pending}
           onToggle={id => this._toggle(id)}
           onAction={(exp, action) => void this._act(exp, action)}
           onInsertCode={id => void this._commands.execute(this._insertCommand, { id })}
+          onOpenTrial={(t: ITrialSummaryModel) => {
+            this._selected = t.experiment_id;
+            void this._commands.execute(this._openTrialCommand, { id: t.id });
+          }}
         />
-        <ClusterSection
-          cluster={this._cluster}
-          fallbackDashboard={running?.dashboard_link ?? null}
-        />
+        <ClusterSection cluster={this._cluster} />
       </div>
     );
   }
@@ -139,6 +155,7 @@ export class DetSidebar extends ReactWidget {
       this._trials.delete(id);
     } else {
       this._expanded.add(id);
+      this._selected = id;
       void this._loadTrials(id).then(() => this.update());
     }
     this.update();
@@ -176,6 +193,9 @@ export class DetSidebar extends ReactWidget {
         this._trials.delete(exp.id);
       } else {
         await requestAPI(`experiments/${exp.id}/actions/${action}`, { method: 'POST' });
+        // shown until the state moves on (never a stale "requested" after it did)
+        this._pending.set(exp.id, action);
+        this._pendingFrom.set(exp.id, exp.state);
       }
     } catch (error) {
       void showErrorMessage(`Could not ${action} experiment ${exp.id}`, (error as Error).message);
@@ -186,6 +206,7 @@ export class DetSidebar extends ReactWidget {
   private async _refreshExperiments(): Promise<void> {
     try {
       this._list = await requestAPI<IExperimentListModel>(`experiments?limit=${this._pageSize}`);
+      this._noticeChanges(this._list);
       const shown = new Set(this._list.experiments.map(e => e.id));
       for (const id of [...this._expanded]) {
         if (!shown.has(id)) {
@@ -193,7 +214,9 @@ export class DetSidebar extends ReactWidget {
           this._trials.delete(id);
         }
       }
-      await Promise.all([...this._expanded].map(id => this._loadTrials(id)));
+      if (this.isVisible) {
+        await Promise.all([...this._expanded].map(id => this._loadTrials(id)));
+      }
       this._error = null;
     } catch (error) {
       this._error = `Cannot reach the det_jupyter server extension: ${(error as Error).message}`;
@@ -211,9 +234,46 @@ export class DetSidebar extends ReactWidget {
     }
   }
 
+  /** Clear pending actions the state answered; notify when an experiment seen running ended. */
+  private _noticeChanges(list: IExperimentListModel): void {
+    for (const exp of list.experiments) {
+      const from = this._pendingFrom.get(exp.id);
+      if (from !== undefined && (exp.state !== from || isTerminal(exp.state))) {
+        this._pending.delete(exp.id);
+        this._pendingFrom.delete(exp.id);
+      }
+      const before = this._states.get(exp.id);
+      this._states.set(exp.id, exp.state);
+      if (before === undefined || isTerminal(before) || !isTerminal(exp.state)) {
+        continue; // first sight, or no end now
+      }
+      const name = `Experiment ${exp.id} (${exp.name})`;
+      const best =
+        exp.best_trial_id !== null
+          ? `: best ${exp.metric ?? 'metric'} ${formatMetric(exp.best_metric)} (trial ${exp.best_trial_id})`
+          : '';
+      const actions = [
+        { label: 'Show', callback: () => this._commands.execute('det-jupyter:open-sidebar') }
+      ];
+      if (exp.state === 'COMPLETED') {
+        Notification.success(`${name} completed${best}`, { autoClose: 8000, actions });
+      } else if (exp.state === 'ERROR') {
+        const why = exp.error ? `: ${exp.error.trim().split('\n').pop()}` : '';
+        Notification.error(`${name} ended with an error${why}`, { autoClose: false, actions });
+      } else {
+        Notification.info(`${name} was canceled${best}`, { autoClose: 8000, actions });
+      }
+    }
+  }
+
   private _commands: CommandRegistry;
   private _insertCommand: string;
+  private _openTrialCommand: string;
   private _pageSize: number;
+  private _selected: number | null = null;
+  private _states = new Map<number, ExperimentState>();
+  private _pending = new Map<number, ExperimentAction>();
+  private _pendingFrom = new Map<number, ExperimentState>();
   private _poll: Poll;
   private _clusterPoll: Poll;
   private _list: IExperimentListModel | null = null;
@@ -231,6 +291,8 @@ export namespace DetSidebar {
     commands: CommandRegistry;
     /** The id of the command that inserts the load-the-best-checkpoint code. */
     insertCommand: string;
+    /** The id of the command that opens a trial's detail panel. */
+    openTrialCommand: string;
     /** Milliseconds between experiment-list refreshes (default 2000). */
     refreshInterval?: number;
     /** Milliseconds between cluster refreshes (default 5000). */
