@@ -22,9 +22,10 @@ manifest                                       experiment config
 ``training_results.target``                    ``data.result_dir`` (``$RESULT_DIR`` is copied there, under
                                                ``<experiment id>/<trial id>/``); an ``s3_datastore`` target
                                                also gives ``checkpoint_storage: {type: s3, bucket: <container>}``
-location ``connection``                        ``data.storage_options.data_dir`` / ``.result_dir``: fsspec
-                                               options (``key``, ``secret``, ``client_kwargs.endpoint_url``),
-                                               shown redacted (:mod:`det_jupyter.config.redact`)
+location ``connection``                        ``data.storage_options``: the fsspec options (``key``, ``secret``,
+                                               ``client_kwargs.endpoint_url``) for both locations (one
+                                               connection: two different ones are an error), shown redacted
+                                               (:mod:`det_jupyter.config.redact`)
 (nothing)                                      ``labels: [ibm-manifest]`` (surfaces show IBM's state names),
                                                ``searcher: {name: single, metric: loss, smaller_is_better: true,
                                                time_metric: batches, max_time: 1}``: one run of the command
@@ -263,8 +264,16 @@ def _data(manifest: Mapping[str, Any], config: dict[str, Any], errors: list[Fiel
             storage = _checkpoint_storage(target)
             if storage is not None:
                 config["checkpoint_storage"] = storage
+    if len(options) == 2 and options["data_dir"] != options["result_dir"]:
+        errors.append(
+            FieldError(
+                "training_results.target.connection",
+                "differs from training_data's connection; the command runner takes one set of storage options",
+                "store the data and the results behind the same connection (endpoint and credentials)",
+            )
+        )
     if options:
-        data["storage_options"] = options
+        data["storage_options"] = next(iter(options.values()))
     return data
 
 

@@ -59,11 +59,9 @@ def test_fsspec_urls_are_kept_and_s3_connections_become_storage_options() -> Non
         "data_dir": "memory://datasets/mnist",
         "result_dir": "s3://results",
         "storage_options": {
-            "result_dir": {
-                "client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"},
-                "key": "AKIA-user",
-                "secret": "pw-secret",
-            }
+            "client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"},
+            "key": "AKIA-user",
+            "secret": "pw-secret",
         },
     }
     assert cfg["checkpoint_storage"] == {
@@ -100,6 +98,19 @@ def test_bad_locations_name_the_field(location: dict[str, Any], path: str, messa
         load_config(manifest(training_data=[{"source": location}]))
     (error,) = info.value.errors
     assert (error.path, error.message) == (path, message)
+
+
+def test_two_different_connections_are_refused() -> None:
+    source = {"type": "s3_datastore", "container": "in", "connection": {"user_name": "a", "password": "x"}}
+    target = {"type": "s3_datastore", "container": "out", "connection": {"user_name": "b", "password": "y"}}
+    with pytest.raises(ConfigError) as info:
+        from_ibm_manifest(manifest(training_data=[{"source": source}], training_results={"target": target}))
+    (error,) = info.value.errors
+    assert error.path == "training_results.target.connection"
+    same = from_ibm_manifest(
+        manifest(training_data=[{"source": source}], training_results={"target": source})
+    )
+    assert same["data"]["storage_options"] == {"key": "a", "secret": "x"}
 
 
 @pytest.mark.parametrize(
@@ -168,5 +179,5 @@ def test_list_and_describe_show_ibm_states_beside_ours(
     assert trial_rows[:3] == ["3", "ERROR", "failed"]
     info = json.loads(run_cli(capsys, "--store", str(store.path), "e", "describe", str(ids[2]), "--json").out)
     assert (info["state"], info["ibm_state"], info["trials"][0]["ibm_state"]) == ("ERROR", "failed", "failed")
-    assert info["config"]["data"]["storage_options"]["result_dir"]["secret"] == REDACTED
+    assert info["config"]["data"]["storage_options"]["secret"] == REDACTED
     assert "pw-secret" not in json.dumps(info)
