@@ -267,7 +267,7 @@ class ResourcesConfig(Section):
         problems = []
         size = data.get("shm_size")
         if isinstance(size, str) and not _MEMORY_SIZE.match(size):
-            fix = "write a size such as 4294967296, 4GB, 4Gi or 512 MiB"
+            fix = "write a size such as 4294967296, 4GB, 4GiB or 512 MiB"
             problems.append(
                 Problem(("shm_size",), f"must be a valid memory size (got {show(size)})", fix, size)
             )
