@@ -256,3 +256,49 @@ def test_events_of_a_finalized_run_are_ignored() -> None:
     run = _running(rules)
     _end(rules, run)
     assert rules.on_event(RunEvent(7, 0, 9, Started("w")), now=0.0) == []
+
+
+# ---------------------------------------------------------------------------------------------- trial_spec (#10)
+
+
+def _spec_of(config: dict[str, object], trial: TrialRecord | None = None, **kwargs: object) -> object:
+    from det_jupyter.checkpoints import CheckpointStorage
+    from det_jupyter.config import load_config
+    from det_jupyter.engine.runs import trial_spec
+
+    cfg = load_config(config, warn=False)
+    trial = trial or TrialRecord(3, 1, {"lr": 0.1})
+    run = RunRecord(trial, 0, "key-3-0")
+    storage = CheckpointStorage("memory://det-jupyter-test-specs")
+    return trial_spec(cfg, run, experiment_id=1, seed=0, storage=storage, topic="t", **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_config_without_a_length_gives_the_trial_none_and_the_rules_no_bound() -> None:
+    spec = _spec_of({"searcher": {"name": "random", "metric": "loss", "max_trials": 2}})
+    assert spec.max_time is None  # type: ignore[attr-defined]
+    rules = _rules(max_time=None)
+    assert math.isinf(rules.max_time)
+
+
+def test_per_device_environment_variables_follow_the_trials_slots() -> None:
+    config = {
+        "searcher": {"name": "single", "metric": "loss"},
+        "environment": {"environment_variables": {"cpu": ["WHERE=cpu"], "gpu": ["WHERE=gpu"]}},
+    }
+    assert _spec_of(config).env_vars == {"WHERE": "cpu"}  # type: ignore[attr-defined]
+    assert _spec_of(config, device="cuda").env_vars == {"WHERE": "gpu"}  # type: ignore[attr-defined]
+    flat = {
+        "searcher": {"name": "single", "metric": "loss"},
+        "environment": {"environment_variables": ["A=1"]},
+    }
+    assert _spec_of(flat, device="cuda").env_vars == {"A": "1"}  # type: ignore[attr-defined]
+
+
+def test_a_warm_start_is_where_a_trial_without_checkpoints_starts() -> None:
+    config = {"searcher": {"name": "single", "metric": "loss", "source_checkpoint_uuid": "abc"}}
+    spec = _spec_of(config, warm_start="abc")
+    assert (spec.latest_checkpoint, spec.latest_checkpoint_steps) == ("abc", 0)  # type: ignore[attr-defined]
+    own = TrialRecord(3, 1, {})
+    own.latest_checkpoint, own.latest_checkpoint_steps = "mine", 40
+    spec = _spec_of(config, own, warm_start="abc")
+    assert (spec.latest_checkpoint, spec.latest_checkpoint_steps) == ("mine", 40)  # type: ignore[attr-defined]

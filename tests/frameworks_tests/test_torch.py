@@ -200,3 +200,22 @@ def test_one_pass_iterator_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(TypeError, match="one-pass iterator"):
         OnePass.run_trial(make_context(tmp_path))
+
+
+def test_a_torch_trial_without_a_training_length_is_refused_at_submit_naming_the_fix() -> None:
+    from det_jupyter.config import load_config
+    from det_jupyter.engine.presubmit import check_config_fits
+    from det_jupyter.errors import ConfigError
+    from det_jupyter.frameworks.torch import TorchTrial
+
+    class NoLength(TorchTrial):
+        pass
+
+    with pytest.raises(ConfigError) as info:
+        check_config_fits(NoLength, load_config({"searcher": {"name": "single", "metric": "loss"}}))
+    [error] = info.value.errors
+    assert error.path == "searcher.max_time" and "max_time" in (error.fix or "")
+    check_config_fits(
+        NoLength, load_config({"searcher": {"name": "single", "metric": "loss", "max_length": {"epochs": 1}}})
+    )
+    check_config_fits(lambda ctx: None, load_config({"searcher": {"name": "single", "metric": "loss"}}))
