@@ -44,6 +44,7 @@ _SECRET_ENV_PARTS = frozenset(
 _SECRET_STORAGE_KEY = re.compile(r"secret|passw(or)?d|token|key|credential|connection_string", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*:)(?P<password>[^/\s@]+)(?=@)")
 _ENV_SECTIONS = ("env_vars", "environment_variables")
+_REGISTRY_PUBLIC = frozenset({"username", "email", "serveraddress"})
 
 
 def is_secret_env_name(name: str) -> bool:
@@ -133,6 +134,11 @@ def _redact(config: Mapping[str, Any], secrets: list[str]) -> dict[str, Any]:
         for key in _ENV_SECTIONS:
             if key in env:
                 env[key] = _env_vars(env[key], secrets)
+        auth = env.get("registry_auth")
+        if isinstance(auth, Mapping):  # Docker registry credentials (kept, though ignored here)
+            env["registry_auth"] = {
+                k: v if k in _REGISTRY_PUBLIC else _storage(v, secrets, secret=True) for k, v in auth.items()
+            }
         out["environment"] = env
     data = out.get("data")
     if isinstance(data, Mapping) and "storage_options" in data:  # fsspec options of data locations (IBM)
@@ -152,6 +158,8 @@ def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
         {'type': 's3', 'bucket': 'b', 'access_key': '********', 'secret_key': '********'}
         >>> cfg["checkpoint_storage"]["secret_key"]
         'x'
+        >>> redact_config({"environment": {"registry_auth": {"username": "me", "password": "pw"}}})
+        {'environment': {'registry_auth': {'username': 'me', 'password': '********'}}}
         >>> redact_config({"environment": {"env_vars": ["DB_PASSWORD=pw", "DB_URL=postgres://me:pw@db/x"]}})
         {'environment': {'env_vars': ['DB_PASSWORD=********', 'DB_URL=postgres://me:********@db/x']}}
     """
