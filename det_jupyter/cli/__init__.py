@@ -152,8 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``det-jupyter`` command; returns the exit status.
 
     Example:
-        >>> main(["preview-search", "no-such.yaml"])  # doctest: +SKIP
-        det-jupyter: ...
+        >>> main(["preview-search", "no-such.yaml"])  # one line on stderr says why
         2
     """
     args = _parser().parse_args(argv)

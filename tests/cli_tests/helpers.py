@@ -49,7 +49,7 @@ def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 2
 
 
 MODEL_DEF = '''
-"""A model directory's module: train(ctx) with the notebook API, and a trial that fails."""
+"""A model directory's module: train(ctx) with the notebook API, one that waits at a gate file, one that fails."""
 
 from pathlib import Path
 
@@ -65,6 +65,15 @@ def train(ctx):
     print("done")
 
 
+def gated(ctx):
+    import time
+
+    print("waiting at the gate")
+    while not Path(ctx.hparams["gate"]).exists() and not ctx.should_stop():
+        time.sleep(0.02)
+    train(ctx)
+
+
 def fail(ctx):
     print("about to fail")
     raise RuntimeError("this trial fails on purpose")
@@ -72,7 +81,7 @@ def fail(ctx):
 
 
 def model_dir(tmp_path: Path) -> tuple[Path, str]:
-    """A model directory with a uniquely named module (``train`` and ``fail`` in it); returns (dir, module)."""
+    """A model directory with a uniquely named module (``train``, ``gated``, ``fail``); returns (dir, module)."""
     module = f"cli_model_{uuid.uuid4().hex[:8]}"
     directory = tmp_path / "model"
     directory.mkdir()

@@ -207,3 +207,43 @@ def test_the_installed_script_follows_an_experiment_of_the_homes_master(
         ]
         bad = run_script("e", "describe", "9")
         assert bad.rc == 2 and bad.err.startswith("det-jupyter: experiment 9 not found")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_following_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+    import subprocess
+
+    from tests.cli_tests.helpers import DET_JUPYTER
+
+    directory, module = model_dir(tmp_path)
+    gate = tmp_path / "gate"
+    cfg = config_file(tmp_path, f"{module}:gated", max_trials=1)
+    cfg.write_text(cfg.read_text().replace("hyperparameters:\n", f"hyperparameters:\n  gate: {gate}\n"))
+    with master_mode_home(tmp_path / "home", monkeypatch):
+        proc = subprocess.Popen(
+            [str(DET_JUPYTER), "e", "create", str(cfg), str(directory), "--follow"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            seen = []
+            for line in proc.stdout or ():  # printed (and flushed) by the follower: it is following
+                seen.append(line)
+                if line.startswith("[trial 1] waiting at the gate"):
+                    break
+            proc.send_signal(signal.SIGINT)
+            rest, err = proc.communicate(timeout=60)
+            out = "".join(seen) + rest
+        finally:
+            proc.kill()
+        assert proc.returncode == 130, err
+        assert "[trial 1] waiting at the gate" in out
+        assert "det-jupyter: stopped following experiment 1; it keeps running: " in err
+        assert "`det-jupyter experiment wait 1 --follow` follows it again" in err
+        assert get_experiment(1).state == ExperimentState.ACTIVE
+        gate.touch()
+        again = run_script("experiment", "wait", "1", "--follow")
+        assert again.rc == 0 and "experiment 1 COMPLETED: trials 1/1 done" in again.out
+        assert "[trial 1] done" in again.out
