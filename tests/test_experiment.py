@@ -32,7 +32,7 @@ def test_slots_per_trial_is_refused_at_submit_before_anything_is_written(
 
 
 def test_config_errors_come_before_the_cluster_is_touched(tmp_path: Path) -> None:
-    bad = {**CONFIG, "resources": {"slots_per_trial": 0}}
+    bad = {**CONFIG, "resources": {"slots_per_trial": -1}}
     with pytest.raises(ConfigError, match=r"resources\.slots_per_trial"):
         det_jupyter.create_experiment(
             bad, train, cluster="tcp://nowhere.invalid:1", store=tmp_path / "det.db"
