@@ -15,7 +15,8 @@ experiment starts (~8 s on a 2-core machine: a fresh kernel builds its first Plo
 
 Every wait is on a condition. Screenshots go to ``test-artifacts/`` (``widget_render-*.png``, on
 failure too), with ``widget_render-timeline.txt``: what the page showed, when. With
-``DET_JUPYTER_DOCS_IMAGES=1`` the test also writes the README's ``docs/images/widget.png`` (mid-run).
+``DET_JUPYTER_DOCS_IMAGES=1`` the test also writes the README's ``docs/images/widget-light.png`` and
+``widget-dark.png``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ require_browser()
 
 NOTEBOOK = "widget_render.ipynb"
 TRIALS, STEPS, HOLD_AT = 3, 20, 10
-DOCS_IMAGE = ROOT / "docs" / "images" / "widget.png"
+VIEWPORT = {"width": 1400, "height": 900}
+DOCS_IMAGES = ROOT / "docs" / "images"
 
 TRAIN_SOURCE = '''\
 import math
@@ -62,6 +64,8 @@ def train(ctx):
         loss = 1.6 * math.exp(-lr * step) + 8.0 / width + 0.03 * math.sin(step * width)
         ctx.report_training_metrics(step, {{"loss": loss}})
         ctx.report_validation_metrics(step, {{"val_loss": 1.1 * loss + 0.05 + 0.02 * math.cos(step)}})
+        if step % 5 == 0:
+            print(f"trial log: step {{step}} loss {{loss:.4f}}")
         if ctx.should_stop():
             return
 '''
@@ -94,9 +98,10 @@ output => {
       .filter(p => /L/.test(p.getAttribute('d') || '')).length,
   }));
   const header = output.querySelector('.widget-vbox .widget-html .widget-html-content');
-  const rows = Array.from(output.querySelectorAll('.widget-html-content table tbody tr'))
+  const heads = Array.from(output.querySelectorAll('.det-jupyter-table thead th')).map(th => th.textContent);
+  const rows = Array.from(output.querySelectorAll('.det-jupyter-table tbody tr'))
     .map(tr => Array.from(tr.children).map(td => td.textContent.trim()));
-  return {charts, header: header ? header.textContent : '', rows};
+  return {charts, header: header ? header.textContent : '', heads, rows};
 }
 """
 
@@ -136,6 +141,11 @@ def _chart(state: dict[str, Any], title: str) -> dict[str, Any] | None:
     return next((c for c in state["charts"] if c["title"] == title), None)
 
 
+def _column(state: dict[str, Any], name: str) -> int:
+    """The index of the table column whose header is ``name`` (its sort arrow aside)."""
+    return [h.rstrip(" ▲▼") for h in state["heads"]].index(name)
+
+
 def test_the_experiment_widget_renders_live_curves_and_completes(
     notebook: Path, gate: Path, page: Any, store: Store, wait_for: Callable[..., object]
 ) -> None:
@@ -148,12 +158,11 @@ def test_the_experiment_widget_renders_live_curves_and_completes(
 
 def _run_and_check(page: Any, gate: Path, store: Store, wait_for: Callable[..., object]) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page.set_viewport_size({"width": 1500, "height": 1500})  # the whole widget fits: element screenshots
+    page.set_viewport_size(VIEWPORT)  # the issue's screen, with the file browser open beside the notebook
     page.locator(".jp-DirListing-itemText", has_text=NOTEBOOK).dblclick()
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
     panel.locator(".jp-Cell").nth(2).locator(".cm-content").wait_for(state="visible")
-    page.keyboard.press("Control+b")  # collapse the file browser: a wider notebook, wider charts
-    page.locator("#jp-left-stack").wait_for(state="hidden")
+    page.locator("#jp-left-stack").wait_for(state="visible")
     # the kernel is up: its name and state in the status bar (the toolbar's indicator says idle sooner)
     page.locator("#jp-main-statusbar", has_text="Python 3 (ipykernel) | Idle").wait_for()
     panel.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for()
@@ -180,7 +189,7 @@ def _run_and_check(page: Any, gate: Path, store: Store, wait_for: Callable[..., 
         for text in stderr.all_inner_texts():
             if "Error" in text:
                 raise AssertionError(f"a notebook cell failed:\n{text[-3000:]}")
-        state: dict[str, Any] = {"charts": [], "header": "", "rows": []}
+        state: dict[str, Any] = {"charts": [], "header": "", "heads": [], "rows": []}
         if output.locator(".widget-vbox").count():
             state = dict(output.evaluate(READ_WIDGET))
         prompt = panel.locator(".jp-Cell").nth(2).locator(".jp-InputPrompt").inner_text()
@@ -194,7 +203,7 @@ def _run_and_check(page: Any, gate: Path, store: Store, wait_for: Callable[..., 
     def held_mid_run() -> bool:
         state = widget()
         chart = _chart(state, "validation val_loss")
-        running = sum(row[2] == "ACTIVE" for row in state["rows"])
+        running = [row[_column(state, "state")] for row in state["rows"]].count("ACTIVE")
         return bool(
             _chart(state, "training loss")
             and chart
@@ -209,16 +218,6 @@ def _run_and_check(page: Any, gate: Path, store: Store, wait_for: Callable[..., 
     widget_box = output.locator(".widget-vbox").first
     widget_box.screenshot(path=str(ARTIFACTS / "widget_render-running.png"))
     gate.touch()
-    # the README's picture (on request): every trial drawn, one still growing
-    if os.environ.get("DET_JUPYTER_DOCS_IMAGES") == "1":
-
-        def all_drawn_one_growing() -> bool:
-            chart = _chart(state := widget(), "validation val_loss")
-            points = sorted(t["points"] for t in chart["traces"]) if chart else []
-            return len(points) == TRIALS and 8 <= points[0] < STEPS and " · ACTIVE · " in state["header"]
-
-        wait_for(all_drawn_one_growing, 120, interval=0.1, what="the README's mid-run state")
-        widget_box.screenshot(path=str(DOCS_IMAGE))
 
     # the end: COMPLETED, one full line per trial, the table, the parallel-coordinates chart
     def completed() -> bool:
@@ -243,7 +242,7 @@ def _run_and_check(page: Any, gate: Path, store: Store, wait_for: Callable[..., 
     trial_ids = [t.id for t in store.list_trials(exp.id)]
     assert len(trial_ids) == TRIALS
     assert f"experiment {exp.id} · COMPLETED · random" in final["header"]
-    assert f"trials: {TRIALS} done, 0 running, 0 queued" in final["header"]
+    assert f"trials: {TRIALS} of {TRIALS} created ({TRIALS} completed, 0 running)" in final["header"]
 
     training, validation = _chart(final, "training loss"), _chart(final, "validation val_loss")
     assert training is not None and validation is not None, [c["title"] for c in final["charts"]]
@@ -252,7 +251,146 @@ def _run_and_check(page: Any, gate: Path, store: Store, wait_for: Callable[..., 
     assert validation["drawnLines"] == TRIALS
     assert len(training["traces"]) == TRIALS and training["drawnLines"] == TRIALS
 
-    assert [int(row[0].rstrip(" ★")) for row in final["rows"]] == trial_ids  # sorted by id
-    assert [row[2] for row in final["rows"]] == ["COMPLETED"] * TRIALS
-    assert [row[3] for row in final["rows"]] == [str(STEPS)] * TRIALS
-    assert sum(row[0].endswith("★") for row in final["rows"]) == 1  # the best trial is starred
+    rows = final["rows"]
+    assert [int(row[0].rstrip(" ★")) for row in rows] == trial_ids  # sorted by id
+    assert [row[_column(final, "state")] for row in rows] == ["COMPLETED"] * TRIALS
+    assert [row[_column(final, "batches")] for row in rows] == [str(STEPS)] * TRIALS
+    assert sum(row[0].endswith("★") for row in rows) == 1  # the best trial is starred
+
+    _check_charts_fit(page, output, wait_for, "sidebar open")
+    _screenshot_docs(widget_box, "widget-light")
+    page.keyboard.press("Control+b")  # close the file browser: the charts widen with the panel
+    page.locator("#jp-left-stack").wait_for(state="hidden")
+    _check_charts_fit(page, output, wait_for, "sidebar closed")
+
+    # pick a trial in the table: its detail opens with its log tail, its line is highlighted
+    picked = trial_ids[1]
+    output.locator(f'.det-jupyter-table tbody tr[data-trial="{picked}"]').click()
+    detail = output.locator(f'.det-trial-detail[data-trial="{picked}"]')
+    detail.locator(".det-trial-log", has_text=f"trial log: step {STEPS} loss").wait_for()
+    assert "load this one" in detail.inner_text() or "no checkpoint yet" in detail.inner_text()
+
+    def picked_is_thick() -> bool:
+        widths = output.evaluate(CHART_STYLE)
+        return bool(widths) and all(w.get(f"trial {picked}") == 4 for w in widths)
+
+    wait_for(picked_is_thick, 30, what=f"trial {picked}'s line drawn thick in both charts")
+
+    # dark theme: the charts follow JupyterLab's CSS variables
+    _switch_theme(page, "JupyterLab Dark")
+    wait_for(lambda: _chart_backgrounds(output, dark=True), 60, what="dark chart backgrounds")
+    _screenshot_docs(widget_box, "widget-dark")
+
+    # a page reload (F5): the charts are drawn again from the kernel's widget state, curves included
+    page.reload()
+    page.wait_for_selector("#jp-main-dock-panel", state="visible")
+    panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    output = panel.locator(".jp-Cell").nth(2).locator(".jp-OutputArea")
+
+    def curves_back() -> bool:
+        state = widget()
+        chart = _chart(state, "validation val_loss")
+        train = _chart(state, "training loss")
+        return bool(
+            chart
+            and train
+            and [t["points"] for t in chart["traces"]] == [STEPS] * TRIALS
+            and chart["drawnLines"] == TRIALS
+            and len(train["traces"]) == TRIALS
+            and len(state["rows"]) == TRIALS
+        )
+
+    wait_for(curves_back, 120, interval=0.2, what="the curves after a page reload")
+    wait_for(lambda: _chart_backgrounds(output, dark=True), 60, what="dark charts after the reload")
+    shot(page, "widget_render-reloaded")
+
+
+# Per chart: its layout size and box, the x range against the last step, where the legend items are.
+CHART_FIT = """
+output => Array.from(output.querySelectorAll('.js-plotly-plot')).slice(0, 2).map(gd => {
+  const box = gd.getBoundingClientRect();
+  const area = output.getBoundingClientRect();
+  const items = Array.from(gd.querySelectorAll('.legend .traces')).map(t => t.getBoundingClientRect());
+  const full = gd._fullLayout || {};
+  return {
+    title: (full.title && full.title.text) || '',
+    width: full.width, boxWidth: box.width, parentWidth: gd.parentElement.getBoundingClientRect().width,
+    right: box.right, areaRight: area.right, viewport: window.innerWidth,
+    xmax: full.xaxis ? full.xaxis.range[1] : null,
+    legend: items.map(r => ({left: r.left, right: r.right, top: r.top, bottom: r.bottom})),
+    top: box.top, bottom: box.bottom,
+  };
+})
+"""
+
+CHART_STYLE = """
+output => Array.from(output.querySelectorAll('.js-plotly-plot')).slice(0, 2).map(gd =>
+  Object.fromEntries((gd.data || []).filter(t => (t.name || '').startsWith('trial '))
+    .map(t => [t.name, (t.line && t.line.width) || 0])))
+"""
+
+CHART_BACKGROUNDS = """
+output => ({
+  page: getComputedStyle(document.body).getPropertyValue('--jp-layout-color0').trim(),
+  light: document.body.dataset.jpThemeLight,
+  charts: Array.from(output.querySelectorAll('.js-plotly-plot')).map(gd =>
+    getComputedStyle(gd.querySelector('.main-svg')).backgroundColor),
+})
+"""
+
+
+def _check_charts_fit(page: Any, output: Any, wait_for: Callable[..., object], when: str) -> None:
+    """Both charts as wide as their box (not plotly's 700 px), inside the output area and the window,
+    the x-axis reaching the last step, every trial's legend item inside the chart."""
+    seen: list[Any] = []
+
+    def fit() -> bool:
+        charts = output.evaluate(CHART_FIT)
+        seen[:] = [charts]
+        (ARTIFACTS / f"widget_render-fit-{when.replace(' ', '-')}.json").write_text(
+            json.dumps(charts, indent=1)
+        )
+        return len(charts) == 2 and all(
+            abs(c["width"] - c["parentWidth"]) <= 2
+            and c["right"] <= c["areaRight"] + 1
+            and c["right"] <= c["viewport"]
+            and c["xmax"] is not None
+            and c["xmax"] >= STEPS
+            and len(c["legend"]) == TRIALS
+            and all(
+                c["right"] - c["boxWidth"] <= item["left"]
+                and item["right"] <= c["right"]
+                and c["top"] <= item["top"]
+                and item["bottom"] <= c["bottom"]
+                for item in c["legend"]
+            )
+            for c in charts
+        )
+
+    wait_for(fit, 30, what=f"charts that fit their output area ({when}); see widget_render-fit-*.json")
+
+
+def _switch_theme(page: Any, name: str) -> None:
+    page.locator(".lm-MenuBar-item", has_text="Settings").click()
+    page.locator(".lm-Menu-itemLabel", has_text="Theme").first.click()
+    page.get_by_role("menuitem", name=name, exact=True).click()
+    page.locator(f'body[data-jp-theme-name="{name}"]').wait_for(state="attached")
+
+
+def _chart_backgrounds(output: Any, *, dark: bool) -> bool:
+    """Every chart's background is the page's ``--jp-layout-color0``, and dark (or light) as the theme."""
+    state = output.evaluate(CHART_BACKGROUNDS)
+    if not state["charts"] or state["light"] != ("false" if dark else "true"):
+        return False
+
+    def luminance(css: str) -> float:
+        r, g, b = (float(x) for x in css[css.index("(") + 1 : css.index(")")].split(",")[:3])
+        return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+    return all((luminance(c) < 0.25) == dark for c in state["charts"])
+
+
+def _screenshot_docs(widget_box: Any, name: str) -> None:
+    widget_box.screenshot(path=str(ARTIFACTS / f"widget_render-{name}.png"))
+    if os.environ.get("DET_JUPYTER_DOCS_IMAGES") == "1":
+        widget_box.screenshot(path=str(DOCS_IMAGES / f"{name}.png"))

@@ -6,6 +6,7 @@ pending and can be read back); slow tests follow real experiments on the session
 
 from __future__ import annotations
 
+import html as html_lib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,10 +17,11 @@ import pytest
 import det_jupyter
 from det_jupyter.config import load_config
 from det_jupyter.experiment import Experiment
-from det_jupyter.notebook.widget.model import WidgetModel
+from det_jupyter.notebook.widget.html import load_code, trial_detail_html
+from det_jupyter.notebook.widget.model import WidgetModel, smooth
 from det_jupyter.notebook.widget.widget import ExperimentWidget
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
-from det_jupyter.store import MetricRow, Store
+from det_jupyter.store import CheckpointRow, LogRow, MetricRow, Store
 
 CONFIG = {
     "name": "widget-test",
@@ -465,3 +467,253 @@ def test_figures_say_to_install_anywidget_when_it_is_missing(monkeypatch: pytest
     monkeypatch.setitem(sys.modules, "anywidget", None)  # what `import anywidget` sees when not installed
     with pytest.raises(ImportError, match="pip install anywidget"):
         figure_widget()
+
+
+# --- issue 13: truthful status, pickers, table, analysis, detail, persistence, export ---------------
+
+
+def test_progress_counts_work_done_not_the_end(store: Store) -> None:
+    """A search killed at 32 of 300 steps is at 11 %, not 100 %; outcomes are counted apart."""
+    config = {**CONFIG, "searcher": {**CONFIG["searcher"], "max_trials": 4, "max_time": 300}}
+    exp = _experiment(store, config)
+    t1, t2, t3 = _trials(store, exp)
+    model = WidgetModel(store, exp.id)
+    model.refresh()
+    assert model.progress() == 0.0 and model.counts()["planned"] == 4
+    store.update_trial(t1, state=TrialState.CANCELED, steps_completed=32)
+    store.update_trial(t2, state=TrialState.STOPPED, steps_completed=100)
+    store.update_trial(t3, state=TrialState.ERROR, steps_completed=150)
+    store.update_experiment(exp.id, state=ExperimentState.CANCELED, progress=1.0, ended_at=time.time())
+    model.refresh()
+    assert model.progress() == pytest.approx((32 / 300 + 1.0 + 150 / 300) / 4)
+    counts = model.counts()
+    assert (counts["canceled"], counts["stopped"], counts["errored"], counts["completed"]) == (1, 1, 1, 0)
+    assert (counts["total"], counts["planned"]) == (3, 4)
+    assert model.eta() is None  # ended
+    from det_jupyter.notebook.widget.html import header_html, progress_text
+
+    assert progress_text(model) == "40 % of 4 × 300 batches"
+    assert "trials: 3 of 4 created (0 completed, 1 stopped early, 1 canceled, 1 errored, 0 running)" in (
+        header_html(model)
+    )
+    store.update_experiment(exp.id, state=ExperimentState.COMPLETED)
+    model.refresh()
+    assert model.progress() == 1.0
+
+
+def test_eta_follows_the_pace_so_far(store: Store) -> None:
+    config = {**CONFIG, "searcher": {**CONFIG["searcher"], "max_trials": 2, "max_time": 100}}
+    exp = _experiment(store, config)
+    t1, _t2 = _trials(store, exp, 2)
+    store.update_trial(t1, steps_completed=50)
+    model = WidgetModel(store, exp.id)
+    model.refresh()
+    start = model.experiment.created_at
+    assert model.progress() == 0.25
+    assert model.eta(now=start + 30) == pytest.approx(90.0)  # 30 s for a quarter: 90 s to go
+
+
+def test_metric_and_x_axis_pickers_log_y_and_smoothing(
+    store: Store, widgets: list[ExperimentWidget], wait_for: Any
+) -> None:
+    exp = _experiment(store)
+    t1, t2, _ = _trials(store, exp)
+    _report(store, t1, "training", range(1, 6), lambda s: 10.0 / s)
+    _report(store, t2, "training", range(1, 4), lambda s: 1.0)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    assert list(w.training_metric_picker.options) == ["loss", "other"]
+    assert w.training_figure.layout.xaxis.title.text == "batches"  # the searcher's time metric
+    w.training_metric_picker.value = "other"
+    wait_for(lambda: _figure_series(w.training_figure)[t1] == ([1, 2, 3, 4, 5], [-1.0] * 5), what="other")
+    assert w.training_figure.layout.title.text == "training other"
+    w.training_metric_picker.value = "loss"
+    w.log_y.value = True
+    w.smoothing.value = 0.5
+    # changes held back by the message budget are drawn within a second, with no refresh thread running
+    smoothed = smooth([10.0 / s for s in range(1, 6)], 0.5)
+    wait_for(
+        lambda: _figure_series(w.training_figure)[t1][1] == pytest.approx(smoothed), what="smoothed loss"
+    )
+    wait_for(lambda: w.training_figure.layout.yaxis.type == "log", what="a log y-axis")
+    w.x_axis.value = "time"
+    wait_for(lambda: w.training_figure.layout.xaxis.title.text == "seconds since start", what="the time axis")
+    xs, _ = _figure_series(w.training_figure)[t1]
+    assert len(xs) == 5 and all(isinstance(x, float) and x >= 0 for x in xs)
+    # hover names the trial, its hparams, the x unit and the metric
+    (trace,) = [tr for tr in w.training_figure.data if tr.name == f"trial {t1}"]
+    assert f"trial {t1}" in trace.hovertemplate and "lr: 0.1" in trace.hovertemplate
+    assert "act: relu" in trace.hovertemplate and "loss: %{y" in trace.hovertemplate
+    assert "seconds since start: %{x}" in trace.hovertemplate
+
+
+def test_table_sorts_by_header_with_a_truthful_arrow_and_picks_a_trial(
+    store: Store, widgets: list[ExperimentWidget], wait_for: Any
+) -> None:
+    exp = _experiment(store)  # val_loss: smaller is better
+    t1, t2, t3 = _trials(store, exp)
+    for t, best in ((t1, 0.5), (t2, 0.2), (t3, 0.9)):
+        store.update_trial(t, best_validation=best, steps_completed=10)
+    store.add_logs([LogRow(t2, 0, time.time(), f"line {i}") for i in range(100)])
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    heads = [c["label"] for c in w.table.columns]
+    assert heads == ["trial ▲", "lr", "act", "state", "batches", "best val_loss", "restarts"]
+    w.table.sort_by = "best"  # what a header click sets: best first
+    assert [r["id"] for r in w.table.rows] == [t2, t1, t3]
+    assert w.table.columns[-2]["label"] == "best val_loss ▲"  # smaller is better: values go up
+    w.table.descending = True
+    assert [r["id"] for r in w.table.rows] == [t3, t1, t2]
+    assert w.table.columns[-2]["label"] == "best val_loss ▼"
+    assert [c["cells"][0] for c in w.table.rows] == [str(t3), str(t1), f"{t2} ★"]
+    # pick a trial: its line is drawn thick, the others faded; its detail opens with its log tail
+    w.table.selected = t1
+    widths = {tr.name: (tr.line.width, tr.opacity) for tr in w.validation_figure.data if tr.name}
+    assert widths.get(f"trial {t1}", (4.0, 1.0)) == (4.0, 1.0)
+    assert w.detail.layout.display is None and f'data-trial="{t1}"' in w.detail.value
+    w.table.selected = t2
+    assert "line 99" in w.detail.value and "line 59" not in w.detail.value  # the last 40 lines
+    store.add_logs([LogRow(t2, 0, time.time(), "a new line")])
+    w.refresh()  # live: the next refresh shows it
+    assert "a new line" in w.detail.value
+    w.table.selected = -1
+    assert w.detail.layout.display == "none"
+
+
+def test_larger_is_better_sorts_best_first_with_values_going_down(
+    store: Store, widgets: list[ExperimentWidget]
+) -> None:
+    config = {**CONFIG, "searcher": {**CONFIG["searcher"], "metric": "acc", "smaller_is_better": False}}
+    exp = _experiment(store, config)
+    t1, t2, _t3 = _trials(store, exp)
+    store.update_trial(t1, best_validation=0.5)
+    store.update_trial(t2, best_validation=0.9)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    w.table.sort_by = "best"
+    assert [r["id"] for r in w.table.rows][:2] == [t2, t1]
+    assert w.table.columns[-2]["label"] == "best acc ▼"
+
+
+def test_trial_detail_lists_checkpoints_with_the_code_that_loads_each(store: Store) -> None:
+    exp = _experiment(store)
+    (t1,) = _trials(store, exp, 1)
+    store.add_checkpoint(CheckpointRow.committed(uuid="u-1", trial_id=t1, experiment_id=exp.id, run_id=0,
+                                                 steps=5, metadata={}, resources={}))  # fmt: skip
+    model = WidgetModel(store, exp.id)
+    model.refresh()
+    html = trial_detail_html(model, t1, store.checkpoints(trial_id=t1), [])
+    assert "u-1" in html and html_lib.escape(load_code(exp.id, "u-1")) in html and "no output yet" in html
+    namespace: dict[str, Any] = {}
+    exec(load_code(exp.id, "u-1").replace(".load()", ""), {"det_jupyter": _FakeDet(exp)}, namespace)
+    assert namespace["model"].uuid == "u-1"  # the snippet finds that very checkpoint
+
+
+class _FakeDet:
+    """``det_jupyter`` as the load snippet sees it, with this test's store."""
+
+    def __init__(self, exp: Experiment) -> None:
+        self._exp = exp
+
+    def get_experiment(self, experiment_id: int) -> Experiment:
+        assert experiment_id == self._exp.id
+        return self._exp
+
+
+def test_parallel_coordinates_use_log_and_categorical_axes(
+    store: Store, widgets: list[ExperimentWidget]
+) -> None:
+    config = {
+        **CONFIG,
+        "hyperparameters": {
+            "lr": {"type": "log", "base": 10, "minval": -4, "maxval": -1},
+            "bs": {"type": "categorical", "vals": [8, 16, 32]},
+            "fixed": 3,
+        },
+    }
+    exp = _experiment(store, config)
+    hps = [
+        {"lr": 1e-4, "bs": 32, "fixed": 3},
+        {"lr": 1e-2, "bs": 8, "fixed": 3},
+        {"lr": 1e-1, "bs": 16, "fixed": 3},
+    ]
+    ids = [store.create_trial(exp.id, i, hp) for i, hp in enumerate(hps)]
+    for t, best in zip(ids, (0.3, 0.1, 0.7), strict=True):
+        store.update_trial(t, state=TrialState.COMPLETED, best_validation=best)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    dims = {d.label: d for d in w.parallel_figure.data[0].dimensions}
+    assert list(dims) == ["trial", "lr (log)", "bs", "val_loss"]  # the constant is left out
+    assert list(dims["lr (log)"].values) == pytest.approx([-4, -2, -1])
+    assert list(dims["lr (log)"].ticktext) == ["0.0001", "0.001", "0.01", "0.1"]
+    assert list(dims["bs"].values) == [2, 0, 1] and list(dims["bs"].ticktext) == ["8", "16", "32"]
+    assert list(dims["trial"].values) == ids
+    colors = list(w.parallel_figure.data[0].line.color)
+    assert colors[1] == 1.0 and max(colors[0], colors[2]) < 0.86  # the best (trial 2) alone is red
+    panels = {a.text: a for a in w.scatter_figure.layout.annotations}
+    assert set(panels) == {"bs", "lr"}
+    axis_types = {w.scatter_figure.layout[k].type for k in ("xaxis", "xaxis2")}
+    assert axis_types == {"category", "log"}
+
+
+def test_a_full_state_request_carries_the_drawn_figure(store: Store, widgets: list[ExperimentWidget]) -> None:
+    """What a page reload asks for: the curves and the title as drawn, not the empty figure it started as."""
+    exp = _experiment(store)
+    (t1,) = _trials(store, exp, 1)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    assert not any(tr.get("x") for tr in w.training_figure.get_state()["_widget_data"])
+    _report(store, t1, "training", range(1, 4), lambda s: 1.0 / s)
+    w.refresh()
+    state = w.training_figure.get_state()
+    (drawn,) = [tr for tr in state["_widget_data"] if tr.get("name") == f"trial {t1}"]
+    assert list(drawn["x"]) == [1, 2, 3] and list(drawn["y"]) == pytest.approx([1.0, 0.5, 1 / 3])
+    assert state["_widget_layout"]["title"]["text"] == "training loss"
+    assert state["_config"]["responsive"] is True
+    assert "width" not in state["_widget_layout"]  # fits its output area
+
+
+def test_theme_from_the_page_restyles_every_chart(store: Store, widgets: list[ExperimentWidget]) -> None:
+    exp = _experiment(store)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    assert w.training_figure.layout.template.layout.paper_bgcolor == "#ffffff"
+    w.bridge.theme = {
+        "light": False,
+        "background": "#111111",
+        "font": "rgba(255, 255, 255, 1)",
+        "grid": "var(--x)",
+    }
+    for fig in (w.training_figure, w.validation_figure):
+        tl = fig.layout.template.layout
+        assert (tl.paper_bgcolor, tl.plot_bgcolor, tl.font.color) == (
+            "#111111",
+            "#111111",
+            "rgba(255, 255, 255, 1)",
+        )
+        assert tl.xaxis.gridcolor == "#424242"  # an unusable value falls back to the dark default
+
+
+def test_export_dataframe_csv_and_static_html(
+    store: Store, widgets: list[ExperimentWidget], tmp_path: Path
+) -> None:
+    exp = _experiment(store)
+    t1, t2, _ = _trials(store, exp)
+    _report(store, t1, "training", range(1, 4), lambda s: 1.0 / s)
+    _report(store, t2, "validation", range(2, 3), lambda s: 0.5)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    frame = w.to_dataframe()
+    assert sorted(zip(frame["trial_id"], frame["kind"], frame["steps"])) == [
+        (t1, "training", 1), (t1, "training", 2), (t1, "training", 3), (t2, "validation", 2)
+    ]  # fmt: skip
+    path = w.to_csv(tmp_path / "m.csv", kind="training")
+    import pandas as pd
+
+    assert list(pd.read_csv(path)["loss"]) == pytest.approx([1.0, 0.5, 1 / 3])
+    bundle = w._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    static = bundle["text/html"]
+    assert "cdn.plot.ly" in static and static.count("Plotly.newPlot") == 2  # both charts, plotly.js once
+    assert f"experiment {exp.id}" in static and "<table" in static
+    assert '"x":[1,2,3]' in static.replace(" ", "")  # the drawn curve, as data in the page

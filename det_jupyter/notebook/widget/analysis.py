@@ -13,7 +13,7 @@ better) and the best trial's line is red.
 
 Example:
     >>> hparam_types({"lr": {"type": "log", "minval": -4, "maxval": -1}, "bs": {"type": "categorical", "vals": [8, 16]}})
-    {'lr': 'log', 'bs': 'categorical'}
+    {'bs': 'categorical', 'lr': 'log'}
 """
 
 from __future__ import annotations

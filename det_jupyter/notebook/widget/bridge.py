@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-__all__ = ["BRIDGE_ESM", "page_bridge"]
+__all__ = ["BRIDGE_CSS", "BRIDGE_ESM", "page_bridge"]
 
 BRIDGE_ESM = r"""
 const VARS = {
@@ -98,6 +98,14 @@ export default {
 """
 
 
+BRIDGE_CSS = """
+.det-jupyter-widget .det-chart { display: flex; min-width: 0; }
+.det-jupyter-widget .det-chart > * { flex: 1 1 auto; min-width: 0; width: 100%; }
+.det-jupyter-widget .det-chart .js-plotly-plot { width: 100%; }
+"""
+"""Chart boxes: a figure fills its box (a flex item would otherwise keep Plotly's 700 px), never wider."""
+
+
 @functools.cache
 def _bridge_class() -> type:
     import anywidget
@@ -107,6 +115,7 @@ def _bridge_class() -> type:
         """Sizes and theme from the page (see the module docstring)."""
 
         _esm = BRIDGE_ESM
+        _css = BRIDGE_CSS
         theme = traitlets.Dict().tag(sync=True)
 
     return PageBridge

@@ -35,7 +35,7 @@ from typing import Any
 from det_jupyter.notebook.widget.model import TRAINING, WidgetModel, flatten_hparams, smooth
 from det_jupyter.notebook.widget.theme import LIGHT, PALETTE, plotly_template, theme_colors
 
-__all__ = ["OPS_PER_SECOND", "STOP_TRACE", "FigureView", "TrialFigure", "figure_widget"]
+__all__ = ["OPS_PER_SECOND", "STOP_TRACE", "FigureView", "TrialFigure", "figure_widget", "sync_full_state"]
 
 OPS_PER_SECOND = 2
 """Figure operations (4 comm messages each in plotly 7) a figure may send per rolling second."""
@@ -58,8 +58,6 @@ PLOTLY_CONFIG = {"responsive": True, "displaylogo": False}
 def _figure_class() -> type:
     """``go.FigureWidget`` whose *full* state is the figure as it is now (made once, on first use)."""
     import plotly.graph_objects as go
-    from plotly.serializers import custom_serializers
-    from traitlets import Dict
 
     class PersistentFigureWidget(go.FigureWidget):  # type: ignore[misc]
         """A ``FigureWidget`` that a page reload redraws as it is, not as it was built.
@@ -70,7 +68,10 @@ def _figure_class() -> type:
         Here a full-state request (``key=None``: a reload, a new view) carries the current figure.
         """
 
-        _config = Dict(PLOTLY_CONFIG).tag(sync=True, **custom_serializers)
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            config: dict[str, Any] = dict(getattr(self, "_config", None) or {})  # what plotly's __init__ set
+            self._config = {**config, **PLOTLY_CONFIG}
 
         def get_state(self, key: Any = None, drop_defaults: bool = False) -> dict[str, Any]:
             state: dict[str, Any] = super().get_state(key, drop_defaults)
@@ -105,6 +106,18 @@ def figure_widget(**kwargs: Any) -> Any:
     except ImportError as exc:
         raise ImportError(ANYWIDGET_MISSING) from exc
     return _figure_class()(**kwargs)
+
+
+def sync_full_state(figure: Any) -> None:
+    """Send the figure as drawn now as its synced ``_widget_data`` / ``_widget_layout`` (one message).
+
+    The browser's copy of those is what a *new* view of the figure is drawn from (an output re-rendered
+    by ``update_display``), and plotly's front end does not keep it in step with batched updates.
+    """
+    from copy import deepcopy
+
+    figure._widget_data = deepcopy(figure._data)
+    figure._widget_layout = deepcopy(figure._layout_obj._props)
 
 
 def base_layout(title: str, theme: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:

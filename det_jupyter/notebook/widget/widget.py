@@ -38,7 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 from det_jupyter.notebook.widget import analysis, export
 from det_jupyter.notebook.widget.bridge import page_bridge
-from det_jupyter.notebook.widget.figures import SPARE_CHUNK, TrialFigure, base_layout, figure_widget
+from det_jupyter.notebook.widget.figures import (
+    SPARE_CHUNK,
+    TrialFigure,
+    base_layout,
+    figure_widget,
+    sync_full_state,
+)
 from det_jupyter.notebook.widget.html import (
     errors_html,
     header_html,
@@ -67,6 +73,14 @@ ANALYSIS_INTERVAL = 5.0
 """Seconds between two redraws of the hyperparameter analysis while the search runs."""
 LOG_TAIL = 40
 """Lines of the picked trial's log shown in its detail."""
+
+
+def _chart_box(figure: Any, layout: Any) -> Any:
+    import ipywidgets as w
+
+    box = w.Box([figure], layout=layout)
+    box.add_class("det-chart")  # the page bridge's CSS makes the figure fill it
+    return box
 
 
 def in_kernel() -> bool:
@@ -208,7 +222,7 @@ class ExperimentWidget:
                         self.kill_button, self.status], layout=w.Layout(flex_flow="row wrap", align_items="center")),
                 w.HBox([self.training_metric_picker, self.validation_metric_picker, self.x_axis, self.log_y,
                         self.smoothing], layout=w.Layout(flex_flow="row wrap")),
-                w.HBox([w.Box([self.training_figure], layout=chart), w.Box([self.validation_figure], layout=chart)],
+                w.HBox([_chart_box(self.training_figure, chart), _chart_box(self.validation_figure, chart)],
                        layout=w.Layout(flex_flow="row wrap", width="100%")),
                 self.table,
                 self.detail,
@@ -345,9 +359,17 @@ class ExperimentWidget:
             # done once the final state is read and every figure has caught up with it
             self._finished = self._final_drawn and not self.pending
             if self._finished and self._display is not None:  # the saved notebook keeps the final state
+                for (
+                    fig
+                ) in self._figure_widgets():  # the view the update makes is drawn from the model's state
+                    sync_full_state(fig)
                 self._display.update(self._repr_mimebundle_(), raw=True)
                 self._display = None
             return changes
+
+    def _figure_widgets(self) -> list[Any]:
+        figs = [self.training_figure, self.validation_figure, self.parallel_figure, self.scatter_figure]
+        return [f for f in figs if f is not None]
 
     @property
     def pending(self) -> bool:
@@ -492,7 +514,7 @@ class ExperimentWidget:
         if self.parallel_figure is None:
             self.parallel_figure = figure_widget(
                 data=[go.Parcoords(**parallel)],
-                layout=base_layout(title, self._theme, margin={"l": 60, "r": 60, "t": 70, "b": 30}),
+                layout=base_layout(title, self._theme, margin={"l": 60, "r": 60, "t": 95, "b": 30}),
             )
             return
         with self.parallel_figure.batch_update():
