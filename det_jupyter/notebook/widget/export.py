@@ -4,8 +4,10 @@ A live widget is only drawn where its kernel is; a saved notebook opened in nbvi
 shows an output's ``text/html`` instead. :func:`static_html` writes what the widget shows as plain
 HTML (header, progress, trial table, failures, the load line) with the Plotly figures as static
 HTML that loads plotly.js from its CDN (nbviewer draws them; GitHub, which runs no scripts, shows the
-rest). The widget offers it next to its live view (``_repr_mimebundle_``) and refreshes it once the
-experiment has ended, so the saved notebook carries the final state.
+rest). The widget offers it next to its live view (``_repr_mimebundle_``) as it is when displayed; a
+widget displayed after the end (``%det attach ID``, ``det_jupyter.get_experiment(ID)``) carries the
+final state. (Updating the output at the end would make JupyterLab draw the figures again from
+plotly's front-end copy of their data, which misses batched updates.)
 
 Example:
     >>> frame = widget.to_dataframe()                 # doctest: +SKIP

@@ -35,7 +35,7 @@ from typing import Any
 from det_jupyter.notebook.widget.model import TRAINING, WidgetModel, flatten_hparams, smooth
 from det_jupyter.notebook.widget.theme import LIGHT, PALETTE, plotly_template, theme_colors
 
-__all__ = ["OPS_PER_SECOND", "STOP_TRACE", "FigureView", "TrialFigure", "figure_widget", "sync_full_state"]
+__all__ = ["OPS_PER_SECOND", "STOP_TRACE", "FigureView", "TrialFigure", "figure_widget"]
 
 OPS_PER_SECOND = 2
 """Figure operations (4 comm messages each in plotly 7) a figure may send per rolling second."""
@@ -106,18 +106,6 @@ def figure_widget(**kwargs: Any) -> Any:
     except ImportError as exc:
         raise ImportError(ANYWIDGET_MISSING) from exc
     return _figure_class()(**kwargs)
-
-
-def sync_full_state(figure: Any) -> None:
-    """Send the figure as drawn now as its synced ``_widget_data`` / ``_widget_layout`` (one message).
-
-    The browser's copy of those is what a *new* view of the figure is drawn from (an output re-rendered
-    by ``update_display``), and plotly's front end does not keep it in step with batched updates.
-    """
-    from copy import deepcopy
-
-    figure._widget_data = deepcopy(figure._data)
-    figure._widget_layout = deepcopy(figure._layout_obj._props)
 
 
 def base_layout(title: str, theme: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:

@@ -43,7 +43,6 @@ from det_jupyter.notebook.widget.figures import (
     TrialFigure,
     base_layout,
     figure_widget,
-    sync_full_state,
 )
 from det_jupyter.notebook.widget.html import (
     errors_html,
@@ -149,7 +148,6 @@ class ExperimentWidget:
         self._finished = False
         self._analysis_at = 0.0
         self._drawn_scores: Any = None
-        self._display: Any = None
         self._theme: dict[str, Any] = dict(LIGHT)
         self._drawing_pickers = False  # the pickers' options are being set: not a user's pick
         self.refreshes = 0
@@ -254,7 +252,7 @@ class ExperimentWidget:
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        self._display = display(self._repr_mimebundle_(), raw=True, display_id=True)
+        display(self._repr_mimebundle_(), raw=True)
         self.start()
 
     def static_html(self) -> str:
@@ -358,18 +356,7 @@ class ExperimentWidget:
                 self._final_drawn = True
             # done once the final state is read and every figure has caught up with it
             self._finished = self._final_drawn and not self.pending
-            if self._finished and self._display is not None:  # the saved notebook keeps the final state
-                for (
-                    fig
-                ) in self._figure_widgets():  # the view the update makes is drawn from the model's state
-                    sync_full_state(fig)
-                self._display.update(self._repr_mimebundle_(), raw=True)
-                self._display = None
             return changes
-
-    def _figure_widgets(self) -> list[Any]:
-        figs = [self.training_figure, self.validation_figure, self.parallel_figure, self.scatter_figure]
-        return [f for f in figs if f is not None]
 
     @property
     def pending(self) -> bool:
