@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from det_jupyter import _legacy
+from det_jupyter import _legacy, core
 from det_jupyter.config import ExperimentConfig, load_config
+from det_jupyter.core.cluster_info import ClusterInfo, TrialInfo, get_cluster_info
 from det_jupyter.engine.cluster import cluster, shutdown_cluster
 from det_jupyter.errors import (
     CheckpointError,
@@ -43,6 +44,9 @@ _legacy.install()
 
 __version__ = "0.1.0"
 
+LOG_FORMAT = "%(levelname)s: [%(process)s] %(name)s: %(message)s"
+"""Determined's ``det.LOG_FORMAT``, for ``logging.basicConfig(format=det.LOG_FORMAT)`` in Core API scripts."""
+
 
 def load_ipython_extension(ip: Any) -> None:
     """``%load_ext det_jupyter``: register ``%%det_experiment`` and ``%det`` (see :mod:`det_jupyter.notebook.magics`)."""
@@ -59,9 +63,11 @@ def unload_ipython_extension(ip: Any) -> None:
 
 
 __all__ = [
+    "LOG_FORMAT",
     "Checkpoint",
     "CheckpointError",
     "ClusterError",
+    "ClusterInfo",
     "ConfigError",
     "DetJupyterError",
     "Entrypoint",
@@ -72,9 +78,12 @@ __all__ = [
     "StoreError",
     "Trial",
     "TrialContext",
+    "TrialInfo",
     "TrialState",
     "cluster",
+    "core",
     "create_experiment",
+    "get_cluster_info",
     "get_experiment",
     "list_experiments",
     "load_config",

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from det_jupyter.config import ExperimentConfig, load_config
 from det_jupyter.engine.definition import entrypoint_name, freeze, resolve_entrypoint
+from det_jupyter.engine.presubmit import check_config_fits
 from det_jupyter.engine.submit import (
     MasterMode,
     master_mode,
@@ -36,7 +37,7 @@ from det_jupyter.engine.submit import (
     submit_inprocess,
     submit_to_master,
 )
-from det_jupyter.errors import CheckpointError, ConfigError
+from det_jupyter.errors import CheckpointError, ConfigError, FieldError
 from det_jupyter.searcher.ranking import best_of
 from det_jupyter.states import ControlAction, ExperimentState
 from det_jupyter.store import Store
@@ -80,6 +81,8 @@ def create_experiment(
     store: Store | str | os.PathLike[str] | None = None,
     namespace: Mapping[str, object] | None = None,
     master: MasterMode | None = None,
+    context: str | os.PathLike[str] | None = None,
+    activate: bool = True,
 ) -> Experiment:
     """Submit an experiment and return at once; a controller runs it on the Dask cluster.
 
@@ -98,6 +101,13 @@ def create_experiment(
         store: the store (default: ``$DET_JUPYTER_HOME/det_jupyter.db``).
         namespace: where to look up a named entrypoint (default: ``__main__``).
         master: ``"process"`` or ``"inprocess"`` (default: ``$DET_JUPYTER_MASTER``, else the master).
+        context: a model directory (or ``.zip``), as Determined's ``det e create CONFIG DIR``: shipped to
+            workers once per experiment and stored with it (``.detignore`` applied, 96 MiB at most).
+            The config's ``entrypoint`` is then a command run in a copy of it per trial
+            (``python3 train.py --lr {hparams.lr}``; Determined's Core API inside works with
+            ``import det_jupyter as det``) or ``module:Attr`` imported from it (a trial class, a
+            ``train(ctx)`` function). A command entrypoint without ``context`` runs in an empty directory.
+        activate: ``False`` creates the experiment PAUSED (``exp.activate()`` starts it).
 
     Raises:
         ConfigError: the config is invalid (every problem, with its path and fix).
@@ -110,7 +120,8 @@ def create_experiment(
         <ExperimentState.COMPLETED: 'COMPLETED'>
     """
     cfg = load_config(config)
-    target = resolve_entrypoint(entrypoint, cfg.entrypoint, namespace)
+    target = _entrypoint(cfg, entrypoint, context, namespace)
+    check_config_fits(target, cfg)  # what only the entrypoint reveals (a TorchTrial needs a length)
     blob = freeze(target)
     hook = freeze(load) if load is not None else None
     seed = cfg.reproducibility.experiment_seed
@@ -121,10 +132,48 @@ def create_experiment(
     if master_mode(master, cluster, store) == "process":
         address = cluster if isinstance(cluster, str) else None
         st = open_store(store)
-        return Experiment(submit_to_master(cfg, entrypoint_name(target), blob, hook, seed, address, st), st)
+        exp_id = submit_to_master(
+            cfg, entrypoint_name(target), blob, hook, seed, address, st, paused=not activate
+        )
+        return Experiment(exp_id, st)
     st = open_store(store)
-    exp_id, controller = submit_inprocess(cfg, entrypoint_name(target), blob, hook, seed, cluster, st)
+    exp_id, controller = submit_inprocess(
+        cfg, entrypoint_name(target), blob, hook, seed, cluster, st, paused=not activate
+    )
     return Experiment(exp_id, st, controller=controller)
+
+
+def _entrypoint(
+    cfg: ExperimentConfig,
+    entrypoint: Entrypoint | str | None,
+    context: str | os.PathLike[str] | None,
+    namespace: Mapping[str, object] | None,
+) -> object:
+    """The object to freeze: a notebook function or class, or a command / ``module:Attr`` of a model dir."""
+    from det_jupyter.config.entrypoints import entrypoint_kind
+
+    if entrypoint is not None and not isinstance(entrypoint, str):
+        if context is not None:
+            raise TypeError("pass either an entrypoint object or context= (a model directory), not both")
+        return resolve_entrypoint(entrypoint, cfg.entrypoint, namespace)
+    named = entrypoint if entrypoint is not None else cfg.entrypoint
+    kind = entrypoint_kind(named) if named else None
+    if kind == "command" or (kind == "module" and context is not None):
+        from det_jupyter.engine.packaging import directory_entrypoint, package_model_dir
+
+        assert named is not None
+        return directory_entrypoint(named, package_model_dir(context) if context is not None else None)
+    if context is not None:
+        shown = named or "(none)"
+        raise ConfigError(
+            FieldError(
+                "entrypoint",
+                f"{shown!r} names no command and no module of the model directory given with context=",
+                "set `entrypoint: python3 train.py` (a command run in the directory) or "
+                "`entrypoint: model_def:MyTrial` (a module of the directory and the attribute in it)",
+            )
+        )
+    return resolve_entrypoint(entrypoint, cfg.entrypoint, namespace)
 
 
 def get_experiment(experiment_id: int, *, store: Store | str | os.PathLike[str] | None = None) -> Experiment:

@@ -135,6 +135,8 @@ class Checkpoint:
             if hook_blob is not None:
                 return thaw(hook_blob)(path, **kwargs)
             entrypoint = thaw(blob)
+            if callable(getattr(entrypoint, "resolve", None)):  # module:Attr of a model directory
+                entrypoint = entrypoint.resolve()
             loader = getattr(entrypoint, "load_checkpoint", None) if isinstance(entrypoint, type) else None
             if callable(loader):
                 return loader(path, hparams, **kwargs)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import cloudpickle
@@ -29,7 +29,7 @@ __all__ = ["ACCEPTED", "entrypoint_name", "entrypoint_problem", "freeze", "resol
 
 
 def resolve_entrypoint(
-    entrypoint: Any, config_entrypoint: str | None, namespace: Mapping[str, Any] | None = None
+    entrypoint: Any, config_entrypoint: str | Sequence[str] | None, namespace: Mapping[str, Any] | None = None
 ) -> Any:
     """The entrypoint object: the one given, else the config's ``entrypoint`` looked up by name.
 
@@ -57,6 +57,14 @@ def resolve_entrypoint(
                 "pass one to create_experiment(config, train) or set `entrypoint: NAME` in the config",
             )
         )
+    if not isinstance(config_entrypoint, str):  # a list is a command: create_experiment runs those
+        raise ConfigError(
+            FieldError(
+                "entrypoint",
+                f"{list(config_entrypoint)!r} is a command; it runs from a model directory",
+                "pass create_experiment(config, context=DIR) (CLI: det-jupyter experiment create CONFIG DIR)",
+            )
+        )
     name = config_entrypoint.strip()
     if ":" in name:
         module_name, _, attr = name.partition(":")
@@ -73,14 +81,6 @@ def resolve_entrypoint(
         return obj
     ns = namespace if namespace is not None else vars(sys.modules["__main__"])
     if name not in ns:
-        if " " in name or "/" in name:
-            raise ConfigError(
-                FieldError(
-                    "entrypoint",
-                    f"{name!r} looks like a shell command; command entrypoints are not supported yet",
-                    "name a function or trial class defined in the notebook",
-                )
-            )
         import difflib
 
         close = difflib.get_close_matches(name, [k for k, v in ns.items() if callable(v)], n=1)
@@ -164,7 +164,11 @@ def entrypoint_problem(entrypoint: Any) -> str | None:
 
 
 def entrypoint_name(entrypoint: Any) -> str:
-    """A readable name for an entrypoint (``module.qualname``)."""
+    """A readable name for an entrypoint (``module.qualname``; a model directory's command or target)."""
+    from det_jupyter.worker.command import CommandEntrypoint, DirectoryEntrypoint
+
+    if isinstance(entrypoint, CommandEntrypoint | DirectoryEntrypoint):
+        return entrypoint.__name__
     module = getattr(entrypoint, "__module__", None) or ""
     qualname = getattr(entrypoint, "__qualname__", None) or type(entrypoint).__name__
     return f"{module}.{qualname}" if module and module != "__main__" else str(qualname)

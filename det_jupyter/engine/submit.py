@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from det_jupyter.config import ExperimentConfig
+from det_jupyter.states import ExperimentState
 from det_jupyter.store import Store, default_home
 
 if TYPE_CHECKING:
@@ -107,6 +108,8 @@ def submit_inprocess(
     seed: int,
     cluster: Client | str | None,
     st: Store,
+    *,
+    paused: bool = False,
 ) -> tuple[int, Controller]:
     """In-process mode: write the row already owned by a controller thread of this process; start it.
 
@@ -139,6 +142,8 @@ def submit_inprocess(
             load_hook=hook,
             seed=seed,
         )
+        if paused:  # born PAUSED: its trials wait for exp.activate()
+            st.update_experiment(exp_id, state=ExperimentState.PAUSED)
         controller = Controller(st, exp_id, launcher, config=cfg)  # validated once, by the caller
         st.update_experiment(exp_id, owner=controller.owner, heartbeat=time.time())
     controller.start()
@@ -183,6 +188,8 @@ def submit_to_master(
     seed: int,
     cluster: str | None,
     st: Store,
+    *,
+    paused: bool = False,
 ) -> int:
     """Master mode: check slots against the master's published summary, write the row, poke; its id.
 
@@ -208,5 +215,7 @@ def submit_to_master(
             seed=seed,
         )
         st.update_experiment(exp_id, cluster_address=address, dashboard_link=info.dashboard_link)
+        if paused:  # born PAUSED: its trials wait for exp.activate()
+            st.update_experiment(exp_id, state=ExperimentState.PAUSED)
     poke()
     return exp_id

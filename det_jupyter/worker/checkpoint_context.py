@@ -18,6 +18,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import uuid as uuidlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -72,13 +74,81 @@ class CheckpointContext:
 
         If the block raises, nothing is committed and the exception propagates.
         """
+        with self._save(steps, metadata) as (path, _):
+            yield path
+
+    # --- Determined's Core API names -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def store_path(self, metadata: Mapping[str, Any], *, shard: bool = False) -> Iterator[tuple[Path, str]]:
+        """Determined's ``store_path``: yields ``(path, storage_id)``; the files written there are
+        committed when the block exits. ``metadata["steps_completed"]`` is the checkpoint's steps.
+
+        Example:
+            >>> from det_jupyter.worker.context import local_context
+            >>> ckpt = local_context({}).checkpoint
+            >>> with ckpt.store_path({"steps_completed": 7}) as (path, storage_id):
+            ...     _ = (path / "w.txt").write_text("7")
+            >>> ckpt.get_metadata(storage_id)["steps_completed"], ckpt.latest == storage_id
+            (7, True)
+        """
+        with self._save(_steps_of(metadata, "store_path"), metadata) as (path, uuid):
+            yield path, uuid
+
+    def upload(
+        self, ckpt_dir: str | os.PathLike[str], metadata: Mapping[str, Any], *, shard: bool = False
+    ) -> str:
+        """Determined's ``upload``: commit a copy of the files in ``ckpt_dir``; returns the storage id.
+
+        Example:
+            >>> import tempfile
+            >>> from det_jupyter.worker.context import local_context
+            >>> ckpt, src, dst = local_context({}).checkpoint, Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
+            >>> _ = (src / "model.bin").write_bytes(b"x")
+            >>> storage_id = ckpt.upload(src, {"steps_completed": 3})
+            >>> ckpt.download(storage_id, dst); sorted(p.name for p in dst.iterdir())
+            ['metadata.json', 'model.bin']
+        """
+        source = Path(ckpt_dir)
+        if not source.is_dir():
+            raise FileNotFoundError(f"checkpoint.upload({str(ckpt_dir)!r}): not a directory")
+        with self._save(_steps_of(metadata, "upload"), metadata) as (path, uuid):
+            shutil.copytree(source, path, dirs_exist_ok=True)
+        return uuid
+
+    def download(self, storage_id: str, ckpt_dir: str | os.PathLike[str], **_: Any) -> None:
+        """Determined's ``download``: copy a checkpoint's files into ``ckpt_dir``."""
+        self._storage.download(storage_id, ckpt_dir)
+
+    @contextlib.contextmanager
+    def restore_path(self, storage_id: str | None = None, **_: Any) -> Iterator[Path]:
+        """Determined's ``restore_path``: yields a local directory holding a checkpoint's files
+        (default: this trial's newest, e.g. ``det.get_cluster_info().latest_checkpoint``)."""
+        uuid = storage_id or self.latest
+        if uuid is None:
+            raise FileNotFoundError("checkpoint.restore_path(): this trial has no checkpoint yet")
+        with self._storage.restore_path(uuid) as path:
+            yield path
+
+    def get_metadata(self, storage_id: str) -> dict[str, Any]:
+        """The metadata a checkpoint was saved with (``steps_completed`` included)."""
+        meta = dict(self._storage.metadata(storage_id))
+        meta.setdefault("steps_completed", meta.get("steps"))
+        return meta
+
+    def delete(self, storage_id: str) -> None:
+        """Delete a checkpoint's files (the experiment's garbage collection also does this)."""
+        self._storage.delete(storage_id)
+
+    @contextlib.contextmanager
+    def _save(self, steps: int, metadata: Mapping[str, Any] | None) -> Iterator[tuple[Path, str]]:
         if steps < 0:
             raise ValueError(f"ctx.checkpoint.save(steps={steps}): steps must be non-negative")
         uuid = str(uuidlib.uuid4())
         user_metadata = jsonable(dict(metadata or {}))  # numpy / tensor values as in the event below
         trial = self._trial
         with self._storage.stage(uuid) as path:
-            yield path
+            yield path, uuid
             meta = {
                 **user_metadata,
                 "steps": int(steps),
@@ -114,3 +184,14 @@ class CheckpointContext:
             return
         with self._storage.restore_path(self.latest) as path:
             yield path
+
+
+def _steps_of(metadata: Mapping[str, Any], where: str) -> int:
+    """``metadata["steps_completed"]`` (Determined's required key), checked."""
+    steps = metadata.get("steps_completed", metadata.get("steps"))
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise ValueError(
+            f"checkpoint.{where}(metadata): metadata needs 'steps_completed', the batches trained so far "
+            f"(a non-negative int; got {steps!r})"
+        )
+    return steps

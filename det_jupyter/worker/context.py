@@ -29,11 +29,13 @@ Example (run user code in the kernel, no cluster needed):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +53,13 @@ from det_jupyter.worker.events import (
 )
 from det_jupyter.worker.metric_values import metric_value, metric_values, unranked_reason
 from det_jupyter.worker.sinks import EventSink, ListSink
-from det_jupyter.worker.subcontexts import DistributedContext, SearcherContext, StopFlag
+from det_jupyter.worker.subcontexts import (
+    DistributedContext,
+    PreemptContext,
+    SearcherContext,
+    StopFlag,
+    TrainContext,
+)
 
 __all__ = [
     "CheckpointContext",
@@ -62,6 +70,7 @@ __all__ = [
     "StopFlag",
     "TrialContext",
     "TrialSpec",
+    "current_context",
     "local_context",
     "metric_value",
 ]
@@ -81,7 +90,7 @@ class TrialSpec:
     metric: str
     smaller_is_better: bool
     time_metric: str
-    max_time: int
+    max_time: int | None
     storage_url: str
     storage_options: dict[str, Any] = field(default_factory=dict)
     latest_checkpoint: str | None = None
@@ -128,8 +137,12 @@ class TrialContext:
         self.data: dict[str, Any] = spec.data
         self.seed = spec.seed
         self.sink = sink
-        self.searcher = SearcherContext(spec.metric, spec.smaller_is_better, spec.time_metric, spec.max_time)
+        self.searcher = SearcherContext(
+            spec.metric, spec.smaller_is_better, spec.time_metric, spec.max_time, _trial=self
+        )
         self.distributed = DistributedContext()
+        self.train = TrainContext(self)
+        self.preempt = PreemptContext(self)
         storage = CheckpointStorage(spec.storage_url, spec.storage_options)
         self.checkpoint = CheckpointContext(
             self, storage, spec.latest_checkpoint, spec.latest_checkpoint_steps
@@ -194,9 +207,23 @@ class TrialContext:
     def should_stop(self) -> bool:
         """True when the searcher stopped this trial or the user paused or killed the experiment.
 
-        Check it once per batch or epoch; on True, save a checkpoint and return.
+        Check it once per batch or epoch; on True, save a checkpoint and return. Determined's
+        ``core_context.preempt.should_preempt()`` is the same question (broadcast across ranks).
         """
         return self._stop.is_set()
+
+    # --- Determined's core.Context -----------------------------------------------------------------
+
+    def __enter__(self) -> TrialContext:
+        """``with det.core.init() as core_context:`` gives this context."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._flush()  # the runtime (or the command bridge) closes the context itself
+
+    def close(self) -> None:
+        """Send what is buffered (Determined's ``core_context.close()``)."""
+        self._flush()
 
     def log(self, message: str) -> None:
         """Send one line to the trial's log (``print`` inside a trial does the same)."""
@@ -274,6 +301,13 @@ class TrialContext:
                         del self._recent_validations[next(iter(self._recent_validations))]
         self._emit(Metrics(records))
 
+    def _relay(self, event: dict[str, Any]) -> None:
+        """Send an event a trial's command process encoded, numbered in this run's sequence."""
+        with self._lock:
+            self._seq += 1
+            event = {**event, "trial_id": self.trial_id, "run_id": self.run_id, "seq": self._seq}
+        self.sink.emit(event)
+
     def _emit(self, body: EventBody) -> None:
         """Number the event (``seq`` 1, 2, ... per run), encode it once and hand it to the sink."""
         with self._lock:
@@ -333,3 +367,28 @@ def local_context(
     ctx = TrialContext(spec, sink)
     sink.before_read = ctx._flush
     return ctx
+
+
+_current: contextvars.ContextVar[TrialContext | None] = contextvars.ContextVar(
+    "det_jupyter_trial", default=None
+)
+
+
+def current_context() -> TrialContext | None:
+    """The context of the trial running in this thread (``det.core.init()`` returns it), or ``None``.
+
+    Example:
+        >>> current_context() is None
+        True
+    """
+    return _current.get()
+
+
+@contextlib.contextmanager
+def running(ctx: TrialContext) -> Iterator[TrialContext]:
+    """Make ``ctx`` this thread's :func:`current_context` for the block (the runtime wraps user code)."""
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current.reset(token)

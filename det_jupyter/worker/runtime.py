@@ -35,7 +35,7 @@ import cloudpickle
 from distributed import WorkerPlugin, get_worker
 
 from det_jupyter.checkpoints import CheckpointStorage
-from det_jupyter.worker.context import StopFlag, TrialContext, TrialSpec
+from det_jupyter.worker.context import StopFlag, TrialContext, TrialSpec, running
 from det_jupyter.worker.events import Exited, Log, LogLine, RunStatus, Started
 from det_jupyter.worker.sinks import DaskSink
 
@@ -159,7 +159,7 @@ def run_trial(spec: TrialSpec, blob: bytes, digest: str) -> dict[str, Any]:
     status, tb = RunStatus.COMPLETED, None
     try:
         entrypoint = plugin.definition(digest, blob)
-        with _trial_environment(spec), _captured_output(ctx):
+        with _trial_environment(spec), _captured_output(ctx), running(ctx):
             _seed_everything(spec.seed)
             call_entrypoint(entrypoint, ctx)
     except BaseException as exc:  # user code may raise anything; report it, let the controller decide
