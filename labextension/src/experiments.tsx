@@ -257,7 +257,9 @@ namespace Private {
           <span title={new Date(exp.created_at * 1000).toLocaleString()}>
             {formatAge(exp.created_at)}
           </span>
-          <span title="duration">⏱ {formatDuration(exp.duration)}</span>
+          <span title="duration">
+            {terminal ? 'ran' : 'running'} {formatDuration(exp.duration)}
+          </span>
           {exp.eta !== null && (
             <span title="estimated time left">ETA {formatDuration(exp.eta)}</span>
           )}

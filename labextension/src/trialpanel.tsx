@@ -119,7 +119,7 @@ export class TrialPanel extends ReactWidget {
                 {t.metrics.map(s => (
                   <SeriesChart
                     key={`${s.kind}-${s.name}`}
-                    title={`${s.kind === 'validation' ? 'val' : 'train'} ${s.name}`}
+                    title={s.kind === 'validation' ? s.name : `${s.name} (training)`}
                     steps={s.steps}
                     values={s.values}
                   />

@@ -30,7 +30,7 @@ export function TrialTable(props: TrialTable.IProps): JSX.Element {
             <th>trial</th>
             <th title="state" aria-label="state" />
             <th title={`best ${metric ?? 'searcher metric'}`}>{metric ?? 'best'}</th>
-            <th title="length trained">trained</th>
+            <th title="length trained (percent of max_time)">done</th>
           </tr>
         </thead>
         <tbody>

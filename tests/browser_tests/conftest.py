@@ -40,6 +40,8 @@ CHROMIUM_ARGS = [
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 UI_TIMEOUT_MS = 60_000
+VIEWPORT = {"width": 1400, "height": 900}
+"""The screen of issue #13's checks: a laptop-sized window."""
 
 
 def require_browser() -> Any:
@@ -182,7 +184,7 @@ def page(request: pytest.FixtureRequest, lab: dict[str, Any]) -> Iterator[Any]:
     sync_api = require_browser()
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1500, "height": 950})
+        context = browser.new_context(viewport=VIEWPORT)
         pg = context.new_page()
         pg.set_default_timeout(UI_TIMEOUT_MS)
         pg.goto(f"{lab['url']}/lab?token={lab['token']}")
