@@ -258,7 +258,7 @@ def _run_and_check(page: Any, gate: Path, store: Store, wait_for: Callable[..., 
     assert sum(row[0].endswith("★") for row in rows) == 1  # the best trial is starred
 
     _check_charts_fit(page, output, wait_for, "sidebar open")
-    _screenshot_docs(widget_box, "widget-light")
+    _screenshot_docs(page, widget_box, "widget-light")
     page.keyboard.press("Control+b")  # close the file browser: the charts widen with the panel
     page.locator("#jp-left-stack").wait_for(state="hidden")
     _check_charts_fit(page, output, wait_for, "sidebar closed")
@@ -279,9 +279,13 @@ def _run_and_check(page: Any, gate: Path, store: Store, wait_for: Callable[..., 
     # dark theme: the charts follow JupyterLab's CSS variables
     _switch_theme(page, "JupyterLab Dark")
     wait_for(lambda: _chart_backgrounds(output, dark=True), 60, what="dark chart backgrounds")
-    _screenshot_docs(widget_box, "widget-dark")
+    _screenshot_docs(page, widget_box, "widget-dark")
 
-    # a page reload (F5): the charts are drawn again from the kernel's widget state, curves included
+    # a page reload (F5) of the saved notebook: the charts are drawn again from the kernel's widget state
+    page.keyboard.press("Control+s")
+    page.locator(".jp-NotebookPanel-toolbar .jp-mod-dirty, .lm-TabBar-tab.jp-mod-dirty").wait_for(
+        state="detached"
+    )
     page.reload()
     page.wait_for_selector("#jp-main-dock-panel", state="visible")
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
@@ -390,7 +394,12 @@ def _chart_backgrounds(output: Any, *, dark: bool) -> bool:
     return all((luminance(c) < 0.25) == dark for c in state["charts"])
 
 
-def _screenshot_docs(widget_box: Any, name: str) -> None:
-    widget_box.screenshot(path=str(ARTIFACTS / f"widget_render-{name}.png"))
-    if os.environ.get("DET_JUPYTER_DOCS_IMAGES") == "1":
-        widget_box.screenshot(path=str(DOCS_IMAGES / f"{name}.png"))
+def _screenshot_docs(page: Any, widget_box: Any, name: str) -> None:
+    """The whole widget (a tall window for the picture, so the notebook does not clip it), then back."""
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": 2200})
+    try:
+        widget_box.screenshot(path=str(ARTIFACTS / f"widget_render-{name}.png"))
+        if os.environ.get("DET_JUPYTER_DOCS_IMAGES") == "1":
+            widget_box.screenshot(path=str(DOCS_IMAGES / f"{name}.png"))
+    finally:
+        page.set_viewport_size(VIEWPORT)
