@@ -228,7 +228,10 @@ def _palette_constants() -> list[str]:
     ]
     lines.append("export const STATE_COLORS: Record<string, IStateColorModel> = {")
     for state, color in palette.STATE_COLORS.items():
-        fields = ", ".join(f"{k}: {_ts_string(v)}" for k, v in color.items())
+        fields = ", ".join(
+            f"{k}: {_ts_string(v)}"
+            for k, v in (("css", color["css"]), ("light", color["light"]), ("dark", color["dark"]))
+        )
         lines.append(f"  {state}: {{ {fields} }},")
     lines[-1] = lines[-1].rstrip(",")
     lines.append("};")
