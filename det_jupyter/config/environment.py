@@ -87,6 +87,10 @@ class EnvironmentConfig(Section):
         env_vars: environment variables set for each trial (also written ``environment_variables``,
             Determined's name): ``{KEY: value}`` for every trial, or ``{cpu: {...}, cuda: {...},
             rocm: {...}}`` when given per accelerator.
+        pip: our extension: packages (pip requirement strings) installed on every worker before the
+            experiment runs, and on workers that join later; items starting with ``-`` are pip
+            options (``--index-url URL``). Already satisfied requirements are not reinstalled
+            (:mod:`det_jupyter.engine.worker_env`).
         image, force_pull_image, registry_auth, pod_spec, proxy_ports, ports, add_capabilities,
             drop_capabilities: Determined's container settings, validated and kept but ignored.
 
@@ -101,6 +105,7 @@ class EnvironmentConfig(Section):
     """
 
     env_vars: dict[str, Any] = Field(default_factory=dict)
+    pip: list[str] = Field(default_factory=list)
     image: str | ImageMap | None = None
     force_pull_image: Bool | None = None
     registry_auth: RegistryAuth | None = None

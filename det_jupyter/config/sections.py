@@ -22,15 +22,18 @@ from pydantic import (
     ConfigDict,
     Field,
     ModelWrapValidatorHandler,
+    PlainValidator,
     Strict,
     ValidationError,
     field_validator,
     model_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError, PydanticKnownError
 from typing_extensions import Self
 
 from det_jupyter.config.formatting import (
+    ERROR_TYPE,
     Problem,
     choice_fix,
     from_pydantic,
@@ -58,6 +61,27 @@ __all__ = [
 PosInt = Annotated[int, Strict(), Field(ge=1)]
 NonNegInt = Annotated[int, Strict(), Field(ge=0)]
 Bool = Annotated[bool, Strict()]
+
+
+def _slot_count(value: Any) -> int | float:
+    """``resources.slots_per_trial``: a whole number of slots (>= 0), or a fraction of one (0 < x < 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticKnownError("int_type")
+    if isinstance(value, int):
+        if value < 0:
+            raise PydanticKnownError("greater_than_equal", {"ge": 0})
+        return value
+    if 0 < value < 1:
+        return value
+    message = (
+        f"must be a whole number of slots, or a fraction of one slot between 0 and 1 (got {show(value)})"
+    )
+    fix = "write a whole number (1, 2, ...) or a fraction such as 0.25 (4 trials share a GPU)"
+    raise PydanticCustomError(ERROR_TYPE, "{message}", {"message": message, "fix": fix})
+
+
+SlotCount = Annotated[int | float, PlainValidator(_slot_count)]
+"""Slots per trial: whole slots, or a share of one GPU (``0.25``: four such trials pack on one GPU)."""
 LENGTH_UNITS: tuple[TimeMetric, ...] = TIME_METRICS  # the one list lives in det_jupyter.config.names
 SlotType = Literal["auto", "gpu", "cpu"]
 """``resources.slot_type``: what a trial asks Dask for (``auto``: GPUs when the cluster has them)."""
@@ -233,7 +257,8 @@ class ResourcesConfig(Section):
     Attributes:
         slots_per_trial: devices per trial (GPUs, or CPU processes on CPU workers); > 1 runs the
             trial data-parallel. Determined's ``0`` (a trial without a GPU) becomes one CPU slot
-            (``slots_per_trial: 1``, ``slot_type: cpu``).
+            (``slots_per_trial: 1``, ``slot_type: cpu``). Our extension: a fraction ``0 < x < 1``
+            packs small trials on one GPU (``0.25`` asks Dask for ``{GPU: 0.25}``; ``docs/deploy.md``).
         slot_type: our extension to Determined: ``gpu`` or ``cpu`` forces the kind of slot a trial
             asks Dask for; ``auto`` (default) uses GPUs when the cluster has them, else CPUs.
         max_slots: upper bound on slots the whole experiment uses at once (``None``: no bound).
@@ -247,9 +272,11 @@ class ResourcesConfig(Section):
         >>> r = ResourcesConfig.model_validate({"slots_per_trial": 0})
         >>> r.slots_per_trial, r.slot_type
         (1, 'cpu')
+        >>> ResourcesConfig(slots_per_trial=0.25).slots_per_trial
+        0.25
     """
 
-    slots_per_trial: NonNegInt = 1
+    slots_per_trial: SlotCount = 1
     slot_type: SlotType = "auto"
     max_slots: PosInt | None = None
     slots: Annotated[int, Strict()] | None = None
