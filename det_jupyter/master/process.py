@@ -343,7 +343,7 @@ class _MasterLauncher(DaskLauncher):
     runs an embedded-cluster experiment on its own cluster instead of the dead one's address.
     """
 
-    def __init__(self, client: Any, slots_per_trial: int, slot_type: Any, *, embedded: bool) -> None:
+    def __init__(self, client: Any, slots_per_trial: float, slot_type: Any, *, embedded: bool) -> None:
         super().__init__(client, slots_per_trial, slot_type)
         self._embedded = embedded
 
