@@ -7,6 +7,12 @@ or shared filesystem the files are written into ``<root>/.tmp-<uuid>`` in place 
 directory is renamed into place, which is atomic on POSIX filesystems. On object stores (``s3://``...)
 files are uploaded first and ``metadata.json`` last.
 
+Object stores are reached with the storage options the config gives (``endpoint_url``, keys) or, without
+keys, with the credentials the process finds itself (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``,
+``~/.aws``, an instance role). :func:`storage_access_problem` writes and deletes one tiny object at
+submission, so a wrong endpoint, a missing bucket or missing credentials fail before any trial runs.
+Reads of remote roots bypass fsspec's listings cache: other processes write there.
+
 Besides the checkpoints, the root holds one small pointer per trial, ``latest/<experiment>-<trial>.json``,
 rewritten atomically after each commit. A trial restarted by Dask itself (a rescheduled task whose
 worker died) reads it to resume from the newest checkpoint, whatever its task arguments said.
@@ -30,28 +36,53 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
+import uuid as uuidlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from det_jupyter.errors import CheckpointError
+from det_jupyter.errors import CheckpointError, FieldError
 from det_jupyter.searcher.ranking import is_rankable, rank_key
+
+if TYPE_CHECKING:
+    from det_jupyter.config.sections import CheckpointStorageConfig
 
 __all__ = [
     "METADATA_FILE",
+    "PROBE_TIMEOUT",
+    "AccessProblem",
     "CheckpointRecord",
     "CheckpointStorage",
     "checkpoints_to_delete",
+    "storage_access_problem",
 ]
 
 METADATA_FILE = "metadata.json"
 _TMP_PREFIX = ".tmp-"
 _WRITER = socket.gethostname().replace("/", "_").replace("@", "_")  # as it appears in staging names
+_PROBE_PREFIX = ".det-jupyter-probe-"
+PROBE_TIMEOUT = 30.0
+"""Seconds :meth:`CheckpointStorage.check_access` waits for a remote root before calling it unreachable."""
+
+
+@dataclass(frozen=True)
+class AccessProblem:
+    """Why a remote storage root cannot take checkpoints.
+
+    Attributes:
+        reason: ``endpoint`` (nothing answers there), ``bucket`` (the bucket or container does not
+            exist), ``credentials`` (none found, or refused) or ``other``.
+        detail: the storage library's own message (never a credential: they do not print them).
+    """
+
+    reason: Literal["endpoint", "bucket", "credentials", "other"]
+    detail: str
 
 
 class CheckpointStorage:
@@ -89,6 +120,13 @@ class CheckpointStorage:
             if isinstance(fs, LocalFileSystem):
                 os.makedirs(self._root, exist_ok=True)
         return self._fs
+
+    def _fresh(self, path: str) -> str:
+        """``path``, with fsspec's listings cache of it dropped on remote roots: other processes
+        (workers, the controller) write there, and a cached listing would hide their writes."""
+        if not self.is_local:
+            self.fs.invalidate_cache(path)
+        return path
 
     @property
     def is_local(self) -> bool:
@@ -170,7 +208,7 @@ class CheckpointStorage:
             >>> storage.read_latest(1, 1, experiment_key="1-1700000000.0") is None
             True
         """
-        path = f"{self._latest_dir()}/{experiment_id}-{trial_id}.json"
+        path = self._fresh(f"{self._latest_dir()}/{experiment_id}-{trial_id}.json")
         try:
             with self.fs.open(path, "r") as f:
                 doc = json.loads(f.read())
@@ -191,12 +229,12 @@ class CheckpointStorage:
 
     def exists(self, uuid: str) -> bool:
         """True if the checkpoint is committed (its ``metadata.json`` exists)."""
-        return bool(self.fs.exists(f"{self.path_of(uuid)}/{METADATA_FILE}"))
+        return bool(self.fs.exists(self._fresh(f"{self.path_of(uuid)}/{METADATA_FILE}")))
 
     def metadata(self, uuid: str) -> dict[str, Any]:
         """The committed checkpoint's metadata; raises :class:`CheckpointError` if it is missing."""
         try:
-            with self.fs.open(f"{self.path_of(uuid)}/{METADATA_FILE}", "r") as f:
+            with self.fs.open(self._fresh(f"{self.path_of(uuid)}/{METADATA_FILE}"), "r") as f:
                 return dict(json.loads(f.read()))
         except FileNotFoundError:
             raise CheckpointError(
@@ -233,6 +271,54 @@ class CheckpointStorage:
             self.fs.get_file(f"{src}/{rel}", str(target))
         return dest_path
 
+    # --- checking ------------------------------------------------------------------------------
+
+    def check_access(self, *, timeout: float = PROBE_TIMEOUT) -> AccessProblem | None:
+        """Write, read back and delete one tiny object under a remote root; why that failed, or ``None``.
+
+        Local roots are not probed (``None``): the config's ``local_path_problem`` checks them without
+        creating anything. The probe uses its own filesystem instance with few retries, so a dead
+        endpoint answers in seconds; past ``timeout`` seconds the endpoint counts as unreachable.
+
+        Example:
+            >>> import tempfile
+            >>> CheckpointStorage(tempfile.mkdtemp()).check_access() is None
+            True
+        """
+        if _is_local_url(self.url):
+            return None
+        outcome: list[AccessProblem | None] = []
+
+        def probe() -> None:
+            try:
+                fs, root = fsspec.core.url_to_fs(self.url, **self._probe_options())
+                path = f"{root.rstrip('/')}/{_PROBE_PREFIX}{uuidlib.uuid4().hex}"
+                with fs.open(path, "wb") as f:
+                    f.write(b"det-jupyter probe")
+                fs.invalidate_cache(path)
+                with fs.open(path, "rb") as f:
+                    f.read()
+                fs.rm_file(path)
+                outcome.append(None)
+            except Exception as exc:
+                outcome.append(_access_problem(exc))
+
+        thread = threading.Thread(target=probe, name="det-jupyter-storage-probe", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if not outcome:
+            return AccessProblem("endpoint", f"no answer within {timeout:g} s")
+        return outcome[0]
+
+    def _probe_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {**self.storage_options, "skip_instance_cache": True}
+        if self.url.split("://", 1)[0] in ("s3", "s3a"):  # botocore retries a dead endpoint for ~5 s
+            config = dict(options.get("config_kwargs") or {})
+            config.setdefault("retries", {"total_max_attempts": 2})
+            config.setdefault("connect_timeout", 5)
+            options["config_kwargs"] = config
+        return options
+
     # --- deleting ------------------------------------------------------------------------------
 
     def delete(self, uuid: str) -> None:
@@ -240,7 +326,7 @@ class CheckpointStorage:
         path = self.path_of(uuid)
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(f"{path}/{METADATA_FILE}")
-        if self.fs.exists(path):
+        if self.fs.exists(self._fresh(path)):
             self.fs.rm(path, recursive=True)
 
     def remove_incomplete(self, *, older_than: float = 3600.0) -> int:
@@ -306,6 +392,93 @@ def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _is_local_url(url: str) -> bool:
+    return "://" not in url or url.startswith(("file://", "local://"))
+
+
+_CREDENTIAL_ERRORS = {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"}
+_ENDPOINT_ERRORS = {
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ConnectionClosedError",
+    "ClientConnectorError",
+    "ServerTimeoutError",
+    "InvalidURL",
+    "gaierror",
+}
+
+
+def _access_problem(exc: BaseException) -> AccessProblem:
+    """Classify what a storage library raised (by class name: no botocore / gcsfs / adlfs import)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    detail = f"{type(exc).__name__}: {exc}"[:400]
+    if names & _CREDENTIAL_ERRORS or isinstance(exc, PermissionError):
+        return AccessProblem("credentials", detail)
+    if names & _ENDPOINT_ERRORS or isinstance(exc, (ConnectionError, TimeoutError)):
+        return AccessProblem("endpoint", detail)
+    if isinstance(exc, FileNotFoundError):
+        return AccessProblem("bucket", detail)
+    return AccessProblem("other", detail)
+
+
+def storage_access_problem(
+    config: CheckpointStorageConfig, default_root: str = "", *, timeout: float = PROBE_TIMEOUT
+) -> FieldError | None:
+    """Why the remote checkpoint storage a config names cannot take checkpoints, naming the field to fix.
+
+    Probes with :meth:`CheckpointStorage.check_access` from this process, which needs the access the
+    controller needs anyway (it reads ``latest/`` pointers and garbage-collects). ``None`` for local
+    storage, and when the probe succeeds.
+
+    Example:
+        >>> from det_jupyter.config.sections import CheckpointStorageConfig
+        >>> storage_access_problem(CheckpointStorageConfig(host_path="/tmp")) is None
+        True
+    """
+    url = config.resolve_url(default_root)
+    if _is_local_url(url):
+        return None
+    problem = CheckpointStorage(url, config.storage_options()).check_access(timeout=timeout)
+    if problem is None:
+        return None
+    kind = config.type
+    where = {"s3": "bucket", "gcs": "bucket", "azure": "container"}.get(kind, "url")
+    if problem.reason == "endpoint":
+        if kind == "s3" and config.endpoint_url:
+            field, message = "endpoint_url", f"cannot reach the S3 endpoint {config.endpoint_url!r}"
+            fix = "give the URL an S3 server answers at (scheme, host and port), and check it is running"
+        elif kind == "azure":
+            field, message = "account_url", f"cannot reach the storage account of {url!r}"
+            fix = "check account_url / connection_string and the network"
+        else:
+            field, message = where, f"cannot reach the storage service for {url!r}"
+            fix = "check the network, and the endpoint (`endpoint_url` for S3-compatible servers)"
+    elif problem.reason == "bucket":
+        noun = "container" if kind == "azure" else "bucket"
+        field, message = where, f"the {noun} of {url!r} does not exist (or the endpoint is no S3 server)"
+        fix = f"create the {noun} first (e.g. `aws s3 mb s3://NAME`), or name an existing one"
+        if kind == "s3" and config.endpoint_url:
+            fix += f"; check that endpoint_url {config.endpoint_url!r} is the S3 server"
+    elif problem.reason == "credentials":
+        if kind == "s3":
+            field = "access_key" if config.access_key else "secret_key" if config.secret_key else "access_key"
+            message = f"no working credentials for {url!r}"
+            fix = (
+                "give access_key and secret_key, or leave them out and set AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY (or ~/.aws, an instance role) where the kernel and the workers run"
+            )
+        elif kind == "azure":
+            field, message = "credential", f"no working credentials for {url!r}"
+            fix = "give connection_string, or account_url with credential (or AZURE_* variables)"
+        else:
+            field, message = where, f"no working credentials for {url!r}"
+            fix = "make the storage library's credentials available where the kernel and the workers run"
+    else:
+        field, message = where, f"cannot write a checkpoint to {url!r}"
+        fix = "check the URL and its storage options"
+    return FieldError(f"checkpoint_storage.{field}", f"{message} ({problem.detail})", fix)
 
 
 # --- garbage collection policy ---------------------------------------------------------------------

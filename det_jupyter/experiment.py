@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, TypeAlias
 
+from det_jupyter.checkpoints import storage_access_problem
 from det_jupyter.config import ExperimentConfig, load_config
 from det_jupyter.engine.definition import entrypoint_name, freeze, resolve_entrypoint
 from det_jupyter.engine.presubmit import check_config_fits
@@ -127,8 +128,10 @@ def create_experiment(
     seed = cfg.reproducibility.experiment_seed
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
-    if (storage_problem := cfg.checkpoint_storage.local_path_problem()) is not None:
-        raise ConfigError(storage_problem)  # before any row is written
+    storage = cfg.checkpoint_storage
+    storage_problem = storage.local_path_problem() or storage_access_problem(storage)
+    if storage_problem is not None:
+        raise ConfigError(storage_problem)  # before any row is written (remote storage: one probe write)
     if master_mode(master, cluster, store) == "process":
         address = cluster if isinstance(cluster, str) else None
         st = open_store(store)
