@@ -83,11 +83,15 @@ def get_cluster_info() -> ClusterInfo | None:
 def _info(spec: TrialSpec, latest: str | None) -> ClusterInfo:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     gpus = [int(x) for x in visible.split(",") if x.strip().isdigit()]
+    from det_jupyter.worker.ranks import CONTAINER_ADDRS_ENV, CONTAINER_RANK_ENV
+
+    addrs = [a for a in os.environ.get(CONTAINER_ADDRS_ENV, "").split(",") if a]  # a multi-slot trial
     return ClusterInfo(
         trial=TrialInfo(spec.trial_id, spec.experiment_id, spec.run_id, dict(spec.hparams), spec.seed),
         latest_checkpoint=latest,
         slot_ids=gpus or [0],
-        container_addrs=[_host_address()],
+        container_addrs=addrs or [_host_address()],
+        container_rank=int(os.environ.get(CONTAINER_RANK_ENV, "0")) if addrs else 0,
         data=dict(spec.data),
     )
 

@@ -356,11 +356,15 @@ def slot_resource(client: Client, slots_per_trial: int, slot_type: SlotType = "a
     Raises :class:`ClusterError` when workers exist but none offers ``slots_per_trial`` such slots.
     """
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
-    return slot_resource_of([w.get("resources") or {} for w in workers], slots_per_trial, slot_type)
+    names = [str(w.get("name", w.get("id", ""))) for w in workers]
+    return slot_resource_of([w.get("resources") or {} for w in workers], slots_per_trial, slot_type, names)
 
 
 def slot_resource_of(
-    workers: list[dict[str, float]], slots_per_trial: int, slot_type: SlotType = "auto"
+    workers: list[dict[str, float]],
+    slots_per_trial: int,
+    slot_type: SlotType = "auto",
+    names: list[str] | None = None,
 ) -> str | None:
     """:func:`slot_resource` over the workers' declared resources (e.g. a master's published summary).
 
@@ -380,12 +384,19 @@ def slot_resource_of(
         name = "GPU" if "GPU" in capacity else "CPU" if "CPU" in capacity else None
     if name is None or not workers:
         return name
+    if slots_per_trial > 1:  # a gang of ranks, one per worker process (engine/gang.py)
+        from det_jupyter.engine.gang import capacity_error
+
+        why = capacity_error(int(slots_per_trial), name, workers, names)
+        if why is not None:
+            raise ClusterError(why)
+        return name
     if capacity.get(name, 0.0) < slots_per_trial:
         have = capacity.get(name, 0.0)
         raise ClusterError(
             f"resources.slots_per_trial={slots_per_trial} needs a worker with {slots_per_trial} {name} "
             f"slot(s), but the largest worker offers {have:g}; set resources.slots_per_trial to {max(int(have), 1)}"
-            " or add bigger workers (multi-worker trials are not supported yet)"
+            " or add bigger workers"
         )
     return name
 

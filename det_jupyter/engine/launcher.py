@@ -235,10 +235,8 @@ class DaskLauncher(Launcher):
         """``client.run(request_stop, key)`` into the worker plugin's flag (every rank's worker)."""
         gang = self._gangs.get(key)
         if gang is not None:
-            if not gang.workers:  # still waiting for its slots: nothing runs yet
-                return
-            worker = None
-            self._stop_ranks(gang)
+            if gang.workers:  # else still waiting for its slots: nothing runs yet
+                self._stop_ranks(gang)
             return
         try:
             self.client.run(request_stop, key, workers=[worker] if worker else None, on_error="ignore")

@@ -29,10 +29,13 @@ import time
 from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
 
-__all__ = ["AUTHKEY_ENV", "DistributedContext"]
+__all__ = ["AUTHKEY_ENV", "PORT_ENV", "DistributedContext", "init_torch_distributed"]
 
 AUTHKEY_ENV = "DET_JUPYTER_DIST_AUTHKEY"
 """Environment variable holding the hex HMAC key the ranks of one trial share."""
+PORT_ENV = "DET_JUPYTER_DIST_PORT"
+"""Environment variable holding the chief's port for these collectives (a multi-slot trial's ranks
+get a free port from their rendezvous; the default ``pub_port`` is then this one, not 12360)."""
 
 CONNECT_TIMEOUT = 120.0
 """Seconds a rank waits for the chief (or the chief for the others) before giving up."""
@@ -46,7 +49,8 @@ class DistributedContext:
         local_rank, local_size: the same among the processes of this machine.
         cross_rank, cross_size: which machine this is, and how many machines.
         chief_ip: the chief's address (needed when ``size > 1``).
-        pub_port, port_offset: the chief listens on ``pub_port + port_offset``.
+        pub_port, port_offset: the chief listens on ``pub_port + port_offset`` (default
+            ``$DET_JUPYTER_DIST_PORT``, which a multi-slot trial's ranks have, else 12360).
         pull_port, force_tcp: accepted for Determined compatibility; unused.
 
     Example:
@@ -64,7 +68,7 @@ class DistributedContext:
         cross_rank: int | None = None,
         cross_size: int | None = None,
         chief_ip: str | None = None,
-        pub_port: int = 12360,
+        pub_port: int | None = None,
         pull_port: int = 12376,
         port_offset: int = 0,
         force_tcp: bool = False,
@@ -80,6 +84,8 @@ class DistributedContext:
         if size > 1 and not chief_ip:
             raise ValueError(f"DistributedContext(size={size}) needs chief_ip, the chief's address")
         self.chief_ip = chief_ip
+        if pub_port is None:
+            pub_port = int(os.environ.get(PORT_ENV) or 12360)
         self.port = pub_port + port_offset
         self._pull_port, self._force_tcp = pull_port, force_tcp
         self._peers: dict[int, Connection] = {}  # chief: rank -> connection; others: {0: chief}
@@ -208,18 +214,41 @@ class DistributedContext:
             return bytes.fromhex(key)
         return hashlib.sha256(f"det-jupyter:{self.chief_ip}:{self.port}:{self.size}".encode()).digest()
 
-    def _connect(self) -> None:
+    def connect(self, timeout: float = CONNECT_TIMEOUT) -> None:
+        """Open the connections now (a barrier: returns once every rank is connected).
+
+        Collectives connect on first use; a multi-slot trial's runtime calls this before user code,
+        so a rank that never comes makes every rank fail within ``timeout`` instead of hanging.
+
+        Raises:
+            TimeoutError: a rank (or the chief) did not come within ``timeout`` seconds.
+        """
+        if self.size > 1:
+            self._connect(timeout)
+
+    def _connect(self, timeout: float = CONNECT_TIMEOUT) -> None:
         with self._lock:
             if self._peers:
                 return
             address = (str(self.chief_ip), self.port)
+            deadline = time.monotonic() + timeout
             if self.is_chief:
                 self._listener = Listener(address, authkey=self._authkey())
+                raw = getattr(getattr(self._listener, "_listener", None), "_socket", None)
                 while len(self._peers) < self.size - 1:
-                    conn = self._listener.accept()
+                    left = deadline - time.monotonic()
+                    if raw is not None:
+                        raw.settimeout(max(left, 0.001))
+                    try:
+                        conn = self._listener.accept()
+                    except TimeoutError:
+                        missing = sorted(set(range(1, self.size)) - set(self._peers))
+                        raise TimeoutError(
+                            f"the chief waited {timeout:g}s on {address[0]}:{address[1]} for rank(s) "
+                            f"{missing}, which never connected"
+                        ) from None
                     self._peers[int(conn.recv())] = conn
                 return
-            deadline = time.monotonic() + CONNECT_TIMEOUT
             while True:
                 try:
                     conn = Client(address, authkey=self._authkey())
@@ -228,8 +257,48 @@ class DistributedContext:
                     if time.monotonic() > deadline:
                         raise TimeoutError(
                             f"rank {self.rank} could not reach the chief at {address[0]}:{address[1]} "
-                            f"within {CONNECT_TIMEOUT:g}s"
+                            f"within {timeout:g}s"
                         ) from None
                     time.sleep(0.05)  # the chief is not listening yet: retry until the deadline
             conn.send(self.rank)
             self._peers[0] = conn
+
+
+def init_torch_distributed(backend: str | None = None, *, timeout: float = 300.0) -> Any:
+    """Initialise ``torch.distributed`` for this rank of a multi-slot trial; the device to train on.
+
+    Call it at the top of a trial function (``TorchTrial`` does it for you). It reads what the
+    runtime set for the rank's code (``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``,
+    ``LOCAL_RANK``), picks NCCL when the worker has a GPU and gloo otherwise (``backend`` overrides),
+    and sets this process's CUDA device (a worker is pinned to its GPU: ``cuda:LOCAL_RANK`` of its
+    visible devices). With one rank (no ``WORLD_SIZE`` or ``WORLD_SIZE=1``) it initialises nothing and
+    returns the device. Idempotent; the runtime destroys the group when the trial ends.
+
+    Args:
+        backend: ``"nccl"``, ``"gloo"`` or ``None`` (choose).
+        timeout: seconds a collective may wait for the other ranks before failing.
+
+    Example:
+        >>> init_torch_distributed()      # a single process: nothing to join
+        device(type='cpu')
+    """
+    import datetime
+
+    import torch
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return device
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend=backend or ("nccl" if cuda else "gloo"),
+            init_method="env://",
+            timeout=datetime.timedelta(seconds=timeout),
+        )
+    return device

@@ -37,9 +37,19 @@ from distributed import WorkerPlugin, get_worker
 from det_jupyter.checkpoints import CheckpointStorage
 from det_jupyter.worker.context import StopFlag, TrialContext, TrialSpec, running
 from det_jupyter.worker.events import Exited, Log, LogLine, RunStatus, Started
+from det_jupyter.worker.ranks import (
+    RENDEZVOUS_TIMEOUT,
+    GangRank,
+    LogRelay,
+    RankContext,
+    RankFailed,
+    RelaySink,
+    rank_environment,
+    rendezvous,
+)
 from det_jupyter.worker.sinks import DaskSink
 
-__all__ = ["TrialWorkerPlugin", "call_entrypoint", "request_stop", "run_trial"]
+__all__ = ["TrialWorkerPlugin", "call_entrypoint", "request_stop", "run_rank", "run_trial"]
 
 StopKey = str  # the run's Dask task key: unique across experiments, stores and controllers
 
@@ -134,14 +144,18 @@ def call_entrypoint(entrypoint: Any, ctx: TrialContext) -> None:
         )
 
 
-def run_trial(spec: TrialSpec, blob: bytes, digest: str) -> dict[str, Any]:
+def run_trial(spec: TrialSpec, blob: bytes, digest: str, gang: GangRank | None = None) -> dict[str, Any]:
     """The Dask task of one trial run. Returns ``{"status", "traceback", "events_sent", "stopped"}``.
 
     That dict is :meth:`Exited.summary() <det_jupyter.worker.events.Exited.summary>` of the run's
     last event. ``status`` is ``"completed"`` when user code returned and ``"error"`` when it raised
     (the traceback is also sent to the trial's log). A dying worker surfaces to the controller as a
     failed future.
+
+    With ``gang`` (a multi-slot trial) this task is one rank of the run (:func:`run_rank`).
     """
+    if gang is not None and gang.size > 1:
+        return run_rank(spec, blob, digest, gang)
     worker = get_worker()
     plugin = _plugin(worker)
     key: StopKey = spec.run_key or f"{spec.experiment_id}-{spec.trial_id}-{spec.run_id}"
@@ -177,6 +191,108 @@ def run_trial(spec: TrialSpec, blob: bytes, digest: str) -> dict[str, Any]:
     return exited.summary()
 
 
+def run_rank(spec: TrialSpec, blob: bytes, digest: str, gang: GangRank) -> dict[str, Any]:
+    """One rank of a multi-slot trial's run (the task the launcher submits per rank).
+
+    All ranks meet first (:func:`~det_jupyter.worker.ranks.rendezvous`, then a barrier of
+    ``ctx.distributed``), then run the entrypoint with the rank's environment (``RANK``,
+    ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``, ...). The chief (rank 0) is the run as the
+    controller sees it: it sends the events and returns the summary; the other ranks' output reaches
+    the trial's log through it, and a failing non-chief rank raises :class:`RankFailed` (so the
+    launcher fails the whole run and stops the others). A command entrypoint keeps a one-process
+    context on the worker: its own processes form the group (``det_jupyter.launch``).
+    """
+    from det_jupyter.worker.command import CommandEntrypoint
+    from det_jupyter.worker.distributed import DistributedContext
+
+    worker = get_worker()
+    plugin = _plugin(worker)
+    key: StopKey = spec.run_key or f"{spec.experiment_id}-{spec.trial_id}-{spec.run_id}"
+    stop = plugin.stop_flag(key)
+    spec = _newest_checkpoint(spec)
+    authkey = bytes.fromhex(gang.authkey)
+    host = str(worker.ip)
+    relay_sink = None if gang.is_chief else RelaySink(gang.rank)
+    sink: Any = DaskSink(worker, spec.topic) if relay_sink is None else relay_sink
+    ctx = RankContext(spec, sink, stop)
+    relay = LogRelay(ctx, host, authkey) if gang.is_chief else None
+    if gang.is_chief:
+        ctx._emit(
+            Started(
+                worker=str(worker.address),
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                gpus=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+                restored_from=spec.latest_checkpoint,
+            )
+        )
+    status, tb = RunStatus.COMPLETED, None
+    dist: DistributedContext | None = None
+    try:
+        found = rendezvous(gang, host, relay.port if relay is not None else 0, stop)
+        if relay_sink is not None:
+            relay_sink.connect((found.chief_ip, found.log_port), authkey)
+        entrypoint = plugin.definition(digest, blob)
+        env = rank_environment(gang, found)
+        with _trial_environment(spec, env):
+            if not isinstance(entrypoint, CommandEntrypoint):  # a command's processes form the group
+                dist = DistributedContext(
+                    rank=gang.rank,
+                    size=gang.size,
+                    local_rank=0,
+                    local_size=1,
+                    cross_rank=gang.rank,
+                    cross_size=gang.size,
+                    chief_ip=found.chief_ip,
+                    pub_port=found.dist_port,
+                )
+                dist.connect(RENDEZVOUS_TIMEOUT)  # a barrier: every rank is here
+                ctx.distributed = dist
+            with _captured_output(ctx), running(ctx):
+                _seed_everything(spec.seed)
+                call_entrypoint(entrypoint, ctx)
+    except BaseException as exc:  # user code may raise anything; report it, let the controller decide
+        status, tb = RunStatus.ERROR, "".join(traceback.format_exception(exc))
+        if gang.is_chief:
+            ctx._flush()
+        now = time.time()
+        prefix = "" if gang.is_chief else f"[rank={gang.rank}] "
+        lines = tuple(LogLine(now, prefix + line) for line in tb.rstrip().splitlines())
+        if gang.is_chief:
+            ctx._emit(Log(lines))
+        else:
+            sink.emit({"type": "log", "lines": [[ln.ts, ln.text] for ln in lines]})
+    finally:
+        _end_torch_distributed()
+        if dist is not None:
+            dist.close()
+        if relay_sink is not None:
+            relay_sink.close()
+        if gang.is_chief:
+            ctx._close()
+        if relay is not None:
+            relay.close()  # the other ranks' last lines first: they count in events_sent
+        plugin.release(key)
+    if not gang.is_chief:
+        if status == RunStatus.ERROR:
+            raise RankFailed(f"rank {gang.rank} of {gang.size} failed:\n{tb}")
+        return {"status": status.value, "rank": gang.rank}
+    exited = Exited(status, tb, events_sent=ctx.events_sent, stopped=stop.is_set())
+    ctx._emit(exited)
+    return exited.summary()
+
+
+def _end_torch_distributed() -> None:
+    """Destroy this process's ``torch.distributed`` group, if the trial made one (the next trial on
+    this worker makes its own)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    with contextlib.suppress(Exception):
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
 def _newest_checkpoint(spec: TrialSpec) -> TrialSpec:
     """Prefer the trial's newest committed checkpoint over the one in the task's arguments.
 
@@ -191,10 +307,12 @@ def _newest_checkpoint(spec: TrialSpec) -> TrialSpec:
 
 
 @contextlib.contextmanager
-def _trial_environment(spec: TrialSpec) -> Iterator[None]:
-    """Apply ``environment.env_vars`` for the trial's duration (one trial per worker process)."""
-    saved = {k: os.environ.get(k) for k in spec.env_vars}
-    os.environ.update(spec.env_vars)
+def _trial_environment(spec: TrialSpec, extra: dict[str, str] | None = None) -> Iterator[None]:
+    """Apply ``environment.env_vars`` (and ``extra``: a rank's variables) for the trial's duration
+    (one trial per worker process)."""
+    values = {**spec.env_vars, **(extra or {})}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:
