@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -49,6 +48,7 @@ from typing import IO, Any
 
 from det_jupyter.worker.bridge import BridgeServer
 from det_jupyter.worker.context import TrialContext
+from det_jupyter.worker.data import local_data as _local_data
 from det_jupyter.worker.model_dir import ModelDirectory, worker_scratch
 
 __all__ = ["STOP_GRACE", "CommandEntrypoint", "CommandFailed", "DirectoryEntrypoint", "render_command"]
@@ -280,25 +280,6 @@ def _wait(proc: subprocess.Popen[bytes], ctx: TrialContext) -> None:
 
 def _is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
-
-
-def _local_data(url: str, storage_options: Mapping[str, Any]) -> Path:
-    """``data.data_dir`` as a local directory: a local path as is, a remote URL downloaded once per worker."""
-    if _is_local(url):
-        return Path(os.path.expanduser(url.removeprefix("file://")))
-    import fsspec
-
-    target = worker_scratch("data") / hashlib.sha256(url.encode()).hexdigest()[:16]
-    if target.is_dir():
-        return target
-    tmp = Path(tempfile.mkdtemp(prefix=".dl-", dir=target.parent))
-    fs, path = fsspec.core.url_to_fs(url, **storage_options)
-    fs.get(path.rstrip("/") + "/", str(tmp), recursive=True)
-    try:
-        os.rename(tmp, target)
-    except OSError:  # another trial on this worker finished the same download first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 @contextlib.contextmanager

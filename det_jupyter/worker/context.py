@@ -37,6 +37,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from det_jupyter.checkpoints import CheckpointStorage
@@ -166,6 +167,23 @@ class TrialContext:
 
     def __repr__(self) -> str:
         return f"TrialContext(trial_id={self.trial_id}, run_id={self.run_id}, hparams={self.hparams!r})"
+
+    @property
+    def data_dir(self) -> Path | None:
+        """``data.data_dir`` as a local directory (``None`` when the config has none); ``$DATA_DIR`` of
+        command trials. A remote fsspec URL is downloaded on first use, once per worker
+        (:mod:`det_jupyter.worker.data`), with ``data.storage_options``.
+
+        Example:
+            >>> local_context({}, data={"data_dir": "/srv/data"}).data_dir
+            PosixPath('/srv/data')
+        """
+        url = self.data.get("data_dir")
+        if not url:
+            return None
+        from det_jupyter.worker.data import local_data  # it imports the worker scratch helpers
+
+        return local_data(str(url), self.data.get("storage_options") or {})
 
     # --- reporting -----------------------------------------------------------------------------
 
