@@ -35,7 +35,7 @@ from det_jupyter.engine.gang import (
 )
 from det_jupyter.engine.runs import TaskEnd
 from det_jupyter.worker.context import TrialSpec
-from det_jupyter.worker.ranks import GangRank
+from det_jupyter.worker.ranks import GangRank, RankFailed
 from det_jupyter.worker.runtime import request_stop, run_trial
 
 __all__ = ["DaskLauncher", "Launcher"]
@@ -130,6 +130,10 @@ class _Gang:
     ended: set[int] = field(default_factory=set)
     failure: str | None = None
     cancelled: bool = False
+    secondary: str | None = None
+    """The first error of a rank that only saw a peer go away (reported when no cause is known)."""
+    chief_first: bool = False
+    """The chief ended before any rank failed: its own exit (event) tells how the run ended."""
     grace_until: float | None = None
     done: bool = False
     end: tuple[TaskEnd, str | None] = (TaskEnd.FINISHED, None)
@@ -380,16 +384,23 @@ class DaskLauncher(Launcher):
             return
         gang.ended.add(rank)
         future = gang.futures[rank]
+        if rank == 0 and gang.failure is None:
+            gang.chief_first = True
         if future.status == "error" and gang.failure is None:
             exc = future.exception()
             where = f"rank {rank} of {gang.size} (worker {gang.workers[rank]})"
-            text = str(exc) if type(exc).__name__ == "RankFailed" else f"{type(exc).__name__}: {exc}"
-            gang.failure = text if text.startswith("rank ") else f"{where} failed: {text}"
+            if isinstance(exc, RankFailed):
+                if exc.secondary:  # a peer went away first: remember it only if nothing better comes
+                    gang.secondary = gang.secondary or str(exc)
+                else:
+                    gang.failure = str(exc)
+            else:  # its worker died or left
+                gang.failure = f"{where} failed: {type(exc).__name__}: {exc}"
         elif future.status == "cancelled" and gang.failure is None and not gang.cancelled:
             gang.failure = f"rank {rank} of {gang.size}: its task was cancelled outside det_jupyter"
         if len(gang.ended) == gang.size:
             self._finish_gang(gang)
-        elif (gang.failure is not None or rank == 0) and gang.grace_until is None:
+        elif (gang.failure or gang.secondary or rank == 0) and gang.grace_until is None:
             # a failed rank, or a chief that is done: the others must end too
             gang.grace_until = time.monotonic() + GANG_GRACE
             self._stop_ranks(gang)
@@ -451,14 +462,16 @@ class DaskLauncher(Launcher):
         if gang.cancelled:
             end: tuple[TaskEnd, str | None] = (TaskEnd.CANCELLED, None)
         elif chief.status == "finished":
+            # The first failure is the cause: a rank that failed before the chief ended fails the run
+            # with its error (the chief's own error, if any, follows from it); a chief that ended
+            # first tells how the run ended through its exited event.
             summary = _chief_summary(chief)
-            # the chief's own error is in its exited event: the other ranks' failures follow from it
-            chief_failed = summary.get("status") == "error"
-            end = (
-                (TaskEnd.FAILED, gang.failure)
-                if gang.failure and not chief_failed
-                else (TaskEnd.FINISHED, None)
-            )
+            if gang.failure is not None and not (gang.chief_first and summary.get("status") == "error"):
+                end = (TaskEnd.FAILED, gang.failure)
+            elif summary.get("status") == "error" or gang.secondary is None:
+                end = (TaskEnd.FINISHED, None)  # the chief's exited event tells how
+            else:
+                end = (TaskEnd.FAILED, gang.secondary)
         elif chief.status == "cancelled" and gang.failure is None:
             end = (TaskEnd.CANCELLED, None)
         else:

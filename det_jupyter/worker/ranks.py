@@ -50,6 +50,7 @@ __all__ = [
     "RelaySink",
     "Rendezvous",
     "free_port",
+    "is_peer_gone",
     "rank_environment",
     "rendezvous",
 ]
@@ -63,7 +64,37 @@ RENDEZVOUS_TIMEOUT = 300.0
 
 
 class RankFailed(RuntimeError):
-    """A non-chief rank's code raised (the message carries its traceback); fails the trial's run."""
+    """A non-chief rank's code raised (the message carries its traceback); fails the trial's run.
+
+    ``secondary`` is true when the error only says that a peer went away (the chief or another rank
+    failed first): the launcher then reports the first failure, not this one.
+    """
+
+    def __init__(self, message: str, secondary: bool = False) -> None:
+        super().__init__(message, secondary)
+        self.message = message
+        self.secondary = secondary
+
+    def __str__(self) -> str:
+        return self.message
+
+
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "peer")
+
+
+def is_peer_gone(exc: BaseException) -> bool:
+    """Whether an error only says that another rank went away (its connection closed or reset).
+
+    Example:
+        >>> is_peer_gone(EOFError()), is_peer_gone(ValueError("bad lr"))
+        (True, False)
+    """
+    if isinstance(exc, (EOFError, ConnectionError)):
+        return True
+    text = str(exc)
+    return type(exc).__name__ in ("DistBackendError", "DistNetworkError") or any(
+        marker in text for marker in _PEER_GONE[:3]
+    )
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from det_jupyter.worker.ranks import (
     RankContext,
     RankFailed,
     RelaySink,
+    is_peer_gone,
     rank_environment,
     rendezvous,
 )
@@ -226,7 +227,7 @@ def run_rank(spec: TrialSpec, blob: bytes, digest: str, gang: GangRank) -> dict[
                 restored_from=spec.latest_checkpoint,
             )
         )
-    status, tb = RunStatus.COMPLETED, None
+    status, tb, secondary = RunStatus.COMPLETED, None, False
     dist: DistributedContext | None = None
     try:
         found = rendezvous(gang, host, relay.port if relay is not None else 0, stop)
@@ -253,6 +254,7 @@ def run_rank(spec: TrialSpec, blob: bytes, digest: str, gang: GangRank) -> dict[
                 call_entrypoint(entrypoint, ctx)
     except BaseException as exc:  # user code may raise anything; report it, let the controller decide
         status, tb = RunStatus.ERROR, "".join(traceback.format_exception(exc))
+        secondary = is_peer_gone(exc)
         if gang.is_chief:
             ctx._flush()
         now = time.time()
@@ -275,7 +277,7 @@ def run_rank(spec: TrialSpec, blob: bytes, digest: str, gang: GangRank) -> dict[
         plugin.release(key)
     if not gang.is_chief:
         if status == RunStatus.ERROR:
-            raise RankFailed(f"rank {gang.rank} of {gang.size} failed:\n{tb}")
+            raise RankFailed(f"rank {gang.rank} of {gang.size} failed:\n{tb}", secondary)
         return {"status": status.value, "rank": gang.rank}
     exited = Exited(status, tb, events_sent=ctx.events_sent, stopped=stop.is_set())
     ctx._emit(exited)
