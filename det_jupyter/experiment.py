@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from det_jupyter.checkpoints import storage_access_problem
 from det_jupyter.config import ExperimentConfig, load_config
+from det_jupyter.engine.cluster import cluster_target
 from det_jupyter.engine.definition import entrypoint_name, freeze, resolve_entrypoint
 from det_jupyter.engine.presubmit import check_config_fits
 from det_jupyter.engine.submit import (
@@ -77,7 +78,7 @@ def create_experiment(
     config: ExperimentConfig | Mapping[str, object] | str | os.PathLike[str],
     entrypoint: Entrypoint | str | None = None,
     *,
-    cluster: Client | str | None = None,
+    cluster: Client | str | object | None = None,
     load: Callable[..., object] | None = None,
     store: Store | str | os.PathLike[str] | None = None,
     namespace: Mapping[str, object] | None = None,
@@ -96,8 +97,9 @@ def create_experiment(
             YAML file. It is validated here, once; the controller gets the validated config.
         entrypoint: a function ``train(ctx)`` or a trial class (``TorchTrial``/``KerasTrial`` subclass),
             or its name; default: the config's ``entrypoint`` name looked up in ``namespace`` (the notebook).
-        cluster: ``None`` for the embedded local cluster, a scheduler address, or a ``Client`` (which
-            makes the submission in-process: the master cannot use this process's client).
+        cluster: ``None`` for the embedded local cluster, a scheduler address, a ``Client`` (which
+            makes the submission in-process: the master cannot use this process's client), or a cluster
+            object of dask-jobqueue / dask-kubernetes / dask-gateway (``engine.cluster.cluster_target``).
         load: optional hook ``load(path, **kwargs) -> model`` used by :meth:`Checkpoint.load` for Core-API code.
         store: the store (default: ``$DET_JUPYTER_HOME/det_jupyter.db``).
         namespace: where to look up a named entrypoint (default: ``__main__``).
@@ -132,6 +134,7 @@ def create_experiment(
     storage_problem = storage.local_path_problem() or storage_access_problem(storage)
     if storage_problem is not None:
         raise ConfigError(storage_problem)  # before any row is written (remote storage: one probe write)
+    cluster = cluster_target(cluster)  # a cluster object: its tcp:// address, else its client
     if master_mode(master, cluster, store) == "process":
         address = cluster if isinstance(cluster, str) else None
         st = open_store(store)
@@ -360,7 +363,9 @@ class Experiment:
         """Stop the experiment for good: running trials checkpoint and end CANCELED."""
         self._store.add_request(self.id, ControlAction.KILL)
 
-    def resume(self, *, cluster: Client | str | None = None, master: MasterMode | None = None) -> Experiment:
+    def resume(
+        self, *, cluster: Client | str | object | None = None, master: MasterMode | None = None
+    ) -> Experiment:
         """Run this experiment again after its controller died (a kernel restart, a killed master).
 
         In ``"process"`` mode (:func:`master_mode`) this makes sure the home's master runs: it reclaims
@@ -381,6 +386,7 @@ class Experiment:
                 f"experiment {self.id} is {row.state.value}: it has ended and there is nothing to resume; "
                 "submit it again (e.g. with a higher max_restarts) to run it once more"
             )
+        cluster = cluster_target(cluster)
         if master_mode(master, cluster, self._store) == "process":
             resume_in_master(self._store, self.id, cluster if isinstance(cluster, str) else None)
         else:

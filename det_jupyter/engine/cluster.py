@@ -1,4 +1,6 @@
-"""Get a Dask client: the embedded local cluster (one worker per GPU, CPU slots otherwise) or an address.
+"""Get a Dask client: the embedded local cluster (one worker per GPU slot, CPU slots otherwise) or an
+external one (an address, a ``Client``, or a cluster object of dask-jobqueue / dask-kubernetes /
+dask-gateway).
 
 Slots are Dask *resources*: a GPU worker offers ``{"GPU": 1}`` and is pinned to its GPU with
 ``CUDA_VISIBLE_DEVICES``; where NVML finds no GPU, each worker offers ``{"CPU": 1}`` (one worker per
@@ -6,12 +8,20 @@ core, at least one). A trial asks for ``{"GPU": slots_per_trial}`` or ``{"CPU": 
 trials queue in Dask when every slot is busy. An external cluster whose workers declare no resources
 runs trials without them (its threads are the slots).
 
+GPU packing, two ways (``docs/deploy.md``): a fractional ``slots_per_trial`` (``0.25`` asks for
+``{GPU: 0.25}``: four such trials share a worker's GPU as threads of one process, on workers with as
+many threads), or ``slots_per_gpu=K`` on the embedded cluster (``$DET_JUPYTER_SLOTS_PER_GPU``): K
+worker *processes* per GPU, admitted by the GPU's free memory (NVML) and each capped at its share
+(:func:`~det_jupyter.worker.gpu.pack_gpus`). Processes are the default for packing because PyTorch's
+memory cap, environment variables and a CUDA error's damage are per process.
+
 The embedded cluster lives as long as the kernel (or until :func:`shutdown_cluster`); every call of
 :func:`cluster` with no address returns a client on it.
 
 Example:
     >>> client = cluster()                          # doctest: +SKIP
     >>> client = cluster("tcp://10.0.0.5:8786")     # doctest: +SKIP
+    >>> client = cluster(SLURMCluster(...))         # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -35,13 +46,17 @@ from distributed import Client, Nanny, Scheduler, SpecCluster
 
 from det_jupyter.config.sections import SlotType
 from det_jupyter.errors import ClusterError
-from det_jupyter.worker.gpu import gpu_inventory
+from det_jupyter.worker.gpu import gpu_inventory, pack_gpus
 
 __all__ = [
+    "SLOTS_PER_GPU_ENV",
+    "PackingWarning",
     "SlotType",
     "cluster",
     "cluster_summary",
+    "cluster_target",
     "dashboard_link",
+    "gpu_worker_specs",
     "local_cluster",
     "probe_scheduler",
     "shutdown_cluster",
@@ -63,26 +78,40 @@ _embedded = _Embedded()
 _embedded_lock = threading.Lock()
 
 
+SLOTS_PER_GPU_ENV = "DET_JUPYTER_SLOTS_PER_GPU"
+"""Default ``slots_per_gpu`` of the embedded cluster (and of preloaded external GPU workers)."""
+
+
+class PackingWarning(UserWarning):
+    """A fractional ``slots_per_trial`` that the cluster's workers cannot pack (too few threads)."""
+
+
 def local_cluster(
     n_workers: int | None = None,
     *,
     gpus: list[int] | None = None,
     dashboard: bool = True,
     memory_limit: str | float | None = "auto",
+    slots_per_gpu: int | None = None,
 ) -> SpecCluster:
-    """Start a local cluster of worker processes: one per GPU, or ``n_workers`` CPU slots.
+    """Start a local cluster of worker processes: one per GPU slot, or ``n_workers`` CPU slots.
 
     Args:
         n_workers: CPU workers when there is no GPU (default: one per core).
         gpus: GPU indices to use (default: all that NVML finds; ``[]`` forces CPU slots).
         dashboard: serve the Dask dashboard on a free loopback port.
         memory_limit: per-worker memory limit (Dask's notation).
+        slots_per_gpu: worker processes (trial slots, ``{"GPU": 1}`` each) per GPU, as far as the
+            GPU's free memory holds them, each with PyTorch's allocator capped at its share
+            (default ``$DET_JUPYTER_SLOTS_PER_GPU``, else 1: one unpacked worker per GPU).
 
     Example:
         >>> c = local_cluster(n_workers=2, dashboard=False)   # doctest: +SKIP
+        >>> c = local_cluster(slots_per_gpu=4)                # doctest: +SKIP
     """
     _refuse_unguarded_main()
-    found = [g.index for g in gpu_inventory()]
+    inventory = gpu_inventory()
+    found = [g.index for g in inventory]
     if gpus is None:
         gpus = found
     elif found and set(gpus) - set(found):
@@ -93,10 +122,12 @@ def local_cluster(
     env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
     specs: dict[str, dict[str, Any]] = {}
     if gpus:
-        for index in gpus:
-            specs[f"gpu-{index}"] = _worker_spec(
-                {"GPU": 1}, {**env, "CUDA_VISIBLE_DEVICES": str(index)}, memory_limit
-            )
+        specs = gpu_worker_specs(
+            [g for g in inventory if g.index in gpus] or [_unknown_gpu(i) for i in gpus],
+            _slots_per_gpu(slots_per_gpu),
+            env,
+            memory_limit,
+        )
     else:
         count = max(1, n_workers if n_workers is not None else (os.cpu_count() or 1))
         for i in range(count):
@@ -204,36 +235,146 @@ def _guard_advice(path: str, line: int) -> str:
     )
 
 
-def _worker_spec(resources: dict[str, float], env: dict[str, str], memory_limit: Any) -> dict[str, Any]:
-    return {
-        "cls": Nanny,
-        "options": {
-            "nthreads": 1,
-            "resources": resources,
-            "env": env,
-            "memory_limit": memory_limit,
-            "host": "127.0.0.1",
-            "silence_logs": logging.WARNING,
-        },
+def _slots_per_gpu(value: int | None) -> int:
+    """``slots_per_gpu`` given, else ``$DET_JUPYTER_SLOTS_PER_GPU``, else 1 (checked: a whole number >= 1)."""
+    if value is None:
+        text = os.environ.get(SLOTS_PER_GPU_ENV, "").strip() or "1"
+        if not text.isdigit() or int(text) < 1:
+            raise ClusterError(
+                f"{SLOTS_PER_GPU_ENV}={text!r}: set it to a whole number of slots per GPU, e.g. 4"
+            )
+        return int(text)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ClusterError(f"local_cluster(slots_per_gpu={value!r}): pass a whole number >= 1, e.g. 4")
+    return value
+
+
+def _unknown_gpu(index: int) -> Any:
+    """A GPU named by index that NVML cannot describe (no NVML): one unpacked slot."""
+    from det_jupyter.worker.gpu import GpuInfo
+
+    return GpuInfo(index, "", "", memory_total_mb=0.0, memory_used_mb=0.0, utilization_percent=float("nan"))
+
+
+def gpu_worker_specs(
+    gpus: list[Any], slots_per_gpu: int, env: dict[str, str], memory_limit: Any = "auto"
+) -> dict[str, dict[str, Any]]:
+    """The embedded cluster's GPU workers: ``slots_per_gpu`` processes per GPU as its free memory allows.
+
+    One process per slot, each ``{"GPU": 1}``, pinned with ``CUDA_VISIBLE_DEVICES`` and, when packed,
+    given ``DET_JUPYTER_GPU_MEMORY_FRACTION`` (applied by the worker preload
+    :mod:`det_jupyter.worker.preload`). A GPU without room for any slot gets no worker (a
+    :class:`PackingWarning` says why); no room anywhere is a :class:`ClusterError`.
+
+    Example:
+        >>> from det_jupyter.worker.gpu import GpuInfo
+        >>> gpu = GpuInfo(0, "GPU-0", "H100", 81920.0, 1024.0, 0.0)
+        >>> sorted(gpu_worker_specs([gpu], 2, {}))
+        ['gpu-0-0', 'gpu-0-1']
+    """
+    specs: dict[str, dict[str, Any]] = {}
+    known = [g for g in gpus if g.memory_total_mb > 0]
+    plan = pack_gpus(known, slots_per_gpu)
+    by_index = {p.index: p for p in plan}
+    for gpu in gpus:
+        packed = by_index.get(gpu.index)  # None: NVML cannot describe it (all slots, no cap)
+        slots = packed.slots if packed is not None else slots_per_gpu
+        if packed is not None and packed.reason:
+            warnings.warn(f"GPU {gpu.index}: {packed.reason}", PackingWarning, stacklevel=3)
+        for k in range(slots):
+            worker_env = {**env, "CUDA_VISIBLE_DEVICES": str(gpu.index)}
+            if packed is not None and packed.memory_fraction is not None:
+                worker_env["DET_JUPYTER_GPU_MEMORY_FRACTION"] = f"{packed.memory_fraction:.4f}"
+            name = f"gpu-{gpu.index}" if slots_per_gpu == 1 else f"gpu-{gpu.index}-{k}"
+            specs[name] = _worker_spec(
+                {"GPU": 1}, worker_env, memory_limit, preload=["det_jupyter.worker.preload"]
+            )
+    if not specs:
+        raise ClusterError(
+            f"no GPU has free memory for a slot of 1/{slots_per_gpu} of it ("
+            + "; ".join(f"GPU {p.index}: {p.reason}" for p in plan)
+            + "); free GPU memory, use fewer slots_per_gpu, or gpus=[] for CPU slots"
+        )
+    return specs
+
+
+def _worker_spec(
+    resources: dict[str, float], env: dict[str, str], memory_limit: Any, *, preload: list[str] | None = None
+) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "nthreads": 1,
+        "resources": resources,
+        "env": env,
+        "memory_limit": memory_limit,
+        "host": "127.0.0.1",
+        "silence_logs": logging.WARNING,
     }
+    if preload:
+        options["preload"] = preload
+    return {"cls": Nanny, "options": options}
 
 
-def cluster(address: str | Client | None = None, **local_options: Any) -> Client:
+def cluster_target(cluster: object) -> str | Client | None:
+    """What ``cluster=`` names, as det_jupyter uses it: ``None``, a scheduler address, or a ``Client``.
+
+    A cluster *object* (dask-jobqueue's ``SLURMCluster``, dask-kubernetes' ``KubeCluster``,
+    dask-gateway's ``GatewayCluster``, a ``LocalCluster``, ...) becomes its ``tcp://`` scheduler
+    address, which the det-jupyter master can join by itself (so the experiment outlives the kernel);
+    one reachable only through its own client (``tls://`` with the object's certificates, dask-gateway's
+    proxy) becomes ``cluster.get_client()``, which makes the submission in-process.
+
+    Raises:
+        TypeError: neither an address, a ``Client`` nor an object with ``scheduler_address`` or
+            ``get_client()``.
+
+    Example:
+        >>> cluster_target("tcp://10.0.0.5:8786")
+        'tcp://10.0.0.5:8786'
+        >>> class Jobqueue:  # what dask-jobqueue / dask-kubernetes cluster objects offer
+        ...     scheduler_address = "tcp://10.0.0.5:8786"
+        >>> cluster_target(Jobqueue())
+        'tcp://10.0.0.5:8786'
+    """
+    if cluster is None or isinstance(cluster, str | Client):
+        return cluster
+    address = getattr(cluster, "scheduler_address", None)
+    if isinstance(address, str) and address.startswith("tcp://"):
+        return address
+    get_client = getattr(cluster, "get_client", None)
+    if callable(get_client):
+        client = get_client()
+        if isinstance(client, Client):
+            return client
+    if isinstance(address, str) and address:
+        return address  # e.g. tls:// with the TLS settings in Dask's config
+    raise TypeError(
+        f"cluster={cluster!r}: pass a scheduler address ('tcp://host:8786'), a distributed.Client, or a "
+        "cluster object with a scheduler_address or get_client() (dask-jobqueue, dask-kubernetes, "
+        "dask-gateway), or None for the embedded local cluster"
+    )
+
+
+def cluster(address: str | Client | object | None = None, **local_options: Any) -> Client:
     """A Dask client for experiments.
 
     Args:
         address: ``None`` for the embedded local cluster (started on first use) or, when the
             ``DET_JUPYTER_CLUSTER`` environment variable names a scheduler, that cluster; a scheduler
-            address (``tcp://host:8786``) for an external cluster; or an existing :class:`distributed.Client`.
-        **local_options: passed to :func:`local_cluster` when the embedded cluster starts.
+            address (``tcp://host:8786``) for an external cluster; an existing :class:`distributed.Client`;
+            or a cluster object (dask-jobqueue, dask-kubernetes, dask-gateway: see :func:`cluster_target`).
+        **local_options: passed to :func:`local_cluster` when the embedded cluster starts
+            (``n_workers``, ``gpus``, ``slots_per_gpu``, ...).
 
     Workers need nothing installed beyond det_jupyter's dependencies: the per-worker state
     (:class:`~det_jupyter.worker.runtime.TrialWorkerPlugin`) attaches itself on a worker's first trial.
+    GPU workers of an external cluster are best started with ``--preload det_jupyter.worker.preload``
+    (:mod:`det_jupyter.worker.preload`: GPU pinning, memory caps).
 
     Example:
         >>> client = cluster()          # doctest: +SKIP
         >>> client.dashboard_link       # doctest: +SKIP
     """
+    address = cluster_target(address)
     if address is None and os.environ.get("DET_JUPYTER_CLUSTER"):
         address = os.environ[
             "DET_JUPYTER_CLUSTER"
@@ -350,19 +491,41 @@ def shutdown_cluster() -> None:
         _embedded.external.clear()
 
 
-def slot_resource(client: Client, slots_per_trial: int, slot_type: SlotType = "auto") -> str | None:
+def slot_resource(client: Client, slots_per_trial: float, slot_type: SlotType = "auto") -> str | None:
     """The Dask resource a trial asks for (``"GPU"``, ``"CPU"``, or ``None`` if workers declare none).
 
     Raises :class:`ClusterError` when workers exist but none offers ``slots_per_trial`` such slots.
+    Warns (:class:`PackingWarning`) when a fractional ``slots_per_trial`` cannot pack on any worker:
+    Dask runs at most ``nthreads`` tasks at once on a worker, so ``{GPU: 0.25}`` trials share a
+    ``GPU=1`` worker only if it has several threads.
     """
-    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    workers = list(client.scheduler_info(n_workers=-1)["workers"].values())
     names = [str(w.get("name", w.get("id", ""))) for w in workers]
-    return slot_resource_of([w.get("resources") or {} for w in workers], slots_per_trial, slot_type, names)
+    name = slot_resource_of([w.get("resources") or {} for w in workers], slots_per_trial, slot_type, names)
+    if name is not None and 0 < slots_per_trial < 1 and workers:
+        packs = max(
+            min(
+                int(w.get("nthreads") or 1),
+                int(float((w.get("resources") or {}).get(name, 0)) / slots_per_trial),
+            )
+            for w in workers
+        )
+        if packs <= 1:
+            warnings.warn(
+                f"resources.slots_per_trial={slots_per_trial} asks for a share of a {name} slot, but no worker "
+                f"can run two such trials at once (one thread, or too small a {name} resource): trials run "
+                "one at a time per worker. Start workers with several threads (dask worker --nthreads 4 "
+                f"--resources {name}=1), or on the embedded cluster use slots_per_gpu "
+                f"(${SLOTS_PER_GPU_ENV}=4) and slots_per_trial: 1",
+                PackingWarning,
+                stacklevel=2,
+            )
+    return name
 
 
 def slot_resource_of(
     workers: list[dict[str, float]],
-    slots_per_trial: int,
+    slots_per_trial: float,
     slot_type: SlotType = "auto",
     names: list[str] | None = None,
 ) -> str | None:
@@ -371,6 +534,8 @@ def slot_resource_of(
     Example:
         >>> slot_resource_of([{"CPU": 1}, {"CPU": 1}], 1)
         'CPU'
+        >>> slot_resource_of([{"GPU": 1}], 0.25)
+        'GPU'
     """
     capacity: dict[str, float] = {}
     for resources in workers:
@@ -395,7 +560,8 @@ def slot_resource_of(
         have = capacity.get(name, 0.0)
         raise ClusterError(
             f"resources.slots_per_trial={slots_per_trial} needs a worker with {slots_per_trial} {name} "
-            f"slot(s), but the largest worker offers {have:g}; set resources.slots_per_trial to {max(int(have), 1)}"
+            f"slot(s), but the largest worker offers {have:g}; set resources.slots_per_trial to "
+            f"{max(int(have), 1) if have >= 1 else f'{have:g} or less'}"
             " or add bigger workers"
         )
     return name

@@ -123,15 +123,18 @@ def submit_inprocess(
     from det_jupyter.engine.cluster import cluster as get_client
     from det_jupyter.engine.controller import Controller
     from det_jupyter.engine.launcher import DaskLauncher
+    from det_jupyter.engine.worker_env import prepare_workers
 
     # the kernel's embedded cluster dies with it: record no address, so a master can take over
     embedded = cluster is None and not os.environ.get("DET_JUPYTER_CLUSTER")
+    client = get_client(cluster)
     launcher = DaskLauncher(
-        get_client(cluster),
+        client,
         cfg.resources.slots_per_trial,
         cfg.resources.slot_type,
         record_address=not embedded,
     )
+    prepare_workers(client, cfg, blob)  # environment.pip installed, versions checked: before any row
     with st.transaction():  # the row is born owned, so a running master never picks it up
         exp_id = st.create_experiment(
             name=cfg.name,
@@ -196,7 +199,9 @@ def submit_to_master(
     Example:
         >>> exp_id = submit_to_master(cfg, "train", blob, None, 42, None, store)   # doctest: +SKIP
     """
+    from det_jupyter.engine.cluster import cluster as get_client
     from det_jupyter.engine.cluster import slot_resource_of
+    from det_jupyter.engine.worker_env import prepare_workers
     from det_jupyter.master import ensure_master, poke
 
     address = cluster or os.environ.get("DET_JUPYTER_CLUSTER") or None
@@ -204,6 +209,10 @@ def submit_to_master(
     if address is None:  # an external cluster's slots are checked by the master (ERROR with the fix)
         resources = [dict(w.get("resources") or {}) for w in info.workers]
         slot_resource_of(resources, cfg.resources.slots_per_trial, cfg.resources.slot_type)
+        if cfg.environment.pip and info.scheduler:  # the master's workers share this environment
+            prepare_workers(get_client(info.scheduler), cfg, blob)
+    else:  # the kernel froze the entrypoint: its versions are the ones the workers must match
+        prepare_workers(get_client(address), cfg, blob)
     with st.transaction():
         exp_id = st.create_experiment(
             name=cfg.name,
