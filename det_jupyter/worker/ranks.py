@@ -281,7 +281,12 @@ class LogRelay:
             rank = int(conn.recv())
             while True:
                 lines = conn.recv()
-                self._ctx._emit(Log(tuple(LogLine(float(ts), f"[rank={rank}] {text}") for ts, text in lines)))
+                tag = f"[rank={rank}] "  # lines a launcher's wrap_rank already tagged keep their tag
+                self._ctx._emit(
+                    Log(
+                        tuple(LogLine(float(ts), t if t.startswith("[rank=") else tag + t) for ts, t in lines)
+                    )
+                )
         except (EOFError, OSError):
             pass
         finally:
