@@ -161,3 +161,20 @@ def test_two_trials_on_one_worker_download_once(
         assert object_gets(s3_server, s3_bucket, f"datasets/iris/{rel}") == 1
     for t in trials:
         assert not any(s3_bucket.secret_key in line for line in t.logs())
+
+
+def test_command_trials_get_remote_data_as_DATA_DIR(
+    s3_bucket: S3Bucket, dask_client: Any, tmp_path: Path
+) -> None:
+    url = upload_data(s3_bucket)
+    config = {
+        "name": "s3-data-command",
+        "entrypoint": 'sh -c "cat $DATA_DIR/train.csv $DATA_DIR/labels/names.txt"',
+        "searcher": {"name": "single", "metric": "loss"},
+        "data": {"data_dir": url, "storage_options": options(s3_bucket)},
+        "checkpoint_storage": {"host_path": str(tmp_path / "checkpoints")},
+    }
+    exp = det_jupyter.create_experiment(config, cluster=dask_client, store=tmp_path / "det.db")
+    assert exp.wait(timeout=120) == ExperimentState.COMPLETED, exp.error
+    [trial] = exp.trials()
+    assert trial.logs() == "".join(DATA_FILES.values()).splitlines()
