@@ -56,6 +56,7 @@ __all__ = [
     "cluster_summary",
     "cluster_target",
     "dashboard_link",
+    "disconnect",
     "gpu_worker_specs",
     "local_cluster",
     "probe_scheduler",
@@ -476,6 +477,19 @@ def _first_bytes(sock: socket.socket, deadline: float, wait: float) -> bytes:
             break
         data += chunk
     return data
+
+
+def disconnect(address: str) -> None:
+    """Close this process's client of the external cluster at ``address`` (a later :func:`cluster`
+    reconnects); the cluster itself keeps running.
+
+    Example:
+        >>> disconnect("tcp://10.0.0.5:8786")   # no client of it: nothing to do
+    """
+    with _embedded_lock:
+        client = _embedded.external.pop(address, None)
+    if client is not None:
+        client.close()
 
 
 def shutdown_cluster() -> None:
