@@ -49,7 +49,6 @@ __all__ = [
 _CONTAINER = "trials run in the Dask workers' own Python environment, not in a container"
 _SCHEDULER = "Dask schedules the trials (slots come from `slots_per_trial` and the workers' resources)"
 _HPC = "det_jupyter schedules on Dask: start Dask workers on Slurm/PBS with dask-jobqueue instead"
-_NOT_APPLIED = "stored, but not applied by det_jupyter"
 
 IGNORED: dict[str, str] = {
     "bind_mounts": _CONTAINER + "; use paths the workers can read directly",
@@ -65,11 +64,6 @@ IGNORED: dict[str, str] = {
     "optimizations": "Determined's Horovod settings; distributed training uses torch.distributed",
     "data_layer": "removed from Determined in 0.19.10",
     "preemption_timeout": "preemption here is the trial's own should_stop(); there is no timeout",
-    "scheduling_unit": _NOT_APPLIED + ": the trial code decides how often it reports",
-    "checkpoint_policy": _NOT_APPLIED + ": TorchTrial / KerasTrial checkpoint at min_checkpoint_period, "
-    "at the end and when stopped, never because of a validation",
-    "perform_initial_validation": _NOT_APPLIED + ": TorchTrial / KerasTrial validate first at "
-    "min_validation_period (or after the first epoch)",
     **{
         f"environment.{key}": _CONTAINER
         for key in (
@@ -104,9 +98,6 @@ IGNORED: dict[str, str] = {
 }
 """Every setting det_jupyter accepts and ignores, by dotted path, with why."""
 
-_DEFAULTS = {"checkpoint_policy": "best", "perform_initial_validation": False}
-"""Settings whose Determined default is what det_jupyter does anyway: ignoring them loses nothing."""
-
 
 def _get(cfg: ExperimentConfig, path: str) -> Any:
     obj: Any = cfg
@@ -118,8 +109,9 @@ def _get(cfg: ExperimentConfig, path: str) -> Any:
 def ignored_settings(cfg: ExperimentConfig) -> list[tuple[str, str]]:
     """The ignored settings ``cfg`` sets to something that would matter, each as ``(path, why)``.
 
-    A setting left empty, ``false`` or at the value det_jupyter behaves as anyway (``debug: false``,
-    ``resource_pool: ""``, ``checkpoint_policy: best``) is not listed: ignoring it changes nothing.
+    A setting left empty or ``false`` (``debug: false``, ``resource_pool: ""``) is not listed: ignoring
+    it changes nothing. (``checkpoint_policy``, ``perform_initial_validation`` and ``scheduling_unit``
+    are applied by TorchTrial / KerasTrial: :mod:`det_jupyter.frameworks._common`.)
     A shared_fs ``container_path`` is listed too (it is where Determined mounts ``host_path``).
 
     Example:
@@ -133,8 +125,6 @@ def ignored_settings(cfg: ExperimentConfig) -> list[tuple[str, str]]:
     for path, why in IGNORED.items():
         value = _get(cfg, path)
         if value is None or value is False or value == "" or value == [] or value == {}:
-            continue
-        if _DEFAULTS.get(path, object()) == value:
             continue
         found.append((path, why))
     storage = cfg.checkpoint_storage

@@ -377,6 +377,9 @@ def trial_spec(
         topic=topic,
         run_key=run.key,
         experiment_key=experiment_key,
+        perform_initial_validation=bool(cfg.perform_initial_validation),
+        checkpoint_policy=cfg.checkpoint_policy or "best",  # Determined's default
+        scheduling_unit=cfg.scheduling_unit,
     )
 
 

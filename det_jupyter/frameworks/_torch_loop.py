@@ -1,7 +1,8 @@
 """The training loop behind :meth:`TorchTrial.run_trial <det_jupyter.frameworks.torch.TorchTrial.run_trial>`.
 
 Kept apart from the public class so that ``torch.py`` reads as the user's contract and this file as
-the mechanics: device moves, restore, the batch loop, validation, checkpoints, RNG state.
+the mechanics: device moves, restore, the batch loop, validation, checkpoints, RNG state. When to
+validate, checkpoint, report and finish is :class:`~det_jupyter.frameworks._common.Schedule`'s to say.
 
 Checkpoints block the loop only for a snapshot (device→host copies of the weights, optimizer and RNG
 state); serialising and writing the files and the atomic commit run on a writer thread (one write in
@@ -30,7 +31,9 @@ from det_jupyter.frameworks._common import (
     Decision,
     Progress,
     Schedule,
+    TrainingMeans,
     is_warm_start,
+    read_best_validation,
     read_state,
     trial_owner,
     write_state,
@@ -151,6 +154,7 @@ class _Snapshot:
     trainer: dict[str, Any]
     progress: Progress
     validated_at: int | None
+    best_validation: float | None
     module: torch.nn.Module | None = None  # host copy, pickled by value when written
     module_bytes: bytes | None = None  # ... or already pickled, where the module could not be copied
     module_error: str | None = None
@@ -205,6 +209,8 @@ class TorchLoop:
         self.epoch_length = _length(self.train_data)
         self.progress = Progress()
         self.validated_at: int | None = None
+        self.best_validation: float | None = None
+        self._means: TrainingMeans | None = None  # with a scheduling_unit: the unit's reports so far
         self.epoch_rng: dict[str, Any] | None = None
         self._writer = _Writer() if getattr(trial, "checkpoint_in_background", True) else None
 
@@ -229,11 +235,15 @@ class TorchLoop:
 
     def _run(self) -> None:
         resume = self._restore()
-        schedule = Schedule(self.ctx, self.progress, self.validated_at)
+        schedule = Schedule(self.ctx, self.progress, self.validated_at, self.best_validation)
         self.schedule = schedule
+        if schedule.scheduling_unit is not None:
+            self._means = TrainingMeans()
         self.model.train()
         if self._act(schedule.decide(self.progress, stop_requested=self.ctx.should_stop())):
             return
+        if schedule.initial_validation:  # perform_initial_validation, before the first batch
+            self._act(Decision(validate=True))
         batches = self._resume_iterator(resume)
         while True:
             if batches is None:
@@ -267,7 +277,12 @@ class TorchLoop:
         self.progress.batches += 1
         self.progress.batch_in_epoch += 1
         self.progress.records += size
-        self.ctx.report_training_metrics(self.progress.batches, metrics)
+        if self._means is None:
+            self.ctx.report_training_metrics(self.progress.batches, metrics)
+        else:  # scheduling_unit: one report per unit, the mean over its batches
+            self._means.add(metrics)
+            if self.schedule.report_due(self.progress):
+                self.ctx.report_training_metrics(self.progress.batches, self._means.take())
         if self.scheduler is not None and self.trial.lr_scheduler_step == "batch":
             self.scheduler.step()
 
@@ -283,15 +298,20 @@ class TorchLoop:
             self.scheduler.step()
 
     def _act(self, decision: Decision) -> bool:
+        if decision.finish and self._means is not None and self._means.pending:
+            # the partial unit's report, before the validation and checkpoint that end training
+            self.ctx.report_training_metrics(self.progress.batches, self._means.take())
+        checkpoint = decision.checkpoint
         if decision.validate:
-            self._validate()
-        if decision.checkpoint:
+            checkpoint = self._validate() or checkpoint  # checkpoint_policy: all / best
+        if checkpoint:
             self._save()
         if decision.stopped:
             self.ctx.log(f"stopping at batch {self.progress.batches}: the trial was asked to stop")
         return decision.finish
 
-    def _validate(self) -> None:
+    def _validate(self) -> bool:
+        """Validate, report, and say whether the checkpoint policy wants a checkpoint now."""
         self.model.eval()
         sums: dict[str, Any] = {}
         total = 0
@@ -309,7 +329,7 @@ class TorchLoop:
         metrics = {key: float(value / total) for key, value in sums.items()}
         metrics.update(self.progress.metrics(self.epoch_length))
         self.ctx.report_validation_metrics(self.progress.batches, metrics)
-        self.schedule.validated(self.progress)
+        return self.schedule.validated(self.progress, metrics)
 
     # --- checkpoints -----------------------------------------------------------------------------
 
@@ -337,6 +357,7 @@ class TorchLoop:
             },
             progress=self.progress.copy(),
             validated_at=self.schedule.validated_at,
+            best_validation=self.schedule.best,
         )
         if not background:
             snap.state_dict, snap.module = self.model.state_dict(), self.model
@@ -368,6 +389,7 @@ class TorchLoop:
                 validated_at=snap.validated_at,
                 data=self.ctx.data,
                 owner=trial_owner(self.ctx),
+                best_validation=snap.best_validation,
             )
             if self.trial.save_whole_model:
                 error = snap.module_error
@@ -397,6 +419,7 @@ class TorchLoop:
                 self.scheduler.load_state_dict(trainer["lr_scheduler"])
             warm = is_warm_start(path, trial_owner(self.ctx))
             self.progress, self.validated_at, _ = read_state(path, trial_owner(self.ctx))
+            self.best_validation = read_best_validation(path, trial_owner(self.ctx))
         if warm:  # another trial's checkpoint: its weights, a fresh count (and data order)
             self.ctx.log(f"warm start from checkpoint {self.ctx.checkpoint.latest}: training from batch 0")
             return None

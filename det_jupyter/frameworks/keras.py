@@ -22,14 +22,17 @@ Semantics (shared with TorchTrial, see :mod:`det_jupyter.frameworks._common`):
   (counted as ``batch_size`` per batch, capped at the epoch's records when they are known); any other
   ``time_metric`` counts epochs.
 - **Training metrics**: Keras's batch logs (``loss``, ``accuracy``... running means over the epoch) at
-  ``steps`` = batches trained.
+  ``steps`` = batches trained; with ``scheduling_unit: n``, only at every ``n``-th batch (and at the
+  end), where Keras's running means already average the epoch's batches so far.
 - **Validation**, with Keras's names (``val_loss``, ``val_accuracy``...) plus ``batches``, ``epochs``
   and ``records``: each time the ``min_validation_period`` is crossed (none: every epoch end) and at the
   end. Mid-epoch periods (batches, records) evaluate mid-epoch, which restarts the running means of
-  that epoch's training logs.
+  that epoch's training logs. With ``perform_initial_validation: true``, once more before the first
+  batch of a trial that starts from zero (``steps`` 0; needs ``validation_data``).
 - **Checkpoints** (``model.keras`` + ``trial_state.json``, metadata ``format: keras-model``): each
-  ``min_checkpoint_period``, at the end, and when ``ctx.should_stop()`` turns true (checked every batch;
-  training then stops at once).
+  ``min_checkpoint_period``, at the end, when ``ctx.should_stop()`` turns true (checked every batch;
+  training then stops at once), and after validations as ``checkpoint_policy`` says (``best``, the
+  default: the trial's best so far; ``all``; ``none``).
 - **Restore**: weights and optimizer state from the newest checkpoint; fit resumes at
   ``initial_epoch``; an interrupted epoch is finished first (its remaining batches only, in a fresh
   shuffle), so a resumed trial trains as many batches as an uninterrupted one.
@@ -48,6 +51,7 @@ from det_jupyter.frameworks._common import (
     Decision,
     Progress,
     Schedule,
+    read_best_validation,
     read_state,
     trial_owner,
     write_state,
@@ -158,6 +162,7 @@ class DetCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._resumed_partial = False  # this fit started in the middle of an epoch
         self._partial_done = False  # ...and stopped at that epoch's end: fit is called again
         self._warned = False
+        self._unreported: tuple[int, dict[str, Any]] | None = None  # a scheduling_unit's newest logs
 
     @property
     def initial_epoch(self) -> int:
@@ -183,7 +188,8 @@ class DetCallback(keras.callbacks.Callback):  # type: ignore[misc]
             if path is not None:
                 _load_weights(model, path / MODEL_FILE)
                 self.progress, validated_at, _ = read_state(path, trial_owner(self.ctx))
-                self.schedule = Schedule(self.ctx, self.progress, validated_at)
+                best = read_best_validation(path, trial_owner(self.ctx))
+                self.schedule = Schedule(self.ctx, self.progress, validated_at, best)
                 restored = True
         if restored:
             self.ctx.log(
@@ -199,15 +205,21 @@ class DetCallback(keras.callbacks.Callback):  # type: ignore[misc]
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._steps = self.params.get("steps") or self._steps
         self._resumed_partial = self.progress.batch_in_epoch > 0
+        if self.schedule.initial_validation and not self.finished:  # perform_initial_validation
+            self.schedule.initial_validation = False  # once, even without validation data
+            self._pending |= Decision(validate=True)
+            self._act()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         p = self.progress
         p.batches += 1
         p.batch_in_epoch += 1
         p.records = self._records()
-        if logs:
-            self.ctx.report_training_metrics(p.batches, logs)
         self._pending |= self.schedule.decide(p, stop_requested=self.ctx.should_stop())
+        if logs:
+            self._unreported = (p.batches, dict(logs))
+            if self._pending.finish or self.schedule.report_due(p):
+                self._report_training()
         at_epoch_end = self._steps is not None and p.batch_in_epoch >= self._steps
         if self._pending.finish:
             self.model.stop_training = True
@@ -243,16 +255,24 @@ class DetCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
     def _act(self, epoch_logs: dict[str, Any] | None = None) -> None:
         pending, self._pending = self._pending, Decision()
+        if pending.finish:
+            self._report_training()  # a partial scheduling_unit's logs, before the end's validation
+        checkpoint = pending.checkpoint
         if pending.validate:
             metrics = self._validation_metrics(epoch_logs)
             if metrics is not None:
                 self.ctx.report_validation_metrics(self.progress.batches, metrics)
-                self.schedule.validated(self.progress)
-        if pending.checkpoint:
+                checkpoint = self.schedule.validated(self.progress, metrics) or checkpoint
+        if checkpoint:
             self._save()
         if pending.finish:
             self.finished = True
             self.model.stop_training = True
+
+    def _report_training(self) -> None:
+        if self._unreported is not None:
+            (steps, logs), self._unreported = self._unreported, None
+            self.ctx.report_training_metrics(steps, logs)
 
     def _validation_metrics(self, epoch_logs: dict[str, Any] | None) -> dict[str, Any] | None:
         val_logs = {k: v for k, v in (epoch_logs or {}).items() if k.startswith("val_")}
@@ -283,6 +303,7 @@ class DetCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 validated_at=self.schedule.validated_at,
                 data=self.ctx.data,
                 owner=trial_owner(self.ctx),
+                best_validation=self.schedule.best,
             )
         self.schedule.checkpointed(self.progress)
 

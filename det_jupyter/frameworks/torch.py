@@ -32,14 +32,20 @@ Loop semantics of :meth:`TorchTrial.run_trial` (see :mod:`det_jupyter.frameworks
   other ``time_metric`` counts epochs. With an endless training iterable (no ``len()``, never ends),
   ``records_per_epoch`` marks where an epoch ends.
 - **Training metrics**, every batch at ``steps`` = batches trained: what ``train_batch`` returns
-  (``loss`` when it returns a tensor; tensors are detached, never synced per step) plus ``lr``.
+  (``loss`` when it returns a tensor; tensors are detached, never synced per step) plus ``lr``. With
+  ``scheduling_unit: n``, one report per ``n`` batches instead, at the unit's last batch, each metric
+  the mean over the unit's batches (and one for a partial unit when training finishes).
 - **Validation**: every ``min_validation_period`` (each time progress crosses a multiple of it; none
-  means once per epoch) and at the end. Metrics are ``evaluate_batch``'s, averaged over the validation
+  means once per epoch) and at the end; with ``perform_initial_validation: true`` also once before the
+  first batch of a trial starting from zero (``steps`` 0; a warm start measures the weights it loaded).
+  Metrics are ``evaluate_batch``'s, averaged over the validation
   set weighted by batch size (defaults: ``val_loss``, ``val_accuracy``), plus ``batches``,
   ``epochs`` (float: completed epochs + fraction of the current one) and ``records``.
-- **Checkpoints**: every ``min_checkpoint_period`` (none means only at the end), at the end, and when
+- **Checkpoints**: every ``min_checkpoint_period`` (none means only at the end), at the end, when
   ``ctx.should_stop()`` turns true (checked after every batch; the loop then returns without an extra
-  validation). Nothing is saved if no batch was trained since the last checkpoint. Training waits only
+  validation), and after a validation as ``checkpoint_policy`` says: ``best`` (Determined's default)
+  when it is the trial's best so far by ``searcher.metric``, ``all`` after every one, ``none`` never.
+  Nothing is saved if no batch was trained since the last checkpoint. Training waits only
   for a host copy of the state; the files are written and committed on a background thread
   (``checkpoint_in_background``), and the trial returns only after its last checkpoint is committed.
 - **Restore**: model, optimizer, LR scheduler, progress and RNG state come back from the newest

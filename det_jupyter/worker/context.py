@@ -105,6 +105,9 @@ class TrialSpec:
     topic: str = ""
     run_key: str = ""
     experiment_key: str = ""
+    perform_initial_validation: bool = False
+    checkpoint_policy: str = "best"
+    scheduling_unit: int | None = None
 
 
 class TrialContext:

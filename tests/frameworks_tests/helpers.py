@@ -15,6 +15,7 @@ def make_context(
     hparams: dict[str, Any] | None = None,
     *,
     metric: str = "val_loss",
+    smaller_is_better: bool = True,
     time_metric: str = "batches",
     max_time: int = 10,
     validation_period: tuple[str, int] | None = None,
@@ -22,15 +23,24 @@ def make_context(
     records_per_epoch: int | None = None,
     latest: TrialContext | None = None,
     seed: int = 7,
+    checkpoint_policy: str = "none",
+    perform_initial_validation: bool = False,
+    scheduling_unit: int | None = None,
+    trial_id: int = 1,
 ) -> TrialContext:
-    """A local TrialContext; ``latest=<a previous run's context>`` resumes from its newest checkpoint."""
+    """A local TrialContext; ``latest=<a previous run's context>`` resumes from its newest checkpoint.
+
+    ``checkpoint_policy`` defaults to ``none`` (not Determined's ``best``), so tests that count
+    checkpoints see only the period / end / stop rules; ``test_policies.py`` passes each policy.
+    ``latest`` with another ``trial_id`` is a warm start (another trial's checkpoint).
+    """
     spec = TrialSpec(
         experiment_id=1,
-        trial_id=1,
-        run_id=0 if latest is None else latest.run_id + 1,
+        trial_id=trial_id,
+        run_id=0 if latest is None or latest.trial_id != trial_id else latest.run_id + 1,
         hparams=dict(hparams or {"global_batch_size": 16}),
         metric=metric,
-        smaller_is_better=True,
+        smaller_is_better=smaller_is_better,
         time_metric=time_metric,
         max_time=max_time,
         storage_url=str(storage),
@@ -41,6 +51,9 @@ def make_context(
         min_validation_period=validation_period,
         min_checkpoint_period=checkpoint_period,
         records_per_epoch=records_per_epoch,
+        checkpoint_policy=checkpoint_policy,
+        perform_initial_validation=perform_initial_validation,
+        scheduling_unit=scheduling_unit,
     )
     return TrialContext(spec, ListSink(), flush_interval=0.0)
 
