@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from det_jupyter.errors import CheckpointError, ConfigError, DetJupyterError, FieldError
+from det_jupyter.server.palette import format_percent
+from det_jupyter.store.progress import experiment_progress
 
 if TYPE_CHECKING:
     from det_jupyter.config import ExperimentConfig
@@ -156,7 +158,8 @@ def _list(store: Store, *, ibm: bool) -> int:
         if column:
             shown = _ibm_experiment_state(store, row.id) if ibm or is_from_manifest(row.config) else "-"
             ibm_col = f"{shown:<10}"
-        print(f"{row.id:>4}  {row.state.value:<17} {ibm_col}{row.progress:>8.0%}  {n:>6}  {row.name}")
+        progress = format_percent(experiment_progress(row, store.list_trials(row.id)))  # work done
+        print(f"{row.id:>4}  {row.state.value:<17} {ibm_col}{progress:>8}  {n:>6}  {row.name}")
     return 0
 
 
@@ -167,7 +170,8 @@ def _describe(store: Store, experiment_id: int, *, ibm: bool) -> int:
     row = store.get_experiment(experiment_id)
     ibm = ibm or is_from_manifest(row.config)
     state = row.state.value + (f" (IBM: {_ibm_experiment_state(store, row.id)})" if ibm else "")
-    print(f"experiment {row.id} {row.name!r}: {state}, progress {row.progress:.0%}")
+    progress = format_percent(experiment_progress(row, store.list_trials(row.id)))  # work done
+    print(f"experiment {row.id} {row.name!r}: {state}, progress {progress}")
     if row.error:
         print(f"error: {row.error}")
     print(json.dumps(redact_config(row.config), indent=2))  # secrets shown as ********
@@ -222,7 +226,7 @@ def describe_json(store: Store, experiment_id: int, *, ibm: bool = True) -> dict
         "description": row.description,
         "state": row.state.value,
         "ibm_state": _ibm_experiment_state(store, row.id) if ibm else None,
-        "progress": row.progress,
+        "progress": experiment_progress(row, store.list_trials(experiment_id)),
         "error": row.error,
         "created_at": row.created_at,
         "ended_at": row.ended_at,

@@ -20,15 +20,11 @@ from det_jupyter.config import ExperimentConfig
 from det_jupyter.config.redact import redact_config
 from det_jupyter.config.searcher import SearcherConfig
 from det_jupyter.errors import ConfigError
-from det_jupyter.notebook.widget.html import (
-    STATE_COLORS,
-    errors_html,
-    format_duration,
-    format_hparams,
-    format_value,
-)
+from det_jupyter.notebook.widget.html import errors_html, format_hparams, format_value, state_css
 from det_jupyter.searcher.ranking import best_of, best_value
+from det_jupyter.server.palette import format_duration, format_percent
 from det_jupyter.store import ExperimentRow, Store
+from det_jupyter.store.progress import experiment_progress
 
 __all__ = [
     "Report",
@@ -74,7 +70,7 @@ def _table(head: list[str], rows: list[list[str]], html_rows: list[list[str]] | 
 
 
 def _colored(state: str) -> str:
-    return f'<span style="color:{STATE_COLORS.get(state, "inherit")}">{html.escape(state)}</span>'
+    return f'<span style="color:{state_css(state)}">{html.escape(state)}</span>'
 
 
 def _searcher(e: ExperimentRow) -> SearcherConfig | None:
@@ -91,9 +87,10 @@ def experiment_list(store: Store) -> Report:
     for e in store.list_experiments():
         counts = store.trial_counts(e.id)
         searcher = _searcher(e)
+        trials = store.list_trials(e.id)
         best = (
             best_value(
-                (t.best_validation for t in store.list_trials(e.id)),
+                (t.best_validation for t in trials),
                 smaller_is_better=searcher.smaller_is_better,
             )
             if searcher is not None
@@ -104,7 +101,7 @@ def experiment_list(store: Store) -> Report:
                 str(e.id),
                 e.name,
                 e.state.value,
-                f"{e.progress:.0%}",
+                format_percent(experiment_progress(e, trials)),
                 str(sum(counts.values())),
                 f"{searcher.name} ({searcher.metric})" if searcher is not None else "? (?)",
                 format_value(best),
@@ -126,7 +123,7 @@ def experiment_description(store: Store, experiment_id: int) -> Report:
     counts = {s.value: n for s, n in store.trial_counts(experiment_id).items()}
     elapsed = (e.ended_at or time.time()) - e.created_at
     lines = [
-        f"experiment {e.id} {e.name!r}: {e.state.value}, progress {e.progress:.0%}, elapsed {format_duration(elapsed)}",
+        f"experiment {e.id} {e.name!r}: {e.state.value}, progress {format_percent(experiment_progress(e, trials))}, elapsed {format_duration(elapsed)}",
         f"searcher: {searcher.name} on {searcher.metric} ({'smaller' if smaller else 'larger'} is better)",
         "trials: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none yet"),
     ]

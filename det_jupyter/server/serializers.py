@@ -34,8 +34,10 @@ from det_jupyter.server.wire_models import (
     TrialSummaryModel,
     WorkerModel,
 )
-from det_jupyter.states import ExperimentState, TrialState
+from det_jupyter.states import ExperimentState
 from det_jupyter.store import CheckpointRow, ExperimentRow, LogRow, MetricRow, TrialRow, TrialStats
+from det_jupyter.store.progress import Plan, experiment_progress, plan_of
+from det_jupyter.store.progress import trial_progress as _trial_progress
 from det_jupyter.worker.gpu import GpuInfo
 
 __all__ = [
@@ -58,9 +60,6 @@ __all__ = [
     "trial_progress",
     "work_progress",
 ]
-
-# Trials that will train no more and did all the searcher asked of them: they count whole in progress.
-_DONE = (TrialState.COMPLETED, TrialState.STOPPED)
 
 
 def json_safe(value: Any) -> Any:
@@ -103,8 +102,7 @@ def _searcher(config: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def max_time_of(config: Mapping[str, Any]) -> float | None:
     """The searcher's ``max_time`` of a stored config (``None`` when unset: the trial's code decides)."""
-    value = _num(_searcher(config).get("max_time"))
-    return value if value is not None and value > 0 else None
+    return plan_of(config).max_time
 
 
 def planned_trials(config: Mapping[str, Any]) -> int | None:
@@ -112,55 +110,32 @@ def planned_trials(config: Mapping[str, Any]) -> int | None:
 
     >>> planned_trials({"searcher": {"name": "random", "max_trials": 8}})
     8
-    >>> planned_trials({"searcher": {"name": "grid"}, "hyperparameters": {"x": {"type": "categorical", "vals": [1, 2, 3]}}})
-    3
     >>> planned_trials({"searcher": {"name": "single"}}), planned_trials({}) is None
     (1, True)
     """
-    from det_jupyter.errors import DetJupyterError
-    from det_jupyter.hparams import parse_hyperparameters
-
-    searcher = _searcher(config)
-    name = searcher.get("name")
-    if name == "single":
-        return 1
-    if name == "grid":
-        try:
-            return parse_hyperparameters(config.get("hyperparameters") or {}).grid_size()
-        except (DetJupyterError, ValueError, TypeError):
-            return None
-    value = searcher.get("max_trials")
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    return plan_of(config).trials
 
 
-def trial_progress(row: TrialRow, max_time: float | None) -> float | None:
-    """How much of its planned length a trial trained, in [0, 1]; 1 once COMPLETED or STOPPED.
+def trial_progress(row: TrialRow, plan: Plan | float | None) -> float | None:
+    """How much of its planned length a trial trained, in [0, 1] (:func:`det_jupyter.store.progress.trial_progress`).
 
-    ``None`` when nothing sets a length (``max_time`` unset: the trial's own code decides).
+    ``plan``: its experiment's :class:`~det_jupyter.store.progress.Plan`, or only its ``max_time``
+    (the unit unknown: the length the searcher heard of counts).
     """
-    if row.state in _DONE:
-        return 1.0
-    if max_time is None:
-        return None
-    return max(0.0, min(1.0, float(row.searcher_time) / max_time))
+    if not isinstance(plan, Plan):
+        plan = Plan(trials=None, max_time=plan)
+    return _trial_progress(
+        row.state, searcher_time=row.searcher_time, steps_completed=row.steps_completed, plan=plan
+    )
 
 
 def work_progress(row: ExperimentRow, trials: Sequence[TrialRow]) -> float:
-    """The work an experiment did, in [0, 1] (what its progress bar shows; see ``progress`` in the wire).
+    """The work an experiment did, in [0, 1]: :func:`det_jupyter.store.progress.experiment_progress`.
 
-    Trials COMPLETED or STOPPED by the searcher count whole; the others by the length they trained
-    (or 0 without a ``max_time``); trials not created yet count 0, out of :func:`planned_trials`.
-    A COMPLETED experiment is 1; a killed one keeps what it did (the engine's own ``progress`` is
-    1 for every ended experiment). Without a plan it falls back to the searcher's progress.
+    The one definition every surface shows (a killed experiment keeps what it did; the engine's
+    own ``progress``, the searcher's, is 1 for every ended experiment and travels as ``searcher_progress``).
     """
-    if row.state == ExperimentState.COMPLETED:
-        return 1.0
-    planned = max(planned_trials(row.config) or 0, len(trials))
-    if planned == 0:
-        return 0.0 if row.state.is_terminal else max(0.0, min(1.0, float(row.progress)))
-    max_time = max_time_of(row.config)
-    done = sum(trial_progress(t, max_time) or 0.0 for t in trials)
-    return max(0.0, min(1.0, done / planned))
+    return experiment_progress(row, trials)
 
 
 def best_trial_id(trials: Sequence[TrialRow], *, smaller_is_better: bool) -> int | None:
@@ -227,9 +202,9 @@ def serialize_experiment_summary(
 
 
 def serialize_trial_summary(
-    row: TrialRow, *, max_time: float | None = None, best_id: int | None = None
+    row: TrialRow, *, max_time: float | None = None, best_id: int | None = None, plan: Plan | None = None
 ) -> TrialSummaryModel:
-    """A trial row for a trial table (``max_time``: its experiment's; ``best_id``: its best trial)."""
+    """A trial row for a trial table (``plan`` or only ``max_time``: its experiment's; ``best_id``: its best trial)."""
     return {
         "id": row.id,
         "experiment_id": row.experiment_id,
@@ -239,7 +214,7 @@ def serialize_trial_summary(
         "restarts": row.restarts,
         "steps_completed": row.steps_completed,
         "searcher_time": float(row.searcher_time),
-        "progress": trial_progress(row, max_time),
+        "progress": trial_progress(row, plan if plan is not None else max_time),
         "is_best": best_id is not None and row.id == best_id,
         "best_validation": _num(row.best_validation),
         "latest_validation": _num(row.latest_validation),
@@ -263,7 +238,7 @@ def serialize_experiment_detail(
     and the page ``[offset, offset + limit)`` of ``trials`` (all of its trials, in creation order)."""
     summary = serialize_experiment_summary(row, stats, best_values, trials)
     page = [
-        serialize_trial_summary(t, max_time=summary["max_time"], best_id=summary["best_trial_id"])
+        serialize_trial_summary(t, plan=plan_of(row.config), best_id=summary["best_trial_id"])
         for t in trials[offset : offset + limit]
     ]
     return {

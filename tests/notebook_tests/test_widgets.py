@@ -492,7 +492,7 @@ def test_progress_counts_work_done_not_the_end(store: Store) -> None:
     assert model.eta() is None  # ended
     from det_jupyter.notebook.widget.html import header_html, progress_text
 
-    assert progress_text(model) == "40 % of 4 × 300 batches"
+    assert progress_text(model) == "40% of 4 × 300 batches"  # palette.format_percent
     assert "trials: 3 of 4 created (0 completed, 1 stopped early, 1 canceled, 1 errored, 0 running)" in (
         header_html(model)
     )

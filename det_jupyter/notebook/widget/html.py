@@ -4,9 +4,11 @@ Pure functions of a :class:`~det_jupyter.notebook.widget.model.WidgetModel`, so 
 browser and reused by the ``%det`` magics. Colours come from JupyterLab's CSS variables, with
 fallbacks for classic notebooks and static renders.
 
+Colours and number formats are the sidebar's (:mod:`det_jupyter.server.palette`).
+
 Example:
-    >>> format_duration(3725)
-    '1h 02m 05s'
+    >>> format_value(0.000012345)
+    '1.23e-5'
 """
 
 from __future__ import annotations
@@ -15,54 +17,59 @@ import html
 from typing import Any
 
 from det_jupyter.notebook.widget.model import TableRow, WidgetModel
+from det_jupyter.server.palette import (
+    BEST_MARK,
+    NO_VALUE,
+    STATE_COLORS,
+    format_duration,
+    format_metric,
+    format_percent,
+)
 from det_jupyter.states import ExperimentState, TrialState
 from det_jupyter.store import CheckpointRow, LogRow
 
 __all__ = [
-    "STATE_COLORS",
     "errors_html",
-    "format_duration",
     "format_hparams",
     "format_value",
     "header_html",
     "load_code",
     "load_hint_html",
     "progress_text",
+    "state_css",
     "trial_detail_html",
     "trial_table_html",
 ]
 
-STATE_COLORS = {
-    "ACTIVE": "var(--jp-info-color1, #0b7285)",
-    "QUEUED": "var(--jp-ui-font-color2, #666)",
-    "PAUSED": "var(--jp-warn-color1, #e67700)",
-    "STOPPING_CANCELED": "var(--jp-warn-color1, #e67700)",
-    "COMPLETED": "var(--jp-success-color1, #2b8a3e)",
-    "STOPPED": "var(--jp-ui-font-color1, #333)",
-    "CANCELED": "var(--jp-warn-color0, #c92a2a)",
-    "ERROR": "var(--jp-error-color1, #c92a2a)",
-}
 _TABLE_STYLE = "border-collapse:collapse;font-size:var(--jp-ui-font-size1,13px)"
 _CELL = "padding:2px 8px;border-bottom:1px solid var(--jp-border-color2,#ddd);text-align:left"
 _MAX_TRACEBACK = 6000
 
 
-def format_duration(seconds: float) -> str:
-    """``42s``, ``3m 07s``, ``1h 02m 05s``."""
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s // 3600}h {s % 3600 // 60:02d}m {s % 60:02d}s"
+def state_css(state: str) -> str:
+    """The CSS colour of a state: the sidebar's JupyterLab variable (:mod:`det_jupyter.server.palette`),
+    falling back to its light hex where the variable is missing (classic notebook, static HTML).
+
+    >>> state_css("COMPLETED")
+    'var(--jp-success-color1, #388e3c)'
+    """
+    color = STATE_COLORS.get(state)
+    if color is None:
+        return "inherit"
+    return f"{color['css'][:-1]}, {color['light']})"
 
 
 def format_value(value: Any) -> str:
-    """Numbers to 4 significant digits; ``-`` for None."""
+    """A metric or hyperparameter as every view writes it: numbers by :func:`~det_jupyter.server.palette.format_metric`
+    (4 significant digits), integers and text as they are, ``–`` for none.
+
+    >>> format_value(1 / 12), format_value(32), format_value("relu"), format_value(None)
+    ('0.08333', '32', 'relu', '–')
+    """
     if value is None:
-        return "-"
+        return NO_VALUE
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return format_metric(value)
     return str(value)
 
 
@@ -74,7 +81,7 @@ def format_hparams(hparams: dict[str, Any]) -> str:
 
 
 def _state(state: ExperimentState | TrialState) -> str:
-    color = STATE_COLORS.get(state.value, "inherit")
+    color = state_css(state.value)
     return f'<span style="color:{color};font-weight:600">{state.value}</span>'
 
 
@@ -107,19 +114,19 @@ def header_html(model: WidgetModel, now: float | None = None) -> str:
     if exp.description:
         out += f'<div style="color:var(--jp-ui-font-color2,#666)">{html.escape(exp.description)}</div>'
     if exp.error:
-        color = STATE_COLORS["ERROR"]
+        color = state_css("ERROR")
         out += f'<div style="color:{color}">{html.escape(exp.error)}</div>'
     return f"<div>{out}</div>"
 
 
 def progress_text(model: WidgetModel) -> str:
-    """What the progress bar means, beside it: ``37 % of 4 × 300 batches``.
+    """What the progress bar means, beside it: ``37% of 4 × 300 batches``.
 
     Example:
         >>> progress_text(model)            # doctest: +SKIP
-        '11 % of 1 × 300 batches'
+        '10% of 1 × 300 batches'
     """
-    pct = f"{model.progress() * 100:.0f} %"
+    pct = format_percent(model.progress())
     planned, max_time = model.counts()["planned"], model.searcher.max_time
     if max_time:
         return f"{pct} of {planned} × {max_time} {model.time_metric}"
@@ -136,7 +143,7 @@ def trial_table_html(rows: list[TableRow], metric: str) -> str:
     ]
     for r in rows:
         weight = "font-weight:700;" if r.is_best else ""
-        star = " ★" if r.is_best else ""
+        star = f" {BEST_MARK}" if r.is_best else ""
         cells = [
             f"{r.id}{star}",
             html.escape(format_hparams(r.hparams)),
@@ -163,7 +170,7 @@ def errors_html(errors: list[tuple[int, TrialState, int, str]]) -> str:
             if failed
             else f"trial {trial_id} failed and was restarted ({restarts} restart(s) so far); last error"
         )
-        color = STATE_COLORS["ERROR"] if failed else STATE_COLORS["PAUSED"]
+        color = state_css("ERROR" if failed else "PAUSED")
         blocks.append(
             f'<details{" open" if failed else ""}><summary style="color:{color}">{html.escape(summary)}</summary>'
             f'<pre style="white-space:pre-wrap;font-size:12px">{html.escape(text)}</pre></details>'
@@ -199,7 +206,7 @@ def trial_detail_html(
     from det_jupyter.notebook.widget.model import flatten_hparams
 
     facts = [
-        f"<b>trial {trial.id}</b>{' ★ best' if trial.id == model.best_trial_id else ''}",
+        f"<b>trial {trial.id}</b>{f' {BEST_MARK} best' if trial.id == model.best_trial_id else ''}",
         _state(trial.state),
         f"{trial.steps_completed} {html.escape(model.time_metric)}",
         f"best {html.escape(model.validation_metric)} {format_value(trial.best_validation)}",

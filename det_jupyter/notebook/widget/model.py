@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from det_jupyter.config.searcher import SearcherConfig
 from det_jupyter.searcher.ranking import best_of, is_rankable, rank_key
 from det_jupyter.states import ExperimentState, TrialState
 from det_jupyter.store import ExperimentRow, Store, TrialRow
+from det_jupyter.store.progress import Plan, experiment_progress, plan_of
 
 __all__ = ["Changes", "TableRow", "WidgetModel", "flatten_hparams", "smooth"]
 
@@ -283,20 +285,18 @@ class WidgetModel:
                     ids.append(t.id)
         return xs, ys, ids
 
+    @functools.cached_property
+    def plan(self) -> Plan:
+        """What the config (fixed at submission) plans: trials and their length (:func:`~det_jupyter.store.progress.plan_of`)."""
+        return plan_of(self.experiment.config)
+
     @property
     def planned_trials(self) -> int | None:
         """How many trials the search will create: ``max_trials`` (the grid's size for grid, 1 for single).
 
         ``None`` when it cannot be known ahead (a grid without counts); never less than created so far.
         """
-        planned: int | None = self.searcher.max_trials
-        if self.searcher.name == "single":
-            planned = 1
-        elif self.searcher.name == "grid":
-            try:
-                planned = self.config.hparam_space.grid_size()
-            except Exception:  # a grid the config check let through without counts: unknown
-                planned = None
+        planned = self.plan.trials
         return None if planned is None else max(planned, len(self.trials))
 
     def counts(self) -> dict[str, int]:
@@ -318,25 +318,10 @@ class WidgetModel:
     def progress(self) -> float:
         """The fraction of the planned work done, in [0, 1]: what the progress bar shows.
 
-        1.0 only for a COMPLETED experiment. Otherwise each planned trial counts for 1/planned: fully
-        when it ended COMPLETED or STOPPED (the searcher's plan for it is done), by ``steps / max_time``
-        when it is running, paused, canceled or errored (work it really did), and 0 when not created
-        yet. Without ``max_time`` (the user's code decides the length) a trial's part counts only when
-        it has ended. So a search killed at 32 of 300 steps shows 11 %, not 100 %.
+        The one definition every surface shows (:mod:`det_jupyter.store.progress`): 1.0 only for a
+        COMPLETED experiment, so a search killed at 32 of 300 steps shows 10 %, not 100 %.
         """
-        if self.experiment.state == ExperimentState.COMPLETED:
-            return 1.0
-        planned = self.planned_trials or len(self.trials)
-        if planned == 0:
-            return 0.0
-        max_time = self.searcher.max_time
-        done = 0.0
-        for t in self.trials:
-            if t.state in (TrialState.COMPLETED, TrialState.STOPPED):
-                done += 1.0
-            elif max_time:
-                done += min(1.0, t.steps_completed / max_time)
-        return min(1.0, done / planned)
+        return experiment_progress(self.experiment, self.trials, self.plan)
 
     def elapsed(self, now: float | None = None) -> float:
         """Seconds since the experiment was created (until it ended, once it has)."""

@@ -18,8 +18,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from det_jupyter.notebook.widget.html import STATE_COLORS, format_value
+from det_jupyter.notebook.widget.html import format_value, state_css
 from det_jupyter.notebook.widget.model import SORT_KEYS, WidgetModel, flatten_hparams
+from det_jupyter.server.palette import BEST_MARK
 
 __all__ = ["TABLE_CSS", "TABLE_ESM", "table_payload", "trial_table"]
 
@@ -113,7 +114,7 @@ def table_payload(
     out = []
     for r in rows:
         flat = flatten_hparams(r.hparams)
-        cells = [f"{r.id} ★" if r.is_best else str(r.id)]
+        cells = [f"{r.id} {BEST_MARK}" if r.is_best else str(r.id)]
         cells += [format_value(flat.get(n)) for n in names]
         cells += [r.state.value, str(r.steps), format_value(r.best), str(r.restarts)]
         out.append(
@@ -121,7 +122,7 @@ def table_payload(
                 "id": r.id,
                 "cells": cells,
                 "best": r.is_best,
-                "color": STATE_COLORS.get(r.state.value, "inherit"),
+                "color": state_css(r.state.value),
             }
         )
     return columns, out
