@@ -26,7 +26,9 @@ def test_slots_per_trial_is_refused_at_submit_before_anything_is_written(
     dask_client: Any, tmp_path: Path
 ) -> None:
     store = Store(tmp_path / "det.db")
-    with pytest.raises(ClusterError, match="the largest worker offers 1"):
+    with pytest.raises(
+        ClusterError, match=r"slots_per_trial=64 needs 64 CPU slots .*, but the cluster has 2"
+    ):
         det_jupyter.create_experiment(CONFIG, train, cluster=dask_client, store=store)
     assert store.list_experiments() == []
 

@@ -41,8 +41,9 @@ def test_gpu_workers_are_pinned_one_gpu_each(det_home: Path) -> None:
             assert all(w["resources"] == {"GPU": 1.0} for w in summary["workers"])
             assert summary["slots"]["GPU"] == 2
             assert slot_resource(client, 1) == "GPU"
-            with pytest.raises(ClusterError, match="slots_per_trial=2 needs a worker with 2 GPU"):
-                slot_resource(client, 2)
+            assert slot_resource(client, 2) == "GPU"  # a gang of 2 ranks, one per worker
+            with pytest.raises(ClusterError, match="slots_per_trial=3 needs 3 GPU slots"):
+                slot_resource(client, 3)
             cfg = {
                 "searcher": {"name": "grid", "metric": "val_loss", "max_time": 1, "time_metric": "batches"},
                 "hyperparameters": {"i": {"type": "categorical", "vals": [0, 1, 2, 3]}},

@@ -246,9 +246,9 @@ def test_bad_input_is_refused_before_anything_runs(det_home: Path, dask_client: 
         det_jupyter.create_experiment(
             {**_config(), "entrypoint": "no_such_function"}, cluster=dask_client, namespace={}
         )
-    with pytest.raises(det_jupyter.ClusterError, match="slots_per_trial=2"):
+    with pytest.raises(det_jupyter.ClusterError, match="slots_per_trial=3 needs 3 CPU slots"):
         det_jupyter.create_experiment(
-            {**_config(), "resources": {"slots_per_trial": 2}}, counting_trial, cluster=dask_client
+            {**_config(), "resources": {"slots_per_trial": 3}}, counting_trial, cluster=dask_client
         )
     assert det_jupyter.list_experiments() == []  # nothing half-created
 
