@@ -347,6 +347,8 @@ def trial_spec(
     :func:`~det_jupyter.engine.checkpoint_sync.warm_start_checkpoint`) is where a trial without a
     checkpoint of its own starts (``searcher.source_trial_id`` / ``source_checkpoint_uuid``).
     ``max_time`` is ``None`` when the config gives no training length: the trial code decides.
+    ``checkpoint_policy`` (Determined's default ``best`` when unset), ``perform_initial_validation`` and
+    ``scheduling_unit`` are what TorchTrial / KerasTrial apply (:mod:`det_jupyter.frameworks._common`).
 
     Example:
         >>> spec = trial_spec(cfg, run, experiment_id=1, seed=42, storage=storage, topic="t")  # doctest: +SKIP

@@ -290,3 +290,48 @@ def test_keras_initial_validation_and_scheduling_unit(tmp_path: Path, keras_tria
     assert steps(sink(ctx).validation) == [0, 8, 10]
     assert sink(ctx).validation[0]["metrics"]["batches"] == 0
     assert steps(sink(ctx).training) == [4, 8, 10]  # every 4th batch, and the end
+
+
+# --- from the config to the trial ---------------------------------------------------------------
+
+
+def _spec(**keys: Any) -> Any:
+    from det_jupyter.checkpoints import CheckpointStorage
+    from det_jupyter.config import load_config
+    from det_jupyter.engine.runs import RunRecord, TrialRecord, trial_spec
+
+    cfg = load_config({"searcher": {"name": "single", "metric": "loss"}, **keys}, warn=False)
+    run = RunRecord(TrialRecord(3, 1, {}), 0, "key-3-0")
+    storage = CheckpointStorage("memory://det-jupyter-test-policies")
+    return trial_spec(cfg, run, experiment_id=1, seed=0, storage=storage, topic="t")
+
+
+def test_trial_spec_carries_the_three_keys_with_determineds_defaults() -> None:
+    default = _spec()
+    assert (default.checkpoint_policy, default.perform_initial_validation, default.scheduling_unit) == (
+        "best",
+        False,
+        None,
+    )
+    given = _spec(checkpoint_policy="all", perform_initial_validation=True, scheduling_unit=50)
+    assert (given.checkpoint_policy, given.perform_initial_validation, given.scheduling_unit) == (
+        "all",
+        True,
+        50,
+    )
+
+
+def test_the_three_keys_are_no_longer_in_the_ignored_settings_warning() -> None:
+    from det_jupyter.config import load_config
+    from det_jupyter.config.cluster_only import ignored_settings
+
+    cfg = load_config(
+        {
+            "searcher": {"name": "single", "metric": "loss"},
+            "checkpoint_policy": "none",
+            "perform_initial_validation": True,
+            "scheduling_unit": 10,
+        },
+        warn=False,
+    )
+    assert ignored_settings(cfg) == []
