@@ -200,7 +200,7 @@ def submit_to_master(
         >>> exp_id = submit_to_master(cfg, "train", blob, None, 42, None, store)   # doctest: +SKIP
     """
     from det_jupyter.engine.cluster import cluster as get_client
-    from det_jupyter.engine.cluster import slot_resource_of
+    from det_jupyter.engine.cluster import slot_resource, slot_resource_of
     from det_jupyter.engine.worker_env import prepare_workers
     from det_jupyter.master import ensure_master, poke
 
@@ -211,8 +211,10 @@ def submit_to_master(
         slot_resource_of(resources, cfg.resources.slots_per_trial, cfg.resources.slot_type)
         if cfg.environment.pip and info.scheduler:  # the master's workers share this environment
             prepare_workers(get_client(info.scheduler), cfg, blob)
-    else:  # the kernel froze the entrypoint: its versions are the ones the workers must match
-        prepare_workers(get_client(address), cfg, blob)
+    else:  # slots, packing and versions checked here, with the kernel's versions (it froze the entrypoint)
+        client = get_client(address)
+        slot_resource(client, cfg.resources.slots_per_trial, cfg.resources.slot_type)
+        prepare_workers(client, cfg, blob)
     with st.transaction():
         exp_id = st.create_experiment(
             name=cfg.name,

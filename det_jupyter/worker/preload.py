@@ -21,7 +21,8 @@ touches CUDA), and:
 - **reports**: the named plugin ``det-jupyter-gpu`` holds what it chose (:meth:`GpuPlugin.describe`:
   pinned GPUs with their NVML name, memory and utilisation); a line goes to the worker's log.
 
-A worker that declares no ``GPU`` resource is left alone. Without NVML (no driver, no GPU) nothing is
+A worker that cannot get its GPUs (all slots taken, a bad ``DET_JUPYTER_GPUS``) closes with its nanny,
+its log saying why (it offers no GPU meanwhile). A worker that declares no ``GPU`` resource is left alone. Without NVML (no driver, no GPU) nothing is
 pinned and the worker says so in its log.
 
 Example:
@@ -33,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -268,10 +270,33 @@ def setup_gpus(worker_name: str, declared: float) -> GpuPlugin:
     return plugin
 
 
+_background: set[asyncio.Future[None]] = set()
+
+
+async def _close_once_running(worker: Any, reason: str) -> None:
+    """Close the worker and its nanny once it has started (a worker closing while it starts would
+    leave its nanny up, which starts another)."""
+    from distributed.core import Status
+
+    for _ in range(1200):  # up to a minute, in steps of the event loop
+        if worker.status == Status.running:
+            break
+        await asyncio.sleep(0.05)
+    await worker.close(reason=reason, nanny=True)
+
+
 async def dask_setup(worker: Any) -> None:
     """Dask's preload hook (``dask worker --preload det_jupyter.worker.preload``): see the module doc."""
     declared = float(worker.state.total_resources.get("GPU", 0) or 0)
     if declared <= 0:
         return
-    plugin = setup_gpus(str(worker.name), declared)
+    try:
+        plugin = setup_gpus(str(worker.name), declared)
+    except (RuntimeError, ValueError) as exc:
+        # Dask only logs a preload's exception and starts the worker all the same: a GPU worker
+        # without its GPU must not take GPU trials, so it closes (with its nanny) and says why.
+        log.error("%s", exc)
+        worker.state.total_resources["GPU"] = worker.state.available_resources["GPU"] = 0
+        _background.add(asyncio.ensure_future(_close_once_running(worker, f"det_jupyter preload: {exc}")))
+        raise
     await worker.plugin_add(plugin=plugin, name=GpuPlugin.name, catch_errors=False)
