@@ -88,8 +88,10 @@ class ExperimentConfig(Section):
         hyperparameters: the raw space as written; :attr:`hparam_space` is the parsed one.
         data: free-form, handed to the trial as ``context.data``.
         description, notes, labels, project, workspace: what the experiment is, kept and shown.
-        checkpoint_policy, scheduling_unit, perform_initial_validation: Determined's, validated and
-            stored (see :data:`~det_jupyter.config.cluster_only.IGNORED` for what they do here).
+        checkpoint_policy, scheduling_unit, perform_initial_validation: Determined's, applied by
+            TorchTrial / KerasTrial (``best``: save after a validation that is the trial's best so far,
+            ``all``: after every one, ``none``: never because of a validation; one training report per
+            ``scheduling_unit`` batches, their mean; a validation at steps 0 before training).
         records_per_epoch: training records in one epoch (for lengths and periods in records);
             Determined's ``0`` means not given.
         max_no_progress: det_jupyter only: seconds a started run may go without reporting metrics or
