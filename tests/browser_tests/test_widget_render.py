@@ -282,25 +282,32 @@ def _run_and_check(page: Any, gate: Path, store: Store, wait_for: Callable[..., 
     _screenshot_docs(page, widget_box, "widget-dark")
 
 
-@pytest.mark.xfail(
-    reason="after F5 JupyterLab shows 'Error displaying widget: model not found' here: the widget manager "
-    "does not restore the models from the live kernel (issue 13, open); the kernel side (a full-state "
-    "request carries the drawn figure) is tested in tests/notebook_tests/test_widgets.py",
-    strict=False,
-)
 def test_the_curves_come_back_after_a_page_reload(page: Any, wait_for: Callable[..., object]) -> None:
-    """Runs after the test above (same page, same kernel): save, reload, the curves are drawn again."""
+    """Runs after the test above (same page, same kernel): save, reload, the curves are drawn again.
+
+    JupyterLab restores every widget model from the live kernel with one ``update_states`` reply it
+    waits 4 s for; plotly's widget code travels in it once (``notebook/widget/plotly_bundle.py``),
+    not once per figure, so the reply is ~5 MB, not ~20 MB. The page's console goes to
+    ``widget_render-reload-console.txt``.
+    """
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    output = panel.locator(".jp-Cell").nth(2).locator(".jp-OutputArea")
+    before = output.evaluate(ALL_TRACES)
     page.keyboard.press("Control+s")
     page.locator(".lm-TabBar-tab.jp-mod-dirty").wait_for(state="detached")
+    console: list[str] = []
+    t0 = time.monotonic()
+    page.on("console", lambda m: console.append(f"{time.monotonic() - t0:7.2f} {m.type}: {m.text[:2000]}"))
     page.reload()
     page.wait_for_selector("#jp-main-dock-panel", state="visible")
-    output = panel.locator(".jp-Cell").nth(2).locator(".jp-OutputArea")
 
     def curves_back() -> bool:
         state: dict[str, Any] = {"charts": [], "rows": []}
         if output.locator(".widget-vbox").count():
+            output.locator(".widget-vbox").first.scroll_into_view_if_needed()  # as a user scrolls to it
             state = dict(output.evaluate(READ_WIDGET))
+        traces = output.evaluate(ALL_TRACES)
+        (ARTIFACTS / "widget_render-reload.json").write_text(json.dumps([state, before, traces], indent=1))
         chart = _chart(state, "validation val_loss")
         train = _chart(state, "training loss")
         return bool(
@@ -313,11 +320,23 @@ def test_the_curves_come_back_after_a_page_reload(page: Any, wait_for: Callable[
         )
 
     try:
-        wait_for(curves_back, 60, interval=0.2, what="the curves after a page reload")
+        wait_for(
+            curves_back,
+            90,
+            interval=0.5,
+            what="the curves after a page reload (see widget_render-reload.json)",
+        )
         wait_for(lambda: _chart_backgrounds(output, dark=True), 60, what="dark charts after the reload")
     finally:
         shot(page, "widget_render-reloaded")
+        (ARTIFACTS / "widget_render-reload-console.txt").write_text("\n".join(console) + "\n")
 
+
+# Every trace of the first two charts: name, visible, showlegend, points, line width.
+ALL_TRACES = """
+output => Array.from(output.querySelectorAll('.js-plotly-plot')).slice(0, 2).map(gd =>
+  (gd.data || []).map(t => [t.name, t.visible, t.showlegend, (t.x || []).length, t.line && t.line.width]))
+"""
 
 # Per chart: its layout size and box, the x range against the last step, where the legend items are.
 CHART_FIT = """

@@ -717,3 +717,91 @@ def test_export_dataframe_csv_and_static_html(
     assert "cdn.plot.ly" in static and static.count("Plotly.newPlot") == 2  # both charts, plotly.js once
     assert f"experiment {exp.id}" in static and "<table" in static
     assert '"x":[1,2,3]' in static.replace(" ", "")  # the drawn curve, as data in the page
+
+
+def test_brushing_the_parallel_coordinates_filters_the_table(
+    store: Store, widgets: list[ExperimentWidget]
+) -> None:
+    """Dragging along an axis in the page arrives as a restyle of ``dimensions[i].constraintrange``."""
+    exp = _experiment(store)
+    ids = _trials(store, exp, 3)
+    for t, best in zip(ids, (0.3, 0.1, 0.7), strict=True):
+        store.update_trial(t, state=TrialState.COMPLETED, best_validation=best)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    labels = [d.label for d in w.parallel_figure.data[0].dimensions]
+    metric_axis = labels.index("val_loss")
+    # what plotly's page code sends when the user brushes val_loss between 0.05 and 0.35
+    w.parallel_figure.plotly_restyle({f"dimensions[{metric_axis}].constraintrange": [[0.05, 0.35]]}, [0])
+    assert w.brushed == {ids[0], ids[1]}
+    assert [r["id"] for r in w.table.rows] == [ids[0], ids[1]]
+    assert "2 of 3 trials" in w.table_note.value
+    # a redraw during the search keeps the brush
+    store.update_trial(ids[2], best_validation=0.2)
+    w.refresh()
+    w._draw_analysis(force=True)
+    assert w.parallel_figure.data[0].dimensions[metric_axis].constraintrange is not None
+    assert w.brushed == {ids[0], ids[1], ids[2]}
+    # clearing the brush lists every trial again
+    w.parallel_figure.plotly_restyle({f"dimensions[{metric_axis}].constraintrange": None}, [0])
+    assert w.brushed is None and len(w.table.rows) == 3 and w.table_note.value == ""
+
+
+def test_asha_rungs_show_who_was_promoted_or_stopped_and_why(
+    store: Store, widgets: list[ExperimentWidget]
+) -> None:
+    """The rungs are read from the searcher state in the store: the searcher's own decisions."""
+    from det_jupyter.notebook.widget.rungs import asha_rungs
+    from det_jupyter.searcher import Create, Stop, make_searcher
+
+    config = {
+        **CONFIG,
+        "searcher": {"name": "async_halving", "metric": "val_loss", "max_trials": 4, "num_rungs": 2,
+                     "divisor": 2, "max_time": 8, "time_metric": "batches"},
+    }  # fmt: skip
+    exp = _experiment(store, config)
+    cfg = load_config(config)
+    searcher = make_searcher(cfg.searcher, cfg.hparam_space, seed=store.get_experiment(exp.id).seed)
+    trial_of: dict[int, int] = {}
+    for op in searcher.initial_operations():
+        if isinstance(op, Create):
+            trial_of[op.request_id] = store.create_trial(exp.id, op.request_id, op.hparams)
+    stopped = set()
+    for rid, metric in zip(
+        sorted(trial_of), (0.5, 0.2, 0.9, 0.1), strict=True
+    ):  # the first rung is 4 batches
+        ops = searcher.on_validation_completed(rid, metric, 4)
+        stopped |= {op.request_id for op in ops if isinstance(op, Stop)}
+    for rid, tid in trial_of.items():
+        state = TrialState.STOPPED if rid in stopped else TrialState.ACTIVE
+        store.update_trial(tid, state=state, best_validation=0.1 * rid)
+    store.save_searcher_state(exp.id, searcher.state_dict(), searcher.progress())
+    assert stopped  # the searcher stopped someone: there is something to explain
+
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    (rung,) = [r for r in asha_rungs(w.model) or [] if r.index == 0]
+    assert rung.length == 4 and [e.metric for e in rung.entries] == sorted(e.metric for e in rung.entries)
+    outcomes = {e.trial_id: e.outcome for e in rung.entries}
+    assert {t for t, o in outcomes.items() if o == "stopped"} == {trial_of[r] for r in stopped}
+    assert all(o in ("stopped", "waiting") for o in outcomes.values())
+    assert "ASHA rungs" in w.rungs.value and "not among the best 1/2" in w.rungs.value
+    assert w.rungs.layout.display is None
+
+
+def test_plotly_code_reaches_the_page_once_per_kernel(store: Store, widgets: list[ExperimentWidget]) -> None:
+    """A figure's state carries a small loader, not plotly's ~5 MB bundle; one library widget carries that."""
+    import json
+
+    from det_jupyter.notebook.widget.plotly_bundle import plotly_library
+
+    exp = _experiment(store)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    for fig in (w.training_figure, w.validation_figure):
+        assert len(json.dumps(fig.get_state())) < 100_000
+    library = plotly_library()
+    assert library is plotly_library() and len(library.bundle) > 1_000_000
+    assert library not in w.widget.children  # closing a widget leaves the page's copy alone
+    w.close()
+    assert plotly_library() is library and library.comm is not None

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from det_jupyter.hparams import HParamSpace, parse_hyperparameters
@@ -27,7 +28,15 @@ from det_jupyter.notebook.widget.model import WidgetModel, flatten_hparams
 from det_jupyter.searcher.ranking import is_rankable
 from det_jupyter.store import TrialRow
 
-__all__ = ["BEST_COLOR", "hparam_types", "parallel_data", "scatter_data", "scored_trials"]
+__all__ = [
+    "BEST_COLOR",
+    "brushed_trials",
+    "hparam_types",
+    "keep_brushes",
+    "parallel_data",
+    "scatter_data",
+    "scored_trials",
+]
 
 BEST_COLOR = "#EF553B"
 COLORSCALE = [[0.0, "#440154"], [0.45, "#21918c"], [0.85, "#fde725"], [0.851, BEST_COLOR], [1.0, BEST_COLOR]]
@@ -153,3 +162,54 @@ def scatter_data(model: WidgetModel) -> list[dict[str, Any]]:
         x = [format_value(v) for v in values] if axis == "category" else list(values)
         panels.append({"name": name, "axis": axis, "x": x, "y": y, "text": text, "best": best})
     return panels
+
+
+def _get(dimension: Any, key: str) -> Any:
+    return dimension.get(key) if isinstance(dimension, dict) else getattr(dimension, key, None)
+
+
+def _ranges(constraint: Any) -> list[tuple[float, float]]:
+    """Plotly's ``constraintrange``: ``[lo, hi]`` or a list of them (several brushes on one axis)."""
+    if not constraint:
+        return []
+    first = constraint[0]
+    pairs = constraint if isinstance(first, (list, tuple)) else [constraint]
+    return [(float(min(p)), float(max(p))) for p in pairs if len(p) == 2]
+
+
+def brushed_trials(dimensions: Sequence[Any]) -> set[int] | None:
+    """The trial ids inside every brushed range of the parallel coordinates; ``None`` when none is brushed.
+
+    ``dimensions`` as :func:`parallel_data` made them (the first holds the trial ids), with the
+    ``constraintrange`` s the page set when the user dragged along an axis (plotly dicts or objects).
+
+    >>> dims = [{"values": [1, 2, 3]}, {"values": [0.1, 0.5, 0.9], "constraintrange": [0.0, 0.6]}]
+    >>> sorted(brushed_trials(dims))
+    [1, 2]
+    >>> brushed_trials([{"values": [1, 2]}, {"values": [3, 4]}]) is None
+    True
+    """
+    if not dimensions:
+        return None
+    ids = [int(v) for v in _get(dimensions[0], "values") or ()]
+    keep = set(range(len(ids)))
+    brushed = False
+    for dimension in dimensions:
+        ranges = _ranges(_get(dimension, "constraintrange"))
+        if not ranges:
+            continue
+        brushed = True
+        values = list(_get(dimension, "values") or ())
+        keep = {i for i in keep if i < len(values) and any(lo <= values[i] <= hi for lo, hi in ranges)}
+    return {ids[i] for i in keep} if brushed else None
+
+
+def keep_brushes(new: list[dict[str, Any]], drawn: Sequence[Any]) -> list[dict[str, Any]]:
+    """``new`` dimensions with the brushed ranges of the ``drawn`` ones carried over (matched by label),
+    so a redraw during the search does not clear what the user selected."""
+    ranges = {_get(d, "label"): _get(d, "constraintrange") for d in drawn}
+    out = []
+    for dimension in new:
+        constraint = ranges.get(dimension.get("label"))
+        out.append({**dimension, "constraintrange": constraint} if constraint else dimension)
+    return out

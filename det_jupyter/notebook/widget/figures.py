@@ -32,7 +32,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from det_jupyter.notebook.widget.html import format_value
 from det_jupyter.notebook.widget.model import TRAINING, WidgetModel, flatten_hparams, smooth
+from det_jupyter.notebook.widget.plotly_bundle import figure_esm, plotly_library
 from det_jupyter.notebook.widget.theme import LIGHT, PALETTE, plotly_template, theme_colors
 
 __all__ = ["OPS_PER_SECOND", "STOP_TRACE", "FigureView", "TrialFigure", "figure_widget"]
@@ -62,11 +64,16 @@ def _figure_class() -> type:
     class PersistentFigureWidget(go.FigureWidget):  # type: ignore[misc]
         """A ``FigureWidget`` that a page reload redraws as it is, not as it was built.
 
+        Its ``_esm`` is a small loader of plotly's widget code, which the page gets once per kernel
+        (:mod:`det_jupyter.notebook.widget.plotly_bundle`), not ~5 MB of it per figure.
+
         Plotly syncs ``_widget_data`` / ``_widget_layout`` only at construction and sends every later
         change as a one-off restyle / relayout message. A reloaded page asks the kernel for each
         widget's full state and got the construction-time figure (empty traces, the first title).
         Here a full-state request (``key=None``: a reload, a new view) carries the current figure.
         """
+
+        _esm = figure_esm()
 
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
@@ -105,6 +112,7 @@ def figure_widget(**kwargs: Any) -> Any:
         import anywidget  # noqa: F401  # imported only to check it is there (see the docstring)
     except ImportError as exc:
         raise ImportError(ANYWIDGET_MISSING) from exc
+    plotly_library()  # plotly's code reaches the page first (once per kernel), then the figure
     return _figure_class()(**kwargs)
 
 
@@ -148,7 +156,7 @@ def _text(value: str) -> str:
 
 
 def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)[:40]
+    return format_value(value)[:40]
 
 
 class TrialFigure:

@@ -97,10 +97,13 @@ TABLE_CSS = """
 
 
 def table_payload(
-    model: WidgetModel, sort_by: str, descending: bool
+    model: WidgetModel, sort_by: str, descending: bool, *, only: set[int] | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """``(columns, rows)`` of the trial table as the browser draws them (see the module docstring)."""
-    rows = model.table_rows(sort_by, descending)
+    """``(columns, rows)`` of the trial table as the browser draws them (see the module docstring).
+
+    ``only``: the trial ids to list (those brushed on the parallel coordinates); ``None``: all.
+    """
+    rows = [r for r in model.table_rows(sort_by, descending) if only is None or r.id in only]
     names = list(dict.fromkeys(k for t in model.trials for k in flatten_hparams(t.hparams)))
     arrow = " ▲" if model.values_ascending(sort_by, descending) else " ▼"
     labels = {"id": "trial", "state": "state", "steps": model.time_metric,

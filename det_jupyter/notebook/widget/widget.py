@@ -53,6 +53,7 @@ from det_jupyter.notebook.widget.html import (
     trial_table_html,
 )
 from det_jupyter.notebook.widget.model import SORT_KEYS, TRAINING, VALIDATION, Changes, WidgetModel
+from det_jupyter.notebook.widget.rungs import asha_rungs, rungs_html
 from det_jupyter.notebook.widget.table import table_payload, trial_table
 from det_jupyter.notebook.widget.theme import LIGHT, plotly_template
 from det_jupyter.states import ControlAction, ExperimentState
@@ -204,11 +205,14 @@ class ExperimentWidget:
         self.parallel_figure: Any = None
         self.scatter_figure: Any = None
         self.table = trial_table()
+        self.table_note = w.HTML()
+        self.brushed: set[int] | None = None  # trials inside the parallel coordinates' brushed ranges
         self.table.observe(lambda _c: self._redraw_table(), names=["sort_by", "descending"])
         self.table.observe(lambda c: self._pick_trial(int(c["new"])), names="selected")
         self.detail = w.HTML(layout=w.Layout(display="none"))
         self.errors = w.HTML(layout=w.Layout(display="none"))
         self.analysis_box = w.VBox()
+        self.rungs = w.HTML(layout=w.Layout(display="none"))
         self.footer = w.HTML()
         self.bridge = page_bridge()
         self.bridge.observe(lambda c: self._apply_theme(dict(c["new"])), names="theme")
@@ -222,10 +226,12 @@ class ExperimentWidget:
                         self.smoothing], layout=w.Layout(flex_flow="row wrap")),
                 w.HBox([_chart_box(self.training_figure, chart), _chart_box(self.validation_figure, chart)],
                        layout=w.Layout(flex_flow="row wrap", width="100%")),
+                self.table_note,
                 self.table,
                 self.detail,
                 self.errors,
                 self.analysis_box,
+                self.rungs,
                 self.footer,
                 self.bridge,
             ],
@@ -451,10 +457,16 @@ class ExperimentWidget:
     def _redraw_table(self) -> None:
         with self._lock:
             sort_by = str(self.table.sort_by) if self.table.sort_by in SORT_KEYS else "id"
-            columns, rows = table_payload(self.model, sort_by, bool(self.table.descending))
+            columns, rows = table_payload(self.model, sort_by, bool(self.table.descending), only=self.brushed)
             if columns != self.table.columns or rows != self.table.rows:
                 with self.table.hold_sync():
                     self.table.columns, self.table.rows = columns, rows
+            note = ""
+            if self.brushed is not None:
+                note = (f"<i>{len(rows)} of {len(self.model.trials)} trials: those inside the ranges brushed on "
+                        "the parallel coordinates (click an axis outside its range to clear)</i>")  # fmt: skip
+            if note != self.table_note.value:
+                self.table_note.value = note
 
     def _draw_detail(self) -> None:
         trial_id = int(self.table.selected)
@@ -478,10 +490,11 @@ class ExperimentWidget:
 
     def _draw_analysis(self, *, force: bool = False) -> None:
         """Parallel coordinates and the scatter panels, at most every ``ANALYSIS_INTERVAL`` while running."""
-        scores = [(t.id, t.best_validation) for t in self.model.trials]
+        scores = [(t.id, t.best_validation, t.state) for t in self.model.trials]
         now = time.monotonic()
         if scores == self._drawn_scores or (not force and now - self._analysis_at < ANALYSIS_INTERVAL):
             return
+        self._draw_rungs()
         parallel = analysis.parallel_data(self.model)
         if parallel is None:
             return
@@ -503,11 +516,29 @@ class ExperimentWidget:
                 data=[go.Parcoords(**parallel)],
                 layout=base_layout(title, self._theme, margin={"l": 60, "r": 60, "t": 95, "b": 30}),
             )
+            self.parallel_figure.data[0].on_change(self._on_brush, "dimensions")
             return
+        dimensions = analysis.keep_brushes(parallel["dimensions"], self.parallel_figure.data[0].dimensions)
         with self.parallel_figure.batch_update():
-            self.parallel_figure.data[0].dimensions = parallel["dimensions"]
+            self.parallel_figure.data[0].dimensions = dimensions
             self.parallel_figure.data[0].line = parallel["line"]
             self.parallel_figure.layout.title.text = title
+
+    def _on_brush(self, _trace: Any, dimensions: Any) -> None:
+        """A range brushed (or cleared) on the parallel coordinates: the table keeps the trials inside."""
+        with self._lock:
+            brushed = analysis.brushed_trials(dimensions)
+            if brushed != self.brushed:
+                self.brushed = brushed
+                self._redraw_table()
+
+    def _draw_rungs(self) -> None:
+        rungs = asha_rungs(self.model)
+        html = rungs_html(rungs or [], self.model.validation_metric, self.model.time_metric,
+                          self.model.best_trial_id)  # fmt: skip
+        if html != self.rungs.value:
+            self.rungs.value = html
+        self.rungs.layout.display = None if html else "none"
 
     def _draw_scatter(self, panels: list[dict[str, Any]]) -> None:
         import plotly.graph_objects as go
