@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import queue
 import socket
@@ -111,6 +112,7 @@ class Controller:
         self._done = False
         self._last_heartbeat = -float("inf")
         self._last_requests = -float("inf")
+        self._answered: dict[int, float] = {}  # request id -> longest decision point answered "continue"
         self._last_gc = -float("inf")
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -327,6 +329,7 @@ class Controller:
                 self._gc_dirty = True
             elif isinstance(d, r.ReportValidation):
                 self._apply_ops(self.searcher.on_validation_completed(d.request_id, d.metric, d.time), now)
+                self._answer_decision(d, now)
             elif isinstance(d, r.MarkStarted):
                 state = {"state": TrialState.ACTIVE} if d.active else {}
                 writes.update_trial(d.trial_id, worker=d.worker, started_at=time.time(), **state)
@@ -348,6 +351,24 @@ class Controller:
                 self._cut_off(d)
             elif isinstance(d, r.SetExperimentState):
                 self.store.update_experiment(self.experiment_id, state=d.state)
+
+    def _answer_decision(self, d: r.ReportValidation, now: float) -> None:
+        """Tell a trial waiting at a decision point (an ASHA rung) that the searcher let it continue.
+
+        A stop needs no answer here: the searcher's Stop already became a stop request. Only a
+        validation that reaches a decision point not answered before gets one (a few per trial).
+        """
+        assert self.rules is not None and self.launcher is not None
+        points = self.searcher.decision_points(d.request_id)
+        if not points:
+            return
+        run = self.rules.live_run_of_request(d.request_id)
+        answered = self._answered.get(d.request_id, -math.inf)
+        reached = [p for p in points if answered < p <= d.time]
+        if run is None or run.stop_reason is not None or not reached:
+            return
+        self._answered[d.request_id] = max(reached)
+        self.launcher.allow(run.key, run.worker, d.time)
 
     def _apply_ops(self, ops: list[Operation], now: float) -> None:
         assert self.rules is not None
@@ -382,6 +403,7 @@ class Controller:
             experiment_key=self._experiment_key,
             device=self._device,
             warm_start=self._warm_start,
+            decision_points=self.searcher.decision_points(trial.request_id),
         )
         self._writes.update_trial(
             trial.id, state=TrialState.QUEUED, run_id=run.run_id, restarts=trial.restarts

@@ -36,7 +36,7 @@ from det_jupyter.engine.gang import (
 from det_jupyter.engine.runs import TaskEnd
 from det_jupyter.worker.context import TrialSpec
 from det_jupyter.worker.ranks import GangRank, RankFailed
-from det_jupyter.worker.runtime import request_stop, run_trial
+from det_jupyter.worker.runtime import allow_run, request_stop, run_trial
 
 __all__ = ["DaskLauncher", "Launcher"]
 
@@ -81,6 +81,11 @@ class Launcher(ABC):
     @abstractmethod
     def request_stop(self, key: str, worker: str | None) -> None:
         """Set the run's stop flag on ``worker`` (all workers when ``None``)."""
+
+    @abstractmethod
+    def allow(self, key: str, worker: str | None, time: float) -> None:
+        """The searcher let the run continue past its validation at trial length ``time`` (its
+        ``should_stop()`` waits for this at rungs; without it the wait times out)."""
 
     @abstractmethod
     def is_queued(self, key: str) -> bool:
@@ -246,6 +251,18 @@ class DaskLauncher(Launcher):
             self.client.run(request_stop, key, workers=[worker] if worker else None, on_error="ignore")
         except OSError as exc:  # worker gone: the future will fail and be handled
             log.warning("could not ask run %s to stop: %s", key, exc)
+
+    def allow(self, key: str, worker: str | None, time: float) -> None:
+        """``client.run(allow_run, key, time)`` on the worker of the run (a gang's: its chief's)."""
+        gang = self._gangs.get(key)
+        if gang is not None:
+            if not gang.workers:
+                return
+            worker = gang.workers[0]
+        try:
+            self.client.run(allow_run, key, time, workers=[worker] if worker else None, on_error="ignore")
+        except OSError as exc:  # worker gone: its run fails and is handled
+            log.warning("could not tell run %s to continue: %s", key, exc)
 
     def is_queued(self, key: str) -> bool:
         """Ask the scheduler for the task's state."""

@@ -128,6 +128,11 @@ class Lifecycle:
         """The live run of a trial, if any."""
         return self._run_of_trial.get(trial_id)
 
+    def live_run_of_request(self, request_id: int) -> RunRecord | None:
+        """The live run of the trial the searcher knows as ``request_id``, if any."""
+        trial = self._by_request.get(request_id)
+        return None if trial is None else self._run_of_trial.get(trial.id)
+
     # --- trials and searcher operations ----------------------------------------------------------
 
     def add_trial(self, trial: TrialRecord) -> list[Decision]:

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Any
@@ -337,6 +338,7 @@ def trial_spec(
     experiment_key: str = "",
     device: DeviceKind = "cpu",
     warm_start: str | None = None,
+    decision_points: tuple[float, ...] = (),
 ) -> TrialSpec:
     """Everything a worker needs to run ``run`` (its trial's hparams, metric, storage, periods, seed).
 
@@ -347,6 +349,8 @@ def trial_spec(
     :func:`~det_jupyter.engine.checkpoint_sync.warm_start_checkpoint`) is where a trial without a
     checkpoint of its own starts (``searcher.source_trial_id`` / ``source_checkpoint_uuid``).
     ``max_time`` is ``None`` when the config gives no training length: the trial code decides.
+    ``decision_points`` are the trial lengths where the searcher may stop it (ASHA's rungs,
+    ``SearchMethod.decision_points``); those up to the trial's ``searcher_time`` are already decided.
     ``checkpoint_policy`` (Determined's default ``best`` when unset), ``perform_initial_validation`` and
     ``scheduling_unit`` are what TorchTrial / KerasTrial apply (:mod:`det_jupyter.frameworks._common`).
 
@@ -382,6 +386,8 @@ def trial_spec(
         perform_initial_validation=bool(cfg.perform_initial_validation),
         checkpoint_policy=cfg.checkpoint_policy or "best",  # Determined's default
         scheduling_unit=cfg.scheduling_unit,
+        decision_points=tuple(decision_points),
+        decided_through=float(trial.searcher_time) if trial.searcher_time else -math.inf,
     )
 
 

@@ -266,6 +266,20 @@ class ASHASearch(SearchMethod):
         self._ledger.check_known(request_id)
         return self._trial_bracket[request_id - 1]
 
+    def decision_points(self, request_id: int) -> tuple[float, ...]:
+        """The rungs of the trial's bracket below the top one: where ASHA may stop it.
+
+        Example:
+            >>> from det_jupyter.hparams import parse_hyperparameters
+            >>> s = ASHASearch(parse_hyperparameters({}), [async_halving_bracket(num_rungs=3, max_trials=2,
+            ...                max_time=16, divisor=4)], divisor=4, smaller_is_better=True, max_trials=2)
+            >>> _ = s.initial_operations(); s.decision_points(1)
+            (1.0, 4.0)
+        """
+        return tuple(
+            float(length) for length in self.brackets[self.trial_bracket(request_id)].rung_lengths[:-1]
+        )
+
     def rung_metrics(self, bracket: int) -> list[list[tuple[int, float]]]:
         """Per rung of a bracket, ``(request_id, metric)`` best first (metrics as reported)."""
         sign = 1.0 if self.smaller_is_better else -1.0

@@ -131,6 +131,16 @@ class SearchMethod(ABC):
     def progress(self) -> float:
         """Search progress in ``[0, 1]``; 1.0 once the search has shut down."""
 
+    def decision_points(self, request_id: int) -> tuple[float, ...]:
+        """Trial lengths at which a validation may make this searcher stop the trial (ASHA's rungs).
+
+        A trial that reports its validation at (or past) one of them waits, in its next
+        ``should_stop()``, for the searcher's answer, so it never trains past a rung it was stopped
+        at however fast its epochs are. Searchers that never stop trials early return ``()`` (the
+        default): their trials never wait.
+        """
+        return ()
+
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:
         """A JSON-serialisable snapshot of all mutable state (random generator included)."""

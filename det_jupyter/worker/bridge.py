@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import os
 import pickle
 import secrets
@@ -116,12 +117,16 @@ class BridgeServer:
                 return
 
     def _serve(self, conn: Connection) -> None:
-        stop_sent = False
+        stop_sent, allowed = False, -math.inf
+        flag = self._ctx._stop
         try:
             while True:
-                if not stop_sent and self._ctx.should_stop():
+                if not stop_sent and flag.is_set():
                     conn.send(("stop",))
                     stop_sent = True
+                if flag.decided > allowed:  # the searcher's "continue" after a rung validation
+                    allowed = flag.decided
+                    conn.send(("allow", allowed))
                 if not conn.poll(0.05):
                     continue
                 kind, *payload = conn.recv()
@@ -189,8 +194,11 @@ def connect(env: Mapping[str, str] | None = None) -> TrialContext:
     def receive() -> None:
         try:
             while True:
-                if conn.recv()[0] == "stop":
+                kind, *args = conn.recv()
+                if kind == "stop":
                     stop.set()
+                elif kind == "allow":
+                    stop.allow(args[0])
         except (EOFError, OSError):
             if not sink.closed:  # the worker died: this run's events have nowhere to go
                 os._exit(75)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import tempfile
 import threading
 import time
@@ -108,6 +109,13 @@ class TrialSpec:
     perform_initial_validation: bool = False
     checkpoint_policy: str = "best"
     scheduling_unit: int | None = None
+    decision_points: tuple[float, ...] = ()
+    """Trial lengths (searcher time) where the searcher may stop the trial after a validation (ASHA's
+    rungs): a validation at or past one makes the next ``should_stop()`` wait for the decision."""
+    decided_through: float = -math.inf
+    """Decisions already made up to this trial length (a rerun does not wait for them again)."""
+    decision_timeout: float = 10.0
+    """Longest wait for a searcher decision (a slow or dead controller never blocks a trial longer)."""
 
 
 class TrialContext:
@@ -152,6 +160,9 @@ class TrialContext:
             self, storage, spec.latest_checkpoint, spec.latest_checkpoint_steps
         )
         self._stop = stop_flag or StopFlag()
+        self._awaiting: float | None = None  # the decision point whose searcher decision is pending
+        self._passed = spec.decided_through  # decision points up to here are decided
+        self._decision_waits: list[float] = []  # seconds waited per decision (for the log and benchmarks)
         self._flush_interval = flush_interval
         self._pending: list[tuple[MetricKind, int, Mapping[str, Any], float]] = []
         self._last_flush = time.monotonic()
@@ -224,14 +235,55 @@ class TrialContext:
         with self._lock:
             self._pending.append(record)
         self._flush()
+        self._note_decision_point(steps, metrics)
 
     def should_stop(self) -> bool:
         """True when the searcher stopped this trial or the user paused or killed the experiment.
 
         Check it once per batch or epoch; on True, save a checkpoint and return. Determined's
         ``core_context.preempt.should_preempt()`` is the same question (broadcast across ranks).
+
+        Right after a validation at one of the searcher's decision points (an ASHA rung), it waits for
+        the searcher's answer on that validation (at most ``decision_timeout`` seconds), so a trial the
+        searcher stops at a rung never trains past it, however fast its epochs are.
         """
+        return self._stop_requested()
+
+    def _stop_requested(self) -> bool:
+        """The stop flag, after waiting for a pending searcher decision (see :meth:`should_stop`)."""
+        point = self._awaiting
+        if point is not None:
+            self._awaiting = None
+            started = time.monotonic()
+            decided = self._stop.wait_decision(point, self.spec.decision_timeout)
+            waited = time.monotonic() - started
+            self._decision_waits.append(waited)
+            outcome = "stop" if self._stop.is_set() else "continue" if decided else "no answer (timed out)"
+            self.log(
+                f"[det_jupyter] searcher decision at {self.searcher.time_metric} {point:g}: {outcome} "
+                f"(waited {waited * 1000:.0f} ms)"
+            )
         return self._stop.is_set()
+
+    def _note_decision_point(self, steps: int, metrics: Mapping[str, Any]) -> None:
+        """After a validation: if it reaches a decision point not yet passed, the next stop check waits.
+
+        The trial length is the searcher's: the ``time_metric`` value when the validation reports one,
+        else ``steps`` (as the controller reads it).
+        """
+        points = self.spec.decision_points
+        if not points:
+            return
+        elapsed = metrics.get(self.searcher.time_metric)
+        length = (
+            float(elapsed)
+            if isinstance(elapsed, int | float) and not isinstance(elapsed, bool)
+            else float(steps)
+        )
+        reached = [p for p in points if self._passed < p <= length]
+        if reached:
+            self._passed = max(reached)
+            self._awaiting = self._passed
 
     # --- Determined's core.Context -----------------------------------------------------------------
 

@@ -202,7 +202,7 @@ class RankContext(TrialContext):
 
     def should_stop(self) -> bool:
         """The chief's stop flag, on every rank (a collective when ``distributed.size > 1``)."""
-        stop = self._stop.is_set()
+        stop = self._stop_requested()  # the chief waits here for a pending searcher decision
         if self.distributed.size > 1:
             stop = bool(self.distributed.broadcast(stop))
         return stop

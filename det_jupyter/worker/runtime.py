@@ -50,7 +50,7 @@ from det_jupyter.worker.ranks import (
 )
 from det_jupyter.worker.sinks import DaskSink
 
-__all__ = ["TrialWorkerPlugin", "call_entrypoint", "request_stop", "run_rank", "run_trial"]
+__all__ = ["TrialWorkerPlugin", "allow_run", "call_entrypoint", "request_stop", "run_rank", "run_trial"]
 
 StopKey = str  # the run's Dask task key: unique across experiments, stores and controllers
 
@@ -109,6 +109,10 @@ class TrialWorkerPlugin(WorkerPlugin):
         """Ask a trial run to stop at its next ``should_stop()`` check."""
         self.stop_flag(key).set()
 
+    def allow(self, key: StopKey, time: float) -> None:
+        """The searcher let a trial run continue past its validation at trial length ``time``."""
+        self.stop_flag(key).allow(time)
+
     def release(self, key: StopKey) -> None:
         """Forget a finished run's flag."""
         with self._lock:
@@ -128,6 +132,13 @@ def request_stop(key: StopKey, dask_worker: Any = None) -> bool:
     """Run on a worker via ``client.run``: set the stop flag of one trial run."""
     worker = dask_worker if dask_worker is not None else get_worker()
     _plugin(worker).request_stop(key)
+    return True
+
+
+def allow_run(key: StopKey, time: float, dask_worker: Any = None) -> bool:
+    """Run on a worker via ``client.run``: the searcher's "continue" for a run's validation at ``time``."""
+    worker = dask_worker if dask_worker is not None else get_worker()
+    _plugin(worker).allow(key, time)
     return True
 
 
@@ -185,7 +196,7 @@ def run_trial(spec: TrialSpec, blob: bytes, digest: str, gang: GangRank | None =
     finally:
         ctx._close()
         plugin.release(key)
-    exited = Exited(status, tb, events_sent=ctx.events_sent, stopped=ctx.should_stop())
+    exited = Exited(status, tb, events_sent=ctx.events_sent, stopped=ctx._stop.is_set())
     # The summary also travels as the run's last event, so the controller need not fetch task results
     # (a round trip to the worker per trial); the return value is the fallback if that event is late.
     ctx._emit(exited)

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import threading
 import warnings
 from collections.abc import Iterator, Mapping
@@ -51,15 +52,26 @@ __all__ = [
 class StopFlag:
     """Set by the controller (searcher stop, pause, kill); read by ``ctx.should_stop()``.
 
-    Thread-safe; the worker plugin sets it from the thread ``client.run`` uses.
+    It also carries the searcher's *decisions*: :meth:`allow` records that the searcher let the trial
+    go on past its validations up to some trial length, which :meth:`wait_decision` waits for (exact
+    rung decisions). Thread-safe; the worker plugin sets it from the thread ``client.run`` uses.
+
+    Example:
+        >>> flag = StopFlag()
+        >>> flag.allow(4.0); flag.wait_decision(4.0, timeout=0.0), flag.wait_decision(16.0, timeout=0.0)
+        (True, False)
     """
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._cond = threading.Condition()
+        self._decided = -math.inf
 
     def set(self) -> None:
         """Ask the run to stop at its next ``should_stop()`` check."""
         self._event.set()
+        with self._cond:
+            self._cond.notify_all()
 
     def is_set(self) -> bool:
         """True once a stop was requested."""
@@ -68,6 +80,23 @@ class StopFlag:
     def wait(self, timeout: float) -> bool:
         """Block until a stop is requested or ``timeout`` seconds pass; whether it was requested."""
         return self._event.wait(timeout)
+
+    def allow(self, time: float) -> None:
+        """The searcher let the trial continue after its validation at trial length ``time``."""
+        with self._cond:
+            self._decided = max(self._decided, float(time))
+            self._cond.notify_all()
+
+    @property
+    def decided(self) -> float:
+        """The longest trial length the searcher has let the trial continue from (``-inf``: none)."""
+        return self._decided
+
+    def wait_decision(self, time: float, timeout: float) -> bool:
+        """Wait until the searcher decided on the validation at ``time`` (a stop, or :meth:`allow`
+        up to ``time``); whether it did within ``timeout`` seconds."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._event.is_set() or self._decided >= time, timeout)
 
 
 @dataclass(frozen=True)
@@ -170,7 +199,7 @@ class PreemptContext:
     def should_preempt(self, auto_ack: bool = True) -> bool:
         """True when the trial should checkpoint and exit. With several processes the chief's
         answer is broadcast, so every rank returns the same value (call it on every rank)."""
-        stop = self._trial._stop.is_set()
+        stop = self._trial._stop_requested()
         if self._trial.distributed.size > 1:
             stop = bool(self._trial.distributed.broadcast(stop))
         if stop and auto_ack:

@@ -71,6 +71,7 @@ class FakeLauncher(Launcher):
         self.specs: dict[str, TrialSpec] = {}
         self.queued: set[str] = set()
         self.stops: list[str] = []
+        self.allowed: list[tuple[str, float]] = []
         self.cancels: list[str] = []
         self.restarted: list[str] = []
         self.released: list[str] = []
@@ -103,6 +104,9 @@ class FakeLauncher(Launcher):
 
     def request_stop(self, key: str, worker: str | None) -> None:
         self.stops.append(key)
+
+    def allow(self, key: str, worker: str | None, time: float) -> None:
+        self.allowed.append((key, time))
 
     def is_queued(self, key: str) -> bool:
         return key in self.queued
