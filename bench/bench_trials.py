@@ -3,11 +3,14 @@
 det_jupyter and raw Dask do the same work on the same warm LocalCluster (2 single-thread worker
 processes with CPU slots): N tasks, each sending 10 metric reports to the client over Dask events.
 det_jupyter adds the searcher, the controller, the SQLite store and the trial context. Goal: <= 2x raw
-Dask. Anchors run in the benchmark's own venv (``bench/_anchors.py``; never det_jupyter dependencies):
+Dask at every size, <= 1.5x at 10,000 trials (issue 12), with the seconds per 1,000 trials at each size
+to show how the cost scales. Anchors run in the benchmark's own venv (``bench/_anchors.py``; never det_jupyter dependencies):
 Optuna (same objective, in-memory storage and SQLite storage, sequential as its default) and Ray Tune
 (default ``Tuner``; minutes per run, so only with ``--ray``).
 
-Run:  .venv/bin/python bench/bench_trials.py [--trials 200,1000] [--repeats 3] [--ray] [--write docs/benchmarks.md]
+Submit → first metric in the kernel is measured by ``bench/bench_latency.py`` (its own section).
+
+Run:  .venv/bin/python bench/bench_trials.py [--trials 200,1000,10000] [--repeats 3] [--ray] [--write docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ def run_raw(client: Any, n: int) -> float:
     t0 = time.perf_counter()
     futures = [client.submit(raw_task, topic, i / n, resources={"CPU": 1}, pure=False) for i in range(n)]
     client.gather(futures)
-    done.wait(60)
+    done.wait(60 + n / 100)
     elapsed = time.perf_counter() - t0
     client.unsubscribe_topic(topic)
     assert len(received) == n * REPORTS, f"raw Dask lost events: {len(received)}"
@@ -73,7 +76,7 @@ def run_engine(client: Any, n: int) -> float:
     }  # fmt: skip
     t0 = time.perf_counter()
     exp = det_jupyter.create_experiment(cfg, trivial_trial, cluster=client)
-    state = exp.wait(timeout=600)
+    state = exp.wait(timeout=600 + n / 10)
     elapsed = time.perf_counter() - t0
     assert state.value == "COMPLETED", exp.error
     rows = len(exp.metrics())
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--trials", default="200,1000", help="comma-separated trial counts")
+    parser.add_argument("--trials", default="200,1000,10000", help="comma-separated trial counts")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1 repeat")
     parser.add_argument("--ray", action="store_true", help="also run Ray Tune (minutes per run)")
@@ -150,12 +153,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"### Trial bookkeeping: N trivial trials x {REPORTS} reports (median of {repeats}, interleaved)",
         "",
         machine_line(info) + " LocalCluster of 2 single-thread worker processes (CPU slots). "
-        "Goal: det_jupyter <= 2x raw Dask. Anchors: raw Dask (floor), Optuna "
+        "Goal: det_jupyter <= 2x raw Dask, <= 1.5x at 10,000 trials. Anchors: raw Dask (floor), Optuna "
         f"{versions.get('optuna', '(not run)')} sequential in one process (in-memory / SQLite storage), "
         "Ray Tune default `Tuner`.",
         "",
-        "| N | path | seconds | trials/s | ratio to raw Dask |",
-        "|---|---|---|---|---|",
+        "| N | path | seconds | seconds per 1,000 trials | trials/s | ratio to raw Dask (spread) |",
+        "|---|---|---|---|---|---|",
     ]
     labels = {
         "raw": "raw Dask (submit + 10 log_event each)",
@@ -170,27 +173,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if key not in res:
                 continue
             t = median(res[key])
-            lines.append(f"| {n} | {label} | {t:.3f} | {n / t:.0f} | {t / r:.2f} |")
+            pairs = [a / b for a, b in zip(res[key], res["raw"])]
+            spread = f" ({min(pairs):.2f}-{max(pairs):.2f})" if len(pairs) > 1 and key != "raw" else ""
+            lines.append(
+                f"| {n} | {label} | {t:.3f} | {t / n * 1000:.2f} | {n / t:.0f} | {t / r:.2f}{spread} |"
+            )
             summary[f"{key}_{n}_s"] = t
         ratio = median(res["engine"]) / r
+        target = 1.5 if n >= 10_000 else 2.0
         goals.append(
             Goal(
                 f"det_jupyter / raw Dask, {n} trials",
                 ratio,
-                "<= 2.0",
-                ratio <= 2.0,
-                "controller + store bookkeeping per trial (see profile)" if ratio > 2.0 else "",
+                f"<= {target}",
+                ratio <= target,
+                ""
+                if ratio <= target
+                else (
+                    f"det_jupyter {median(res['engine']) / n * 1000:.2f} s per 1,000 trials vs raw Dask "
+                    f"{r / n * 1000:.2f} s: the controller's per-trial bookkeeping (searcher, store rows, "
+                    "event decoding) in the kernel process competes with 2 workers for 2 cores"
+                ),
             )
         )
-    if any(n > 200 for n in results):
-        lines.append("| 1000 | Optuna, SQLite storage: not run (it commits every report: ~0.1-0.2 s a trial here, "
-                     "minutes per run) | | | |")  # fmt: skip
+    big = [n for n in results if n > 200]
+    if big and anchors:
+        lines.append(f"| {','.join(map(str, big))} | Optuna, SQLite storage: not run (it commits every report: "
+                     "~0.1-0.2 s a trial here, minutes per run) | | | | |")  # fmt: skip
     if ray is not None:
         n = sizes[0]
         t = float(ray["seconds"])
         lines.append(
             f"| {n} | Ray Tune {ray['version']} default Tuner (1 run; `ray.init` not timed) | "
-            f"{t:.1f} | {n / t:.1f} | {t / median(results[n]['raw']):.0f} |"
+            f"{t:.1f} | {t / n * 1000:.1f} | {n / t:.1f} | {t / median(results[n]['raw']):.0f} |"
         )
         summary[f"ray_{n}_s"] = t
     else:
@@ -198,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "| 200 | Ray Tune default Tuner: **not re-measured in this run**. Figure from issue 5 (measured "
             "earlier on this machine). Ray 2.60.0 installs here (`--ray` measures it), but one 200-trial run "
             "took 758 s on 2026-11-23 while other work shared the machine, too long for the suite | 250.6 | "
-            "0.8 | ~500 |"
+            "1253 | 0.8 | ~500 |"
         )
     lines += ["", *Goal.table(goals, "{:.2f}")]
     text = "\n".join(lines)
