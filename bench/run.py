@@ -37,6 +37,8 @@ SUITE: dict[str, tuple[str, list[str], list[str]]] = {
     "trials": ("bench_trials.py", ["--quick", "--trials", "200,1000"], ["--trials", "200,1000"]),
     "latency": ("bench_latency.py", ["--quick"], []),
     "search": ("bench_search.py", ["--quick"], []),
+    "rungs": ("bench_rungs.py", ["--quick"], []),
+    "ddp": ("bench_ddp.py", ["--quick"], []),
     "checkpoint": ("bench_checkpoint.py", ["--quick", "--device", "cpu"], ["--device", "cpu"]),
     "widget": ("bench_widget_latency.py", [], []),
     "server": ("bench_server.py", [], []),
