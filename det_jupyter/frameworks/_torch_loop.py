@@ -10,6 +10,12 @@ flight at a time), unless the trial sets ``checkpoint_in_background = False``. A
 only once committed: its event is sent after the commit, the loop waits for the write in flight before
 starting the next one and before returning (so a trial never reports its exit before its last
 checkpoint), and a failed write fails the trial at that point, like a failed synchronous save.
+
+With several slots (``ctx.distributed.size > 1``) every rank runs this loop: the model is wrapped in
+``DistributedDataParallel`` after the restore, data and metrics go through
+:mod:`~det_jupyter.frameworks._torch_ddp`, every rank takes the same decisions at the same batches
+(same progress, the chief's stop flag), and only the chief reports and writes checkpoints (the
+unwrapped module's weights, so they load in one process).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from det_jupyter.frameworks._common import (
     trial_owner,
     write_state,
 )
+from det_jupyter.frameworks._torch_ddp import RankReports, Ranks
 
 if TYPE_CHECKING:
     from det_jupyter.frameworks.torch import TorchTrial
@@ -195,17 +202,29 @@ class TorchLoop:
     def __init__(self, trial: TorchTrial) -> None:
         self.trial = trial
         self.ctx = trial.context
+        name = type(trial).__name__
+        self.ranks = Ranks(self.ctx, name)
+        if self.ranks.distributed:
+            from det_jupyter.worker.distributed import init_torch_distributed
+
+            trial.device = init_torch_distributed()  # gloo on CPU, NCCL on the worker's GPU
         self.device = _indexed(trial.device)  # cuda -> cuda:N, so batches already there skip .to()
         seed_everything(self.ctx.seed)
         self.model = trial.build_model().to(self.device)
+        self.train_model: torch.nn.Module = self.model  # DDP-wrapped with several ranks (see _run)
         self.optimizer = trial.build_optimizer(self.model)
         self.scheduler = trial.build_lr_scheduler(self.optimizer)
         if trial.lr_scheduler_step not in ("batch", "epoch"):
             raise ValueError(
                 f"{type(trial).__name__}.lr_scheduler_step={trial.lr_scheduler_step!r}: use 'batch' or 'epoch'"
             )
-        self.train_data = _reiterable(trial.build_training_data(), "build_training_data")
-        self.val_data = _reiterable(trial.build_validation_data(), "build_validation_data")
+        self.train_data = self.ranks.shard_training(
+            _reiterable(trial.build_training_data(), "build_training_data")
+        )
+        self.val_data = self.ranks.shard_validation(
+            _reiterable(trial.build_validation_data(), "build_validation_data")
+        )
+        self.reports = RankReports(self.ranks)
         self.epoch_length = _length(self.train_data)
         self.progress = Progress()
         self.validated_at: int | None = None
@@ -231,10 +250,15 @@ class TorchLoop:
         except Exception as exc:
             if not while_failing:
                 raise
-            self.ctx.log(f"the checkpoint being written when the trial failed was not committed: {exc!r}")
+            self.ranks.log(f"the checkpoint being written when the trial failed was not committed: {exc!r}")
 
     def _run(self) -> None:
         resume = self._restore()
+        if self.ranks.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids)  # rank 0's weights
         schedule = Schedule(self.ctx, self.progress, self.validated_at, self.best_validation)
         self.schedule = schedule
         if schedule.scheduling_unit is not None:
@@ -248,7 +272,7 @@ class TorchLoop:
         while True:
             if batches is None:
                 self.epoch_rng = rng_state()  # the epoch's shuffle order follows from it (see restore)
-                batches = iter(self.train_data)
+                batches = self._epoch_batches()
             batch = next(batches, _END)
             if batch is _END:
                 if self.progress.batch_in_epoch == 0:
@@ -268,9 +292,14 @@ class TorchLoop:
 
     # --- steps -----------------------------------------------------------------------------------
 
+    def _epoch_batches(self) -> Iterator[Any]:
+        self.ranks.set_epoch(self.progress.epochs)  # a DistributedSampler's order: seed + epoch
+        return iter(self.train_data)
+
     def _train_batch(self, batch: Any) -> None:
-        size = batch_size(batch) or int(self.trial.hparams.get("global_batch_size", 1))
-        out = self.trial.train_batch(self.model, to_device(batch, self.device), self.optimizer)
+        fallback = int(self.trial.hparams.get("global_batch_size", 1))
+        size = self.ranks.records(self.progress.batch_in_epoch, batch, fallback)  # global records
+        out = self.trial.train_batch(self.train_model, to_device(batch, self.device), self.optimizer)
         metrics = dict(out) if isinstance(out, Mapping) else {"loss": out}
         metrics = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in metrics.items()}
         metrics.setdefault("lr", self.optimizer.param_groups[0]["lr"])
@@ -278,11 +307,13 @@ class TorchLoop:
         self.progress.batch_in_epoch += 1
         self.progress.records += size
         if self._means is None:
-            self.ctx.report_training_metrics(self.progress.batches, metrics)
+            self.reports.add(self.progress.batches, metrics)
         else:  # scheduling_unit: one report per unit, the mean over its batches
             self._means.add(metrics)
             if self.schedule.report_due(self.progress):
-                self.ctx.report_training_metrics(self.progress.batches, self._means.take())
+                self.reports.add(self.progress.batches, self._means.take())
+        if self.reports.full:
+            self.reports.flush()  # several ranks: one gather per window, on every rank at this batch
         if self.scheduler is not None and self.trial.lr_scheduler_step == "batch":
             self.scheduler.step()
 
@@ -300,14 +331,16 @@ class TorchLoop:
     def _act(self, decision: Decision) -> bool:
         if decision.finish and self._means is not None and self._means.pending:
             # the partial unit's report, before the validation and checkpoint that end training
-            self.ctx.report_training_metrics(self.progress.batches, self._means.take())
+            self.reports.add(self.progress.batches, self._means.take())
+        if decision.validate or decision.checkpoint or decision.finish:
+            self.reports.flush()  # training reports before the validation / checkpoint after them
         checkpoint = decision.checkpoint
         if decision.validate:
             checkpoint = self._validate() or checkpoint  # checkpoint_policy: all / best
         if checkpoint:
             self._save()
         if decision.stopped:
-            self.ctx.log(f"stopping at batch {self.progress.batches}: the trial was asked to stop")
+            self.ranks.log(f"stopping at batch {self.progress.batches}: the trial was asked to stop")
         return decision.finish
 
     def _validate(self) -> bool:
@@ -324,16 +357,21 @@ class TorchLoop:
                     sums[key] = sums.get(key, 0.0) + value * size
                 total += size
         self.model.train()
+        sums, total = self.ranks.reduce_validation(sums, total)  # several ranks: the whole set's sums
         if total == 0:
             raise ValueError(f"{type(self.trial).__name__}.build_validation_data() yielded no batches")
-        metrics = {key: float(value / total) for key, value in sums.items()}
+        metrics: dict[str, Any] = {key: value / total for key, value in sums.items()}
         metrics.update(self.progress.metrics(self.epoch_length))
-        self.ctx.report_validation_metrics(self.progress.batches, metrics)
+        if self.ranks.is_chief:
+            self.ctx.report_validation_metrics(self.progress.batches, metrics)
         return self.schedule.validated(self.progress, metrics)
 
     # --- checkpoints -----------------------------------------------------------------------------
 
     def _save(self) -> None:
+        if not self.ranks.is_chief:  # the chief's checkpoint holds the (identical) state of every rank
+            self.schedule.checkpointed(self.progress)
+            return
         snapshot = self._snapshot()  # the only part that blocks training in the background mode
         if self._writer is None:
             self._write(snapshot)
@@ -408,6 +446,7 @@ class TorchLoop:
                     )
 
     def _restore(self) -> dict[str, Any] | None:
+        self.ranks.agree_on_checkpoint()  # every rank resumes from the chief's newest checkpoint
         with self.ctx.checkpoint.restore() as path:
             if path is None:
                 return None
@@ -421,9 +460,11 @@ class TorchLoop:
             self.progress, self.validated_at, _ = read_state(path, trial_owner(self.ctx))
             self.best_validation = read_best_validation(path, trial_owner(self.ctx))
         if warm:  # another trial's checkpoint: its weights, a fresh count (and data order)
-            self.ctx.log(f"warm start from checkpoint {self.ctx.checkpoint.latest}: training from batch 0")
+            self.ranks.log(f"warm start from checkpoint {self.ctx.checkpoint.latest}: training from batch 0")
             return None
-        self.ctx.log(f"resumed from checkpoint {self.ctx.checkpoint.latest} at batch {self.progress.batches}")
+        self.ranks.log(
+            f"resumed from checkpoint {self.ctx.checkpoint.latest} at batch {self.progress.batches}"
+        )
         return dict(trainer)
 
     def _resume_iterator(self, trainer: dict[str, Any] | None) -> Iterator[Any] | None:
@@ -438,7 +479,7 @@ class TorchLoop:
         if self.progress.batch_in_epoch and trainer.get("epoch_rng") is not None:
             set_rng_state(trainer["epoch_rng"])
             self.epoch_rng = trainer["epoch_rng"]
-            batches = iter(self.train_data)
+            batches = self._epoch_batches()
             for _ in range(self.progress.batch_in_epoch):
                 if next(batches, _END) is _END:
                     raise ValueError(

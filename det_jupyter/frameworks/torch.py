@@ -51,6 +51,27 @@ Loop semantics of :meth:`TorchTrial.run_trial` (see :mod:`det_jupyter.frameworks
 - **Restore**: model, optimizer, LR scheduler, progress and RNG state come back from the newest
   checkpoint; an interrupted epoch re-draws the same shuffle order and skips its trained batches, so a
   resumed trial trains exactly the batches an uninterrupted one would.
+
+Several slots (``resources.slots_per_trial: N``; every rank runs :meth:`TorchTrial.run_trial`, see
+:mod:`det_jupyter.frameworks._torch_ddp`):
+
+- ``torch.distributed`` is initialised (gloo on CPU, NCCL on the worker's GPU) and the model is wrapped
+  in ``DistributedDataParallel`` after the restore; ``train_batch`` gets the wrapped model,
+  ``evaluate_batch`` the module itself.
+- One step trains one **global batch** of ``hparams["global_batch_size"]`` records (without that
+  hyperparameter: the training DataLoader's ``batch_size``), ``global / N`` on each rank; a global batch
+  N does not divide is refused, naming the hyperparameter and the fix. A DataLoader over a map-style
+  dataset is rebuilt with a ``DistributedSampler`` (shuffled if yours was, seeded with the trial's seed
+  and the epoch) and the per-rank batch, so the ranks' batches together are the global batch;
+  other iterables are read whole on every rank, each batch cut in N parts.
+- ``batches``, ``records`` and ``epochs`` count global batches and records: lengths, periods and ASHA
+  rungs mean what they mean with one slot, and an unshuffled trial reports the same curve as with one.
+- Training metrics are the mean over the ranks (one gather every 32 batches, not per step); a
+  validation adds every rank's sums and counts over a share of the validation set (no record twice),
+  so it equals the one-process validation.
+- Only the chief reports and checkpoints (the unwrapped module's weights and ``model.pt``, which load
+  in one process); every rank restores from the chief's newest checkpoint; ``ctx.should_stop()`` is the
+  chief's flag, so every rank stops at the same batch.
 """
 
 from __future__ import annotations
