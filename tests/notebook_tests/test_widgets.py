@@ -343,7 +343,8 @@ def test_widget_follows_a_running_experiment_to_its_end(
     widths = {tr.name: tr.line.width for tr in w.validation_figure.data if tr.name.startswith("trial")}
     assert widths.pop(f"trial {best.id}") == 4.0 and set(widths.values()) == {1.5}
     assert w.parallel_figure is not None
-    assert "COMPLETED" in w.header.value and "trials: 3 done, 0 running, 0 queued" in w.header.value
+    assert "COMPLETED" in w.header.value and "trials: 3 of 3 created (3 completed, 0 running)" in w.header.value
+    assert w.progress.value == 1.0 and w.progress_label.value.startswith("100% of 3 × 20")
 
 
 @pytest.mark.slow
