@@ -9,6 +9,8 @@ import pytest
 
 from external_tests.procs import DaskProcesses
 
+collect_ignore = ["fake_nvml"]  # a stand-in for the pynvml module, loaded by worker processes, not tests
+
 
 @pytest.fixture
 def dask_procs(tmp_path: Path) -> Iterator[DaskProcesses]:
