@@ -117,6 +117,7 @@ def _write_notebook(path: Path, gate: Path) -> None:
         nbformat.v4.new_code_cell("%load_ext det_jupyter"),
         nbformat.v4.new_code_cell(TRAIN_SOURCE.format(gate=str(gate), hold_at=HOLD_AT)),
         nbformat.v4.new_code_cell(MAGIC_SOURCE),
+        nbformat.v4.new_code_cell("exp.wait()"),  # keeps the kernel busy while the test clicks the widget
     ]
     nbformat.write(nb, path)
 
@@ -217,6 +218,7 @@ def _run_and_check(page: Any, gate: Path, store: Store, wait_for: Callable[..., 
     )
     widget_box = output.locator(".widget-vbox").first
     widget_box.screenshot(path=str(ARTIFACTS / "widget_render-running.png"))
+    _click_while_busy(page, output, wait_for)
     gate.touch()
 
     # the end: COMPLETED, one full line per trial, the table, the parallel-coordinates chart
@@ -401,6 +403,30 @@ def _check_charts_fit(page: Any, output: Any, wait_for: Callable[..., object], w
         )
 
     wait_for(fit, 30, what=f"charts that fit their output area ({when}); see widget_render-fit-*.json")
+
+
+Y_AXES = "output => Array.from(output.querySelectorAll('.js-plotly-plot')).slice(0, 2).map(gd => gd._fullLayout.yaxis.type)"
+
+
+def _click_while_busy(page: Any, output: Any, wait_for: Callable[..., object]) -> None:
+    """While cell 4 (``exp.wait()``) runs, a click on "log y" is handled at once (a kernel subshell) and
+    the kernel's status stays Busy: JupyterLab once flipped it to Idle on the click's status messages."""
+    status = page.locator("#jp-main-statusbar")
+    assert "| Busy" in status.inner_text(), status.inner_text()
+    for want in ("log", "linear"):
+        output.locator("button.widget-toggle-button", has_text="log y").click()
+        seen: list[str] = []
+
+        def drawn(want: str = want, seen: list[str] = seen) -> bool:
+            seen.append(status.inner_text())
+            return bool(output.evaluate(Y_AXES) == [want, want])
+
+        wait_for(drawn, 30, interval=0.05, what=f"both charts' y-axis {want} while a cell runs")
+        deadline = time.monotonic() + 1.0  # the click's idle status may come after the redraw
+        while time.monotonic() < deadline:
+            seen.append(status.inner_text())
+            time.sleep(0.05)
+        assert all("| Busy" in text for text in seen), sorted(set(seen))
 
 
 def _switch_theme(page: Any, name: str) -> None:

@@ -343,7 +343,9 @@ def test_widget_follows_a_running_experiment_to_its_end(
     widths = {tr.name: tr.line.width for tr in w.validation_figure.data if tr.name.startswith("trial")}
     assert widths.pop(f"trial {best.id}") == 4.0 and set(widths.values()) == {1.5}
     assert w.parallel_figure is not None
-    assert "COMPLETED" in w.header.value and "trials: 3 of 3 created (3 completed, 0 running)" in w.header.value
+    assert (
+        "COMPLETED" in w.header.value and "trials: 3 of 3 created (3 completed, 0 running)" in w.header.value
+    )
     assert w.progress.value == 1.0 and w.progress_label.value.startswith("100% of 3 × 20")
 
 
@@ -806,3 +808,35 @@ def test_plotly_code_reaches_the_page_once_per_kernel(store: Store, widgets: lis
     assert library not in w.widget.children  # closing a widget leaves the page's copy alone
     w.close()
     assert plotly_library() is library and library.comm is not None
+
+
+def test_the_full_state_keeps_what_the_page_reports_as_defaults(
+    store: Store, widgets: list[ExperimentWidget]
+) -> None:
+    """After each render the page reports the computed figure; plain plotly then drops every property
+    equal to it ("name": "trial 1") from the data the full state is built from: a reload drew unnamed lines."""
+    exp = _experiment(store)
+    (t1,) = _trials(store, exp, 1)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    _report(store, t1, "training", range(1, 4), lambda s: 1.0 / s)
+    w.refresh()
+    fig = w.training_figure
+    (i,) = [i for i, tr in enumerate(fig.data) if tr.name == f"trial {t1}"]
+    width = fig.data[i].line.width
+    delta = {"uid": fig.data[i].uid, "name": f"trial {t1}", "showlegend": True, "line": {"width": width}}
+    fig._handler_js2py_traceDeltas(
+        {"new": {"trace_deltas": [delta], "trace_edit_id": fig._last_trace_edit_id}}
+    )
+    fig._handler_js2py_layoutDelta(
+        {
+            "new": {
+                "layout_delta": {"title": {"text": "training loss"}},
+                "layout_edit_id": fig._last_layout_edit_id,
+            }
+        }
+    )
+    state = fig.get_state()
+    drawn = state["_widget_data"][i]
+    assert drawn["name"] == f"trial {t1}" and drawn["showlegend"] is True and drawn["line"]["width"] == width
+    assert state["_widget_layout"]["title"]["text"] == "training loss"

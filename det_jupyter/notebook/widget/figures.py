@@ -80,6 +80,17 @@ def _figure_class() -> type:
             config: dict[str, Any] = dict(getattr(self, "_config", None) or {})  # what plotly's __init__ set
             self._config = {**config, **PLOTLY_CONFIG}
 
+        @staticmethod
+        def _remove_overlapping_props(
+            input_data: Any, delta_data: Any, prop_path: tuple[Any, ...] = ()
+        ) -> list[Any]:
+            # After each render the page reports the figure's computed defaults, and plotly then drops
+            # every property we set whose value equals its default ("name": "trial 1" once plotly.js
+            # shows it so) from ``_data`` / ``_layout`` and the page model, keeping it only in
+            # ``_prop_defaults``. The full state below is built from ``_data``: a reload then drew
+            # unnamed traces without their widths. Keep what was set.
+            return []
+
         def get_state(self, key: Any = None, drop_defaults: bool = False) -> dict[str, Any]:
             state: dict[str, Any] = super().get_state(key, drop_defaults)
             if key is None and "_layout_obj" in self.__dict__:  # (plotly opens the comm before building them)

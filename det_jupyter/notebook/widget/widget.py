@@ -36,6 +36,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from det_jupyter.notebook.kernel_comm import quiet_kernel_status, route_to_subshell
 from det_jupyter.notebook.widget import analysis, export
 from det_jupyter.notebook.widget.bridge import page_bridge
 from det_jupyter.notebook.widget.figures import (
@@ -81,6 +82,16 @@ def _chart_box(figure: Any, layout: Any) -> Any:
     box = w.Box([figure], layout=layout)
     box.add_class("det-chart")  # the page bridge's CSS makes the figure fill it
     return box
+
+
+def _descendants(widget: Any) -> list[Any]:
+    """A widget and every widget inside it (boxes' children, recursively)."""
+    out, pending = [], [widget]
+    while pending:
+        part = pending.pop()
+        out.append(part)
+        pending.extend(getattr(part, "children", ()))
+    return out
 
 
 def in_kernel() -> bool:
@@ -238,8 +249,7 @@ class ExperimentWidget:
             layout=w.Layout(width="100%"),
         )  # fmt: skip
         self.widget.add_class("det-jupyter-widget")
-        from det_jupyter.notebook.kernel_comm import route_to_subshell
-
+        quiet_kernel_status(_descendants(self.widget))  # figures report each redraw: not the kernel's status
         self.controls_concurrent = route_to_subshell(
             [self.pause_button, self.activate_button, self.kill_button, self.training_metric_picker,
              self.validation_metric_picker, self.x_axis, self.log_y, self.smoothing, self.table, self.bridge]
@@ -517,6 +527,7 @@ class ExperimentWidget:
                 layout=base_layout(title, self._theme, margin={"l": 60, "r": 60, "t": 95, "b": 30}),
             )
             self.parallel_figure.data[0].on_change(self._on_brush, "dimensions")
+            quiet_kernel_status([self.parallel_figure])
             return
         dimensions = analysis.keep_brushes(parallel["dimensions"], self.parallel_figure.data[0].dimensions)
         with self.parallel_figure.batch_update():
@@ -565,6 +576,7 @@ class ExperimentWidget:
             )
             layout["yaxis"] = {**layout.get("yaxis", {}), "title": {"text": self.model.validation_metric}}
             self.scatter_figure = figure_widget(data=fig.to_dict()["data"], layout=layout)
+            quiet_kernel_status([self.scatter_figure])
         with self.scatter_figure.batch_update():
             for trace, p in zip(self.scatter_figure.data, panels, strict=True):
                 sizes = [16 if i == p["best"] else 9 for i in range(len(p["x"]))]
