@@ -364,6 +364,15 @@ def test_asha_stops_are_marked_where_trials_stopped(
     (marker,) = [tr for tr in w.validation_figure.data if tr.name == "ASHA stop"]
     series = _figure_series(w.validation_figure)
     assert sorted(zip(marker.x, marker.y)) == sorted((series[t][0][-1], series[t][1][-1]) for t in stopped)
+    # the rungs view: every trial the search stopped is "stopped" at exactly one rung, none above it
+    from det_jupyter.notebook.widget.rungs import asha_rungs
+
+    entries = [(rung.index, e) for rung in asha_rungs(w.model) or [] for e in rung.entries]
+    assert {e.trial_id for _, e in entries if e.outcome == "stopped"} == stopped
+    for trial_id in stopped:
+        (at,) = [r for r, e in entries if e.trial_id == trial_id and e.outcome == "stopped"]
+        assert all(r <= at for r, e in entries if e.trial_id == trial_id)
+    assert "ASHA rungs" in w.rungs.value
 
 
 @pytest.mark.slow
