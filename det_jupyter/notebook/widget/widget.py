@@ -15,7 +15,9 @@ and come back after a page reload), the trial table (:mod:`~det_jupyter.notebook
 by a header, click a row to pick a trial: its line is highlighted and its detail opens: hyperparameters,
 checkpoints with the line that loads each, its live log tail), failures, the hyperparameter analysis
 (:mod:`~det_jupyter.notebook.widget.analysis`: parallel coordinates and metric-vs-hparam scatter, drawn
-once two trials have a metric), and the load-and-predict line. :meth:`to_dataframe` / :meth:`to_csv`
+once two trials have a metric; ranges brushed on the parallel axes filter the trial table), for ASHA
+searches the rungs (:mod:`~det_jupyter.notebook.widget.rungs`: who was promoted or stopped where, and
+why), and the load-and-predict line. :meth:`to_dataframe` / :meth:`to_csv`
 export the metrics; ``_repr_mimebundle_`` carries a static HTML copy for nbviewer / GitHub.
 
 Controls' clicks reach the kernel as comm messages; the widget routes those comms to a kernel
