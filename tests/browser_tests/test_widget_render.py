@@ -458,3 +458,41 @@ def _screenshot_docs(page: Any, widget_box: Any, name: str) -> None:
             widget_box.screenshot(path=str(DOCS_IMAGES / f"{name}.png"))
     finally:
         page.set_viewport_size(VIEWPORT)
+
+
+BRUSH_AREAS = """
+gd => Array.from(gd.querySelectorAll('.axis-brush .background')).map(r => {
+  const b = r.getBoundingClientRect();
+  return [b.x, b.y, b.width, b.height];
+})
+"""
+TABLE_ROWS = "o => Array.from(o.querySelectorAll('.det-jupyter-table tbody tr')).map(tr => tr.dataset.trial)"
+
+
+def test_brushing_a_parallel_axis_filters_the_table(page: Any, wait_for: Callable[..., object]) -> None:
+    """Runs after the reload (same page): drag along the metric's axis over its better half; the table keeps
+    the trials inside (the best at least, never the worst); a click on the axis outside the range clears."""
+    panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    output = panel.locator(".jp-Cell").nth(2).locator(".jp-OutputArea")
+    parcoords = output.locator(".js-plotly-plot").nth(2)
+    parcoords.scroll_into_view_if_needed()
+    wait_for(lambda: len(parcoords.evaluate(BRUSH_AREAS)) >= 3, 30, what="the parallel axes' brush areas")
+    x, y, w, h = parcoords.evaluate(BRUSH_AREAS)[-1]  # the last axis: the searcher metric, best at the bottom
+    try:
+        page.mouse.move(x + w / 2, y + h * 0.55)
+        page.mouse.down()
+        page.mouse.move(x + w / 2, y + h * 0.8, steps=8)
+        page.mouse.move(x + w / 2, y + h * 0.99, steps=8)
+        page.mouse.up()
+        wait_for(
+            lambda: 1 <= len(output.evaluate(TABLE_ROWS)) < TRIALS, 30, what="the table filtered by the brush"
+        )
+        output.locator("i", has_text="brushed on the parallel coordinates").wait_for()
+        shot(page, "widget_render-brushed")
+        page.mouse.click(x + w / 2, y + h * 0.1)  # on the axis, outside the brushed range
+        wait_for(
+            lambda: len(output.evaluate(TABLE_ROWS)) == TRIALS, 30, what="every trial back after clearing"
+        )
+    except BaseException:
+        shot(page, "widget_render-brush-failure")
+        raise
