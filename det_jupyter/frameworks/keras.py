@@ -36,17 +36,33 @@ Semantics (shared with TorchTrial, see :mod:`det_jupyter.frameworks._common`):
 - **Restore**: weights and optimizer state from the newest checkpoint; fit resumes at
   ``initial_epoch``; an interrupted epoch is finished first (its remaining batches only, in a fresh
   shuffle), so a resumed trial trains as many batches as an uninterrupted one.
+
+Several devices and slots:
+
+- **One worker, several GPUs** (a worker process that sees more than one GPU, TensorFlow backend):
+  :meth:`KerasTrial.build_strategy` returns a ``tf.distribute.MirroredStrategy`` over them; the model
+  is built, compiled and restored under its scope, and ``fit`` splits each global batch
+  (``global_batch_size``) over the devices. Reports, checkpoints and progress are as with one device
+  (same global batches), and checkpoints load in one process. Override ``build_strategy`` to choose
+  the devices (the tests use two logical CPUs) or to return ``None``.
+- **Several slots** (``resources.slots_per_trial > 1``: ranks on several worker processes) are refused
+  with a :class:`~det_jupyter.errors.ConfigError` on ``resources.slots_per_trial``. Keras 3's
+  ``model.fit`` fails under ``tf.distribute.MultiWorkerMirroredStrategy`` (keras-team/keras#20585: its
+  per-replica reduction of the logs and its symbolic build both break), and TensorFlow sets up its
+  collective ops once per process, so a second such trial on a Dask worker hangs. Use a
+  ``TorchTrial`` (DDP), one slot on a multi-GPU worker, or a function trial of your own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
 
 import keras
 
-from det_jupyter.errors import CheckpointError
+from det_jupyter.errors import CheckpointError, ConfigError, FieldError
 from det_jupyter.frameworks._common import (
     Decision,
     Progress,
@@ -354,6 +370,25 @@ class KerasTrial:
         """Return ``(x, y)`` arrays or a batched ``tf.data.Dataset`` (required)."""
         raise NotImplementedError(f"{type(self).__name__} must define build_validation_data(self)")
 
+    def build_strategy(self) -> Any:
+        """The ``tf.distribute`` strategy to train under, or ``None`` (the default strategy).
+
+        Default: a ``MirroredStrategy`` over this worker's GPUs when the TensorFlow backend sees more
+        than one, else ``None``. ``fit`` then splits each batch of ``global_batch_size`` records over
+        them.
+
+        Example:
+            >>> class TwoDevices(KerasTrial):  # doctest: +SKIP
+            ...     def build_strategy(self):
+            ...         return tf.distribute.MirroredStrategy(["/gpu:0", "/gpu:1"])
+        """
+        if keras.backend.backend() != "tensorflow":
+            return None
+        import tensorflow as tf
+
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.MirroredStrategy([d.name for d in gpus]) if len(gpus) > 1 else None
+
     def keras_callbacks(self) -> list[keras.callbacks.Callback]:
         """Extra Keras callbacks for ``fit`` (default none); they run before the :class:`DetCallback`."""
         return []
@@ -366,10 +401,24 @@ class KerasTrial:
             >>> ctx = local_context({"global_batch_size": 16}, metric="val_loss", max_time=20)  # doctest: +SKIP
             >>> IrisTrial.run_trial(ctx)                                                       # doctest: +SKIP
         """
+        if ctx.distributed.size > 1:
+            raise ConfigError(_multi_worker_refusal(cls.__name__, ctx.distributed.size))
         keras.utils.set_random_seed(ctx.seed)
         trial = cls(ctx)
-        model = _ensure_compiled(trial.build_model(), trial.hparams)
+        strategy = trial.build_strategy()
+
+        def scope() -> Any:  # a strategy's scope can be entered once per object: a new one each time
+            return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+        with scope():  # variables (model, optimizer) are created mirrored over the strategy's devices
+            model = _ensure_compiled(trial.build_model(), trial.hparams)
         batch_size = int(trial.hparams.get("global_batch_size", 32))
+        if strategy is not None:
+            replicas = int(strategy.num_replicas_in_sync)
+            ctx.log(
+                f"{cls.__name__}: {type(strategy).__name__} over {replicas} devices; global batch "
+                f"{batch_size} ({batch_size / replicas:g} records per device)"
+            )
         train = trial.build_training_data()
         if isinstance(train, tuple) and len(train) == 2:
             x, y, fit_batch = train[0], train[1], batch_size
@@ -382,7 +431,8 @@ class KerasTrial:
             batch_size=batch_size,
             records_per_epoch=per_epoch,
         )
-        callback.restore(model)
+        with scope():
+            callback.restore(model)  # a restored optimizer's variables are mirrored too
         while not callback.finished:
             before = callback.progress.batches
             model.fit(
@@ -413,3 +463,15 @@ class KerasTrial:
         model = _ensure_compiled(trial.build_model(), hparams)
         _load_weights(model, directory / MODEL_FILE)
         return model
+
+
+def _multi_worker_refusal(trial: str, size: int) -> FieldError:
+    return FieldError(
+        "resources.slots_per_trial",
+        f"{trial} is a KerasTrial on {size} slots (worker processes), which det_jupyter cannot train: "
+        "Keras 3's model.fit fails under tf.distribute.MultiWorkerMirroredStrategy "
+        "(keras-team/keras#20585) and TensorFlow's collective ops can be set up only once per worker "
+        "process",
+        "use slots_per_trial: 1 (on a worker that sees several GPUs, KerasTrial trains on all of them "
+        "with MirroredStrategy), or write the trial as a TorchTrial, which trains with DDP on several slots",
+    )
