@@ -321,8 +321,8 @@ def report(
                     [r["figures"]["asha"]["best"]["4"] - r["figures"][a]["best"]["4"] for r in runs]
                 )
                 goals.append(Goal(f"{task}: ASHA best at B − {METHODS[a]}'s (median over seeds)", diff,
-                                  ">= -0.005", diff >= -0.005,
-                                  "" if diff >= -0.005 else _cause_anchor(res, a)))  # fmt: skip
+                                  ">= -0.005", diff >= -0.005 - 1e-9,
+                                  "" if diff >= -0.005 - 1e-9 else _cause_anchor(res, a)))  # fmt: skip
     lines += ["", f"(Wall time of the benchmark: {wall / 60:.1f} min.)", "", *Goal.table(goals, "{:.3f}")]
     text = "\n".join(lines)
     print(text)
