@@ -46,7 +46,9 @@ from distributed import Client, Nanny, Scheduler, SpecCluster
 
 from det_jupyter.config.sections import SlotType
 from det_jupyter.errors import ClusterError
+from det_jupyter.store import default_home
 from det_jupyter.worker.gpu import gpu_inventory, pack_gpus
+from det_jupyter.worker.quiet import LOG_ENV
 
 __all__ = [
     "SLOTS_PER_GPU_ENV",
@@ -310,8 +312,10 @@ def _worker_spec(
         "host": "127.0.0.1",
         "silence_logs": logging.WARNING,
     }
-    if preload:
-        options["preload"] = preload
+    # the workers' own output (native libraries, Dask) goes to <home>/logs/workers.log, not into the
+    # fds they inherit from the kernel, which ipykernel shows in the running cell (worker/quiet.py)
+    options["env"] = {**env, LOG_ENV: str(default_home() / "logs" / "workers.log")}
+    options["preload"] = ["det_jupyter.worker.quiet", *(preload or [])]
     return {"cls": Nanny, "options": options}
 
 

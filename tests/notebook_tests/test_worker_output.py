@@ -1,8 +1,8 @@
 """Worker output stays out of the user's cells: a notebook executed by a real kernel (nbclient).
 
 Issue #13: Dask workers' TensorFlow stderr lines appeared as red text above the widget and in the
-``exp.wait()`` cell. In master mode (the default) that no longer happens; in-process mode still
-leaks (xfail, strict: it fails loudly once fixed). A trial's prints belong in its log (``%det logs``, the widget's trial detail);
+``exp.wait()`` cell. Neither mode lets it through now: the embedded cluster's workers write their own
+output to ``<home>/logs/workers.log`` (det_jupyter/worker/quiet.py). A trial's prints belong in its log (``%det logs``, the widget's trial detail);
 what its worker process writes straight to file descriptors 1 and 2 (TensorFlow's C++ logging does)
 must not reach the notebook either. The trial here does both, in master mode (the default: workers
 belong to the home's master process) and with ``master="inprocess"`` (the embedded cluster's workers
@@ -80,19 +80,9 @@ def _outputs(nb: Any) -> str:
     return "\n".join(parts)
 
 
-INPROCESS_LEAKS = pytest.mark.xfail(
-    strict=True,
-    reason="in-process mode: the embedded cluster's worker processes inherit the kernel's fds 1 and 2, "
-    "which ipykernel forwards to the running cell (what a trial prints goes to its log; what the worker "
-    "writes to the fds does not). Fix where workers start, outside notebook/: e.g. the worker preload "
-    "(det_jupyter/worker/preload.py) dup2-ing a log file in the home onto fds 1 and 2 when "
-    "local_cluster() (engine/cluster.py) asks for it through the workers' env",
-)
-
-
 @pytest.mark.parametrize(
     "extra",
-    ["", pytest.param(', master="inprocess"', marks=INPROCESS_LEAKS)],
+    ["", ', master="inprocess"'],
     ids=["master", "inprocess"],
 )
 def test_worker_output_goes_to_trial_logs_not_the_notebook(tmp_path: Path, extra: str) -> None:
@@ -105,3 +95,5 @@ def test_worker_output_goes_to_trial_logs_not_the_notebook(tmp_path: Path, extra
     (trial,) = store.list_trials(exp.id)
     log = "\n".join(row.line for row in store.logs(trial.id))
     assert "trial print step 3" in log and "trial stderr step 3" in log
+    if extra:  # in-process: the kernel's embedded workers kept their own output in the home's log
+        assert MARK in (tmp_path / "home" / "logs" / "workers.log").read_text()
