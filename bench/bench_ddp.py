@@ -8,7 +8,10 @@ with one slot), for both paths:
 - **det_jupyter**: an experiment of one trial with ``resources.slots_per_trial: N`` on the embedded
   cluster's CPU workers (a gang of N rank tasks, rendezvous through Dask, ``init_torch_distributed``,
   DDP), the chief reporting the window's throughput as its validation metric;
-- **plain DDP** (the anchor): the same loop in N processes from ``torch.multiprocessing.spawn``.
+- **plain DDP** (the anchor): the same loop in N processes from ``torch.multiprocessing.spawn``;
+- **TorchTrial** (``--torchtrial``): the same model as a :class:`det_jupyter.torch.TorchTrial` whose
+  loop does the DDP wrapping, the DistributedSampler sharding of a DataLoader (global batch
+  ``batch × N``), the rank-averaged training reports and the stop broadcast per batch.
 
 Each rank uses one thread (``torch.set_num_threads(1)``). The variants alternate round by round.
 On a 2-core machine N is at most 2, and other work on the machine shows in the spread.
@@ -72,6 +75,61 @@ def det_trial(ctx: Any) -> None:
         ctx.report_validation_metrics(hp["steps"], {"samples_per_s": rate})
 
 
+def _model() -> Any:
+    import torch
+
+    return torch.nn.Sequential(
+        torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512), torch.nn.ReLU(),
+        torch.nn.Linear(512, 10),
+    )  # fmt: skip
+
+
+def _torch_trial_class() -> Any:
+    """The TorchTrial path (built lazily: the bench imports no torch until it runs)."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from det_jupyter.torch import TorchTrial
+
+    class MLPTrial(TorchTrial):
+        """The same MLP; throughput over the batches after the warm-up, reported at the one validation."""
+
+        def build_model(self) -> torch.nn.Module:
+            torch.set_num_threads(1)
+            torch.manual_seed(0)
+            return _model()
+
+        def build_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+            return torch.optim.SGD(model.parameters(), lr=0.01)
+
+        def build_training_data(self) -> DataLoader:
+            hp = self.hparams
+            n = hp["global_batch_size"] * hp["steps"]
+            gen = torch.Generator().manual_seed(0)
+            data = TensorDataset(
+                torch.randn(n, 256, generator=gen), torch.randint(0, 10, (n,), generator=gen)
+            )
+            return DataLoader(data, batch_size=hp["global_batch_size"])
+
+        def build_validation_data(self) -> list[Any]:
+            return [(torch.zeros(2, 256), torch.zeros(2, dtype=torch.int64))] * self.context.distributed.size
+
+        def train_batch(self, model: torch.nn.Module, batch: Any, optimizer: torch.optim.Optimizer) -> Any:
+            self.done = getattr(self, "done", 0) + 1
+            if self.done == self.hparams["warmup"] + 1:
+                self.start = time.perf_counter()
+            out = super().train_batch(model, batch, optimizer)
+            if self.done == self.hparams["steps"]:
+                elapsed = time.perf_counter() - self.start
+                self.rate = (self.done - self.hparams["warmup"]) * self.hparams["global_batch_size"] / elapsed
+            return out
+
+        def evaluate_batch(self, model: torch.nn.Module, batch: Any) -> dict[str, Any]:
+            return {"samples_per_s": getattr(self, "rate", 0.0)}
+
+    return MLPTrial
+
+
 def _plain_rank(rank: int, size: int, port: int, args: tuple[int, int, int], out: Any) -> None:
     import torch.distributed as dist
 
@@ -109,6 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--torchtrial", action="store_true", help="add the TorchTrial path")
     parser.add_argument("--section", default="ddp")
     parser.add_argument("--write", default=None)
     parser.add_argument("--json", default=None)
@@ -141,13 +200,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         assert exp.wait(timeout=600).value == "COMPLETED", [t.error for t in exp.trials()]
         return float(exp.trials()[0].best_validation or 0.0)
 
+    trial_class = _torch_trial_class() if args.torchtrial else None
+
+    def torch_trial(n: int) -> float:
+        cfg = {
+            "name": f"bench-ddp-torchtrial-{n}",
+            "hyperparameters": {**params, "global_batch_size": params["batch"] * n},
+            "searcher": {"name": "single", "metric": "samples_per_s", "smaller_is_better": False,
+                         "time_metric": "batches", "max_time": steps},
+            "resources": {"slots_per_trial": n},
+            "checkpoint_policy": "none",
+            "max_restarts": 0,
+        }  # fmt: skip
+        exp = det_jupyter.create_experiment(cfg, trial_class, cluster=client)
+        assert exp.wait(timeout=600).value == "COMPLETED", [t.error for t in exp.trials()]
+        return float(exp.trials()[0].best_validation or 0.0)
+
     n = args.slots
     t0 = time.perf_counter()
-    runs = interleaved(
-        {"det_1": lambda: det(1), f"det_{n}": lambda: det(n), "plain_1": lambda: plain(1, params),
-         f"plain_{n}": lambda: plain(n, params)},
-        args.repeats,
-    )  # fmt: skip
+    variants = {"det_1": lambda: det(1), f"det_{n}": lambda: det(n), "plain_1": lambda: plain(1, params),
+                f"plain_{n}": lambda: plain(n, params)}  # fmt: skip
+    if args.torchtrial:
+        variants.update({"tt_1": lambda: torch_trial(1), f"tt_{n}": lambda: torch_trial(n)})
+    runs = interleaved(variants, args.repeats)
     client.close()
     cluster.close()
     eff_det = median([b / (n * a) for a, b in zip(runs["det_1"], runs[f"det_{n}"])])
@@ -174,6 +249,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{median(runs[f'plain_{n}']):,.0f} | {eff_plain:.2f} |",
         f"| det_jupyter trial, slots_per_trial: {n} | {median(runs['det_1']):,.0f} | "
         f"{median(runs[f'det_{n}']):,.0f} | {eff_det:.2f} |",
+        *(
+            [
+                f"| det_jupyter TorchTrial (DDP, DistributedSampler), slots_per_trial: {n} | "
+                f"{median(runs['tt_1']):,.0f} | {median(runs[f'tt_{n}']):,.0f} | "
+                f"{median([b / (n * a) for a, b in zip(runs['tt_1'], runs[f'tt_{n}'])]):.2f} |"
+            ]
+            if args.torchtrial
+            else []
+        ),
         "",
         f"det_jupyter's {n}-slot throughput is {vs_plain:.2f}× plain DDP's (Determined publishes +21 % "
         f"overhead over plain DDP). Wall time of the benchmark: {time.perf_counter() - t0:.0f} s.",
