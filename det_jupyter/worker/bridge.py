@@ -11,15 +11,11 @@ travel the other way. Checkpoints are written by the child straight to the check
 Three environment variables tell the child where its trial is: :data:`BRIDGE_ENV`,
 :data:`AUTHKEY_ENV` and :data:`SPEC_ENV` (a pickled spec, read by ``det.get_cluster_info()`` too).
 
-Example (both sides in one process):
+Example (the command process's side is exercised in tests/core_tests/test_core_api.py):
     >>> from det_jupyter.worker.context import local_context
-    >>> parent = local_context({"lr": 0.1}, metric="loss")
-    >>> with BridgeServer(parent) as bridge:
-    ...     child = connect(bridge.env())
-    ...     child.report_validation_metrics(2, {"loss": 0.5})
-    ...     child._close(); child.sink.close()
-    >>> parent.sink.validation
-    [{'steps': 2, 'metrics': {'loss': 0.5}}]
+    >>> with BridgeServer(local_context({"lr": 0.1})) as bridge:
+    ...     sorted(bridge.env())
+    ['DET_JUPYTER_TRIAL_BRIDGE', 'DET_JUPYTER_TRIAL_KEY', 'DET_JUPYTER_TRIAL_SPEC']
 """
 
 from __future__ import annotations
