@@ -17,8 +17,9 @@ import pytest
 import det_jupyter
 from det_jupyter.config import load_config
 from det_jupyter.experiment import Experiment
+from det_jupyter.notebook.widget import figures as figures_mod
 from det_jupyter.notebook.widget.html import load_code, trial_detail_html
-from det_jupyter.notebook.widget.model import WidgetModel, smooth
+from det_jupyter.notebook.widget.model import WidgetModel, downsample, smooth
 from det_jupyter.notebook.widget.widget import ExperimentWidget
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
 from det_jupyter.store import CheckpointRow, LogRow, MetricRow, Store
@@ -177,6 +178,54 @@ def test_figures_show_one_trace_per_trial_equal_to_the_store(
     (stop,) = [tr for tr in w.validation_figure.data if tr.name == "ASHA stop"]
     assert (list(stop.x), list(stop.y), list(stop.hovertext)) == ([5], [2.5], [f"trial {t3} stopped early"])
     assert [r["cells"][0] for r in w.table.rows] == [str(t1), f"{t2} ★", str(t3)]
+
+
+def test_downsample_keeps_ends_and_every_bucket_extreme() -> None:
+    xs = list(range(1, 1001))
+    ys = [float((s * 37) % 101) for s in xs]
+    ys[500] = 1e6  # a spike must survive
+    dx, dy = downsample(xs, ys, 100)
+    assert len(dx) <= 100 and dx[0] == 1 and dx[-1] == 1000 and 1e6 in dy
+    assert dx == sorted(dx) and all(ys[x - 1] == y for x, y in zip(dx, dy, strict=True))
+    assert downsample(xs[:50], ys[:50], 100) == (xs[:50], ys[:50])
+    with pytest.raises(ValueError, match="max_points=2"):
+        downsample(xs, ys, 2)
+
+
+def test_many_trials_draw_webgl_downsampled_with_the_top_k_in_full(
+    store: Store, widgets: list[ExperimentWidget], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(figures_mod, "TOP_K", 2)
+    monkeypatch.setattr(figures_mod, "MAX_POINTS", 40)
+    monkeypatch.setattr(figures_mod, "THIN_POINTS", 10)
+    config = {**CONFIG, "searcher": {**CONFIG["searcher"], "max_trials": 60}}
+    exp = _experiment(store, config)
+    ids = _trials(store, exp, 5)
+    for i, t in enumerate(ids):
+        _report(store, t, "training", range(1, 101), lambda s, i=i: i + 1 / s)
+        store.update_trial(t, best_validation=float(i), steps_completed=100)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    assert all(tr.type == "scattergl" for tr in w.training_figure.data[1:])
+    series = _figure_series(w.training_figure)
+    full = _expected(store, exp, "training", "loss")
+    for t in ids:  # every trace is the downsampled store series, ending at the newest report
+        assert series[t] == downsample(*full[t], 40 if t in ids[:2] else 10)
+        assert series[t][0][-1] == 100
+    styles = {
+        int(tr.name.split()[1]): (tr.line.width, tr.opacity) for tr in w.training_figure.data[1:] if tr.name
+    }
+    assert styles[ids[0]] == (4.0, 1.0) and styles[ids[1]] == (1.5, 0.55)
+    assert all(styles[t] == (1.0, 0.2) for t in ids[2:])  # outside the top k: thin and faded
+    # a trial that becomes one of the best is redrawn in full and in colour
+    store.update_trial(ids[4], best_validation=-1.0)
+    w.refresh()
+    while w.pending:
+        time.sleep(0.2)
+        w.refresh()
+    series = _figure_series(w.training_figure)
+    assert series[ids[4]] == downsample(*full[ids[4]], 40)
+    assert series[ids[1]] == downsample(*full[ids[1]], 10)
 
 
 def test_a_refresh_sends_one_batched_update_per_figure(store: Store, widgets: list[ExperimentWidget]) -> None:

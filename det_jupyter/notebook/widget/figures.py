@@ -11,6 +11,12 @@ Drawing rules (see ENVIRONMENT.md for plotly 7's ``batch_update`` pitfall):
   only when the spares run out is a chunk of new ones added (one more operation);
 - the best trial is drawn thick and opaque, the others thin; a trial picked in the table is drawn
   thick and the others faded; an ``ASHA stop`` marker trace shows where early-stopped trials ended;
+- at scale (issue 12: 1,000 trials x 1,000 points) every trace is downsampled (min/max per bucket,
+  first and newest point kept: :func:`~det_jupyter.notebook.widget.model.downsample`) to
+  ``MAX_POINTS``; beyond ``TOP_K`` trials only the ``TOP_K`` best by the searcher metric keep that
+  resolution and full colour, the rest are thinned to ``THIN_POINTS`` and faded; a figure made for
+  ``WEBGL_TRIALS`` trials or more draws WebGL traces (``scattergl``), which the browser renders
+  without one SVG path per line;
 - hovering a point names the trial, its hyperparameters, the x value with its unit and the metric.
 
 Figures fit their output area: no fixed width (``autosize`` with Plotly's ``responsive`` config; the
@@ -33,11 +39,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from det_jupyter.notebook.widget.html import format_value
-from det_jupyter.notebook.widget.model import TRAINING, WidgetModel, flatten_hparams, smooth
+from det_jupyter.notebook.widget.model import TRAINING, WidgetModel, downsample, flatten_hparams, smooth
 from det_jupyter.notebook.widget.plotly_bundle import figure_esm, plotly_library
 from det_jupyter.notebook.widget.theme import LIGHT, PALETTE, plotly_template, theme_colors
 
-__all__ = ["OPS_PER_SECOND", "STOP_TRACE", "FigureView", "TrialFigure", "figure_widget"]
+__all__ = [
+    "MAX_POINTS",
+    "OPS_PER_SECOND",
+    "STOP_TRACE",
+    "THIN_POINTS",
+    "TOP_K",
+    "WEBGL_TRIALS",
+    "FigureView",
+    "TrialFigure",
+    "figure_widget",
+]
 
 OPS_PER_SECOND = 2
 """Figure operations (4 comm messages each in plotly 7) a figure may send per rolling second."""
@@ -46,6 +62,15 @@ STOP_TRACE = "ASHA stop"
 SPARE_CHUNK = 8
 MAX_INITIAL_SPARES = 32
 WIDTH, BEST_WIDTH, OPACITY, FADED = 1.5, 4.0, 0.55, 0.15
+THIN_WIDTH, THIN_OPACITY = 1.0, 0.2
+MAX_POINTS = 500
+"""Points per trace at most (downsampled beyond: a 1,000-point curve in ~500 keeps its shape on screen)."""
+THIN_POINTS = 100
+"""Points per trace of a trial outside the top ``TOP_K`` when there are more trials than that."""
+TOP_K = 10
+"""Trials drawn at full resolution and colour when there are more (the best by the searcher metric)."""
+WEBGL_TRIALS = 50
+"""A figure made for this many trials or more draws ``scattergl`` traces (WebGL) instead of SVG."""
 HEIGHT = 360
 
 ANYWIDGET_MISSING = (
@@ -183,11 +208,19 @@ class TrialFigure:
     """
 
     def __init__(
-        self, kind: str, metric: str | None, *, spares: int = SPARE_CHUNK, x_label: str = "batches"
+        self,
+        kind: str,
+        metric: str | None,
+        *,
+        spares: int = SPARE_CHUNK,
+        x_label: str = "batches",
+        webgl: bool | None = None,
     ) -> None:
         import plotly.graph_objects as go
 
         self.kind = kind
+        self.webgl = spares >= WEBGL_TRIALS if webgl is None else webgl
+        self._drawn_top: set[int] = set()
         self.x_label = x_label
         self.view = FigureView()
         self.theme: dict[str, Any] = dict(LIGHT)
@@ -223,7 +256,8 @@ class TrialFigure:
         import plotly.graph_objects as go
 
         mode = "lines" if self.kind == TRAINING else "lines+markers"
-        return go.Scatter(x=[], y=[], name="", mode=mode, showlegend=False, hoverinfo="skip")
+        trace = go.Scattergl if self.webgl else go.Scatter
+        return trace(x=[], y=[], name="", mode=mode, showlegend=False, hoverinfo="skip")
 
     def mark(self, trial_ids: set[int], *, restyle: bool = False) -> None:
         """Note trials whose series changed (and whether the best trial changed)."""
@@ -252,15 +286,27 @@ class TrialFigure:
     def _metric(self, model: WidgetModel) -> str | None:
         return model.metrics[self.kind]
 
-    def _style(self, trial_id: int, best: int | None) -> tuple[float, float]:
+    def _style(self, trial_id: int, best: int | None, top: set[int] | None) -> tuple[float, float]:
         selected = self.view.selected
         if selected is not None and selected in self.traces:
             return (BEST_WIDTH, 1.0) if trial_id == selected else (WIDTH, FADED)
-        return (BEST_WIDTH, 1.0) if trial_id == best else (WIDTH, OPACITY)
+        if trial_id == best:
+            return BEST_WIDTH, 1.0
+        return (WIDTH, OPACITY) if top is None or trial_id in top else (THIN_WIDTH, THIN_OPACITY)
 
-    def _points(self, model: WidgetModel, trial_id: int) -> tuple[list[Any], list[float]]:
+    def _top(self, model: WidgetModel) -> set[int] | None:
+        """The trials drawn in full (``None``: all of them, there are ``TOP_K`` or fewer)."""
+        if len(model.trials) <= TOP_K:
+            return None
+        return model.top_trials(TOP_K)
+
+    def _points(
+        self, model: WidgetModel, trial_id: int, top: set[int] | None
+    ) -> tuple[list[Any], list[float]]:
         xs, ys = model.trial_series(self.kind, trial_id, x=self.view.x)
-        return xs, smooth(ys, self.view.smoothing) if self.view.smoothing else ys
+        ys = smooth(ys, self.view.smoothing) if self.view.smoothing else ys
+        full = top is None or trial_id in top or trial_id == self.view.selected
+        return downsample(xs, ys, MAX_POINTS if full else THIN_POINTS)
 
     def draw(self, model: WidgetModel) -> None:
         """Bring the figure up to date with ``model`` within the message budget."""
@@ -276,6 +322,10 @@ class TrialFigure:
             spares.extend(fig.data[first:])
             self._ops.append(now)
             free -= 1
+        top = self._top(model)
+        if (top or set()) != self._drawn_top:  # trials in or out of the top k: new resolution and style
+            self._pending |= ((top or set()) ^ self._drawn_top) & set(traces)
+            self._restyle = True
         stops = model.stopped_points(self.kind, x=self.view.x)
         stops_changed = stops != self._drawn_stops
         metric = self._metric(model)
@@ -287,9 +337,9 @@ class TrialFigure:
         for trial_id in sorted(fresh):
             traces[trial_id] = spares.pop(0)
         changed = sorted(t for t in self._pending if t in traces)
-        updates = [(traces[t], t, *self._points(model, t)) for t in changed]
+        updates = [(traces[t], t, *self._points(model, t, top)) for t in changed]
         styles = [
-            (trace, *self._style(t, best)) for t, trace in traces.items() if self._restyle or t in fresh
+            (trace, *self._style(t, best, top)) for t, trace in traces.items() if self._restyle or t in fresh
         ]
         hovers = [
             (traces[t], _hover(model, t, metric or "", self._axis_label()))
@@ -320,5 +370,6 @@ class TrialFigure:
         self._pending -= set(changed)
         self._restyle = False
         self._drawn_stops = stops
+        self._drawn_top = top or set()
         self._drawn_metric = metric
         self._drawn_axes = axes

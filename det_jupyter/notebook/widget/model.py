@@ -30,7 +30,7 @@ from det_jupyter.states import ExperimentState, TrialState
 from det_jupyter.store import ExperimentRow, Store, TrialRow
 from det_jupyter.store.progress import Plan, experiment_progress, plan_of
 
-__all__ = ["Changes", "TableRow", "WidgetModel", "flatten_hparams", "smooth"]
+__all__ = ["Changes", "TableRow", "WidgetModel", "downsample", "flatten_hparams", "smooth"]
 
 TRAINING = "training"
 VALIDATION = "validation"
@@ -105,6 +105,38 @@ def smooth(values: list[float], weight: float) -> list[float]:
     return out
 
 
+def downsample(xs: list[Any], ys: list[float], max_points: int) -> tuple[list[Any], list[float]]:
+    """At most ~``max_points`` points that keep a curve's shape: the min and max of each bucket, in order.
+
+    The first and the last point are always kept (the newest report is what a live chart must show),
+    and so is every spike (a bucket's extremes). Series of ``max_points`` or fewer come back as they are.
+
+    Example:
+        >>> downsample([1, 2, 3, 4, 5, 6], [5.0, 1.0, 4.0, 9.0, 2.0, 3.0], 4)
+        ([1, 2, 4, 6], [5.0, 1.0, 9.0, 3.0])
+        >>> downsample([1, 2], [1.0, 2.0], 10)
+        ([1, 2], [1.0, 2.0])
+    """
+    n = len(xs)
+    if max_points < 4:
+        raise ValueError(f"max_points={max_points} must be >= 4 (first, last and one min/max pair)")
+    if n <= max_points:
+        return xs, ys
+    buckets = (max_points - 2) // 2
+    keep = [0]
+    inner = n - 2
+    for b in range(buckets):
+        lo, hi = 1 + b * inner // buckets, 1 + (b + 1) * inner // buckets
+        if lo >= hi:
+            continue
+        chunk = ys[lo:hi]
+        i_min = lo + min(range(hi - lo), key=chunk.__getitem__)
+        i_max = lo + max(range(hi - lo), key=chunk.__getitem__)
+        keep += sorted({i_min, i_max})
+    keep.append(n - 1)
+    return [xs[i] for i in keep], [ys[i] for i in keep]
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -140,6 +172,10 @@ class WidgetModel:
             VALIDATION: {},
         }
         self._names: dict[str, dict[str, None]] = {TRAINING: {}, VALIDATION: {}}  # ordered sets
+        # (kind, trial id) -> (metric, x) -> the series as last built: at 1,000 trials x 1,000 points
+        # re-sorting every unchanged trial's reports per draw costs more than the rest of a refresh
+        self._series_cache: dict[tuple[str, int], dict[tuple[str, str], tuple[list[Any], list[float]]]] = {}
+        self._by_id: dict[int, TrialRow] = {}
         self.refreshed_at: float | None = None
 
     # --- reading -------------------------------------------------------------------------------
@@ -183,13 +219,16 @@ class WidgetModel:
         trials = self.store.list_trials(self.experiment_id)
         changes.trials = trials != self.trials
         before = {t.id: t.run_id for t in self.trials}
-        self.trials = trials
+        if changes.trials:
+            self.trials = trials
+            self._by_id = {t.id: t for t in trials}
         rerun = [t.id for t in trials if t.id in before and t.run_id != before[t.id]]
         self._last_metric_id, rows = self.store.metrics_since(
             experiment_id=self.experiment_id, after_id=self._last_metric_id
         )
         for trial_id in rerun:  # a restarted run superseded reports we drew: redraw the trial from the store
             for kind in (TRAINING, VALIDATION):
+                self._series_cache.pop((kind, trial_id), None)
                 if self._reports[kind].pop(trial_id, None) is not None:
                     changes.series[kind].add(trial_id)
             rows = [r for r in rows if r.trial_id != trial_id] + self.store.metrics(trial_id=trial_id)
@@ -198,6 +237,7 @@ class WidgetModel:
             if r.kind not in self._reports:
                 continue
             numbers = {k: n for k, v in r.metrics.items() if (n := _number(v)) is not None}
+            self._series_cache.pop((r.kind, r.trial_id), None)
             self._reports[r.kind].setdefault(r.trial_id, {})[r.steps] = (r.reported_at, numbers)
             self._names[r.kind].update(dict.fromkeys(numbers))
             if self.metrics[r.kind] is None:
@@ -250,13 +290,21 @@ class WidgetModel:
             x: ``steps`` or ``time``.
         """
         name = metric or self.metrics[kind]
+        if name is None:
+            return [], []
+        cache = self._series_cache.setdefault((kind, trial_id), {})
+        cached = cache.get((name, x))
+        if cached is not None:
+            return list(cached[0]), list(cached[1])
         reports = self._reports[kind].get(trial_id, {})
         steps = [s for s in sorted(reports) if name in reports[s][1]]
-        values = [reports[s][1][name] for s in steps]  # type: ignore[index]
+        values = [reports[s][1][name] for s in steps]
+        xs: list[Any] = steps
         if x == "time":
             start = self.experiment.created_at
-            return [round(reports[s][0] - start, 3) for s in steps], values
-        return steps, values
+            xs = [round(reports[s][0] - start, 3) for s in steps]
+        cache[(name, x)] = (xs, values)
+        return list(xs), list(values)
 
     @property
     def best_trial_id(self) -> int | None:
@@ -271,7 +319,21 @@ class WidgetModel:
 
     def trial(self, trial_id: int) -> TrialRow | None:
         """The trial's row as last read, or ``None`` when it is not one of this experiment's."""
-        return next((t for t in self.trials if t.id == trial_id), None)
+        return self._by_id.get(trial_id)
+
+    def top_trials(self, k: int) -> set[int]:
+        """The ``k`` best trials by ``best_validation`` (:mod:`det_jupyter.searcher.ranking`'s order; unscored never).
+
+        Example:
+            >>> model.top_trials(10)                           # doctest: +SKIP
+            {3, 17, 42}
+        """
+        smaller = self.smaller_is_better
+        scored = sorted(
+            (t for t in self.trials if is_rankable(t.best_validation)),
+            key=lambda t: rank_key(t.best_validation, smaller_is_better=smaller, tiebreak=t.id),
+        )
+        return {t.id for t in scored[:k]}
 
     def stopped_points(self, kind: str, x: str = "steps") -> tuple[list[Any], list[float], list[int]]:
         """Where early-stopped (``STOPPED``) trials ended: ``(x, values, trial ids)``."""
