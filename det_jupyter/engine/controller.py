@@ -15,6 +15,14 @@ trials to create or stop by the searcher (pure). One loop, one thread:
 So the store always holds a consistent picture, and an experiment whose controller died can be
 resumed from it: trials that were running restart from their latest checkpoints.
 
+The searcher state is saved in the pass that changed it when the searcher answered with operations
+(a trial created or stopped, the search shut down) or took a validation that shapes its decisions;
+changes it can rebuild from the store (exits, and the reported times of searchers whose validations
+only move :meth:`~det_jupyter.searcher.SearchMethod.progress`) are saved at most every
+``searcher_save_interval`` seconds. Saving a 10,000-live-trial state every pass made the controller
+quadratic (``docs/benchmarks.md``, trial bookkeeping). A resumed controller replays the exits the store
+holds that the saved state missed (:meth:`Controller._resume_trials`).
+
 Example:
     >>> exp = det_jupyter.create_experiment(config, train)   # doctest: +SKIP
     >>> exp.wait()                                            # doctest: +SKIP
@@ -47,7 +55,7 @@ from det_jupyter.engine.lifecycle import Lifecycle
 from det_jupyter.engine.runs import experiment_key, trial_spec
 from det_jupyter.engine.write_behind import WriteBehind
 from det_jupyter.errors import ConfigError
-from det_jupyter.searcher import Create, Operation, SearchMethod, Shutdown, Stop, make_searcher
+from det_jupyter.searcher import Create, ExitReason, Operation, SearchMethod, Shutdown, Stop, make_searcher
 from det_jupyter.states import ExperimentState, TrialState
 from det_jupyter.store import CheckpointRow, Store, default_home
 from det_jupyter.worker.events import (
@@ -58,6 +66,13 @@ from det_jupyter.worker.events import (
 )
 
 __all__ = ["Controller"]
+
+# What the searcher was told when a trial ended in each terminal state (engine/finalize.py's rule).
+_EXIT_REASONS = {
+    TrialState.COMPLETED: ExitReason.COMPLETED,
+    TrialState.STOPPED: ExitReason.STOPPED,
+    TrialState.ERROR: ExitReason.ERRORED,
+}
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +90,8 @@ class Controller:
         stop_grace: seconds a stopping trial gets to checkpoint and return before it is cut off.
         heartbeat_interval: seconds between heartbeats (the lease is stale after 10 of them).
         clock: the monotonic clock deadlines are measured with (tests pass a fake one).
+        searcher_save_interval: longest delay of a searcher-state save that the store can rebuild
+            (see the module docstring).
     """
 
     def __init__(
@@ -88,6 +105,7 @@ class Controller:
         stop_grace: float = 30.0,
         heartbeat_interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        searcher_save_interval: float = 0.5,
     ) -> None:
         self.store = store
         self.experiment_id = experiment_id
@@ -97,6 +115,7 @@ class Controller:
         self.stop_grace = stop_grace
         self.heartbeat_interval = heartbeat_interval
         self._clock = clock
+        self.searcher_save_interval = searcher_save_interval
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuidlib.uuid4().hex[:8]}"
         self._nonce = self.owner.rsplit(":", 1)[-1]
         self._topic = f"det-jupyter-exp{experiment_id}-{self._nonce}"
@@ -105,7 +124,9 @@ class Controller:
         self.launcher: Launcher | None = launcher if isinstance(launcher, Launcher) else None
         self.rules: Lifecycle | None = None
         self._writes = WriteBehind(store)
-        self._searcher_dirty = False
+        self._searcher_dirty = False  # the searcher changed since its state was last saved
+        self._searcher_must_save = False  # ... in a way the store cannot rebuild: save in this pass
+        self._last_searcher_save = -float("inf")
         self._gc_dirty = False
         self._finished = threading.Event()  # set once the final state is committed
         self._stopping = threading.Event()  # stop() was called: leave the experiment resumable
@@ -158,6 +179,8 @@ class Controller:
             if not self._done and self.launcher is not None and self.rules is not None:
                 for key in list(self.rules.runs):  # interrupted, not failed: nothing is recorded
                     self.launcher.cancel(key)
+                with self.store.transaction():  # what a lazy save held back (resume would replay it)
+                    self._save_searcher(self._clock(), force=True)
         except Exception as exc:
             tb = traceback.format_exc()
             log.error("controller of experiment %s failed:\n%s", self.experiment_id, tb)
@@ -173,11 +196,13 @@ class Controller:
                 ended_at=time.time(),
             )
         finally:
-            self._finished.set()
-            if self.launcher is not None:
-                self.launcher.unsubscribe(self._topic)
-            self.store.update_experiment(self.experiment_id, owner=None)
-            self.store.close()
+            try:
+                if self.launcher is not None:
+                    self.launcher.unsubscribe(self._topic)
+                self.store.update_experiment(self.experiment_id, owner=None)
+                self.store.close()
+            finally:  # after the lease is released: whoever join()s may resume the experiment at once
+                self._finished.set()
 
     def _setup(self) -> None:
         row = self.store.get_experiment(self.experiment_id)
@@ -225,13 +250,28 @@ class Controller:
             else:
                 self.searcher.load_state_dict(saved)
                 self._resume_trials(now)
-            self._save_searcher()
+            self._save_searcher(now, force=True)
             self._writes.flush()
 
     def _resume_trials(self, now: float) -> None:
-        """Pick up non-terminal trials of an experiment whose previous controller is gone."""
+        """Pick up non-terminal trials of an experiment whose previous controller is gone.
+
+        First the searcher hears of the exits its saved state missed: exits are saved lazily, so a
+        controller that died within ``searcher_save_interval`` of some trials ending left them
+        terminal in the store but live in the searcher's state. Each terminal trial's exit is
+        replayed in the order they ended, with the reason :func:`~det_jupyter.engine.finalize.finalize`
+        gives (none for a CANCELED trial, nor in a killed search); a searcher ignores a repeated exit
+        (its contract), so trials it already knew ended change nothing.
+        """
         assert self.rules is not None
-        for row in self.store.list_trials(self.experiment_id):
+        rows = self.store.list_trials(self.experiment_id)
+        if self.rules.state != ExperimentState.STOPPING_CANCELED:  # a killed search hears of no exits
+            ended = sorted((t for t in rows if t.state.is_terminal), key=lambda t: (t.ended_at or 0.0, t.id))
+            for row in ended:
+                reason = _EXIT_REASONS.get(row.state)
+                if reason is not None:
+                    self._apply_ops(self.searcher.on_trial_exited(row.request_id, reason), now)
+        for row in rows:
             if row.state.is_terminal:
                 continue
             trial = r.TrialRecord(
@@ -271,7 +311,7 @@ class Controller:
                     self.store.mark_request_handled(request.id)
             if self._gc_dirty and now - self._last_gc >= 1.0:
                 self._collect_garbage(now)
-            self._save_searcher()
+            self._save_searcher(now)
             if now - self._last_heartbeat >= self.heartbeat_interval:
                 self._last_heartbeat = now
                 self.store.update_experiment(self.experiment_id, heartbeat=time.time())
@@ -279,6 +319,7 @@ class Controller:
             if final is not None:
                 if self._gc_dirty:
                     self._collect_garbage(now)
+                self._save_searcher(now, force=True)
                 self.store.update_experiment(
                     self.experiment_id,
                     state=final.state,
@@ -328,6 +369,8 @@ class Controller:
                 self.store.set_checkpoint_metric(d.uuid, d.metric)
                 self._gc_dirty = True
             elif isinstance(d, r.ReportValidation):
+                if not self.searcher.validations_change_only_progress:
+                    self._searcher_must_save = True
                 self._apply_ops(self.searcher.on_validation_completed(d.request_id, d.metric, d.time), now)
                 self._answer_decision(d, now)
             elif isinstance(d, r.MarkStarted):
@@ -373,6 +416,8 @@ class Controller:
     def _apply_ops(self, ops: list[Operation], now: float) -> None:
         assert self.rules is not None
         self._searcher_dirty = True
+        if ops:  # trials created (rows in this transaction) or stopped, or the end: not rebuildable
+            self._searcher_must_save = True
         for op in ops:
             if isinstance(op, Create):
                 trial_id = self.store.create_trial(self.experiment_id, op.request_id, op.hparams)
@@ -464,12 +509,18 @@ class Controller:
         if run.worker:
             self.launcher.restart_worker(run.worker)
 
-    def _save_searcher(self) -> None:
-        if self._searcher_dirty:
-            self.store.save_searcher_state(
-                self.experiment_id, self.searcher.state_dict(), self.searcher.progress()
-            )
-            self._searcher_dirty = False
+    def _save_searcher(self, now: float, *, force: bool = False) -> None:
+        """Save the searcher state if it changed: now if it must be (or ``force``), else lazily."""
+        if not self._searcher_dirty:
+            return
+        due = now - self._last_searcher_save >= self.searcher_save_interval
+        if not (force or self._searcher_must_save or due):
+            return
+        self.store.save_searcher_state(
+            self.experiment_id, self.searcher.state_dict(), self.searcher.progress()
+        )
+        self._searcher_dirty = self._searcher_must_save = False
+        self._last_searcher_save = now
 
     # --- checkpoint GC -------------------------------------------------------------------------
 

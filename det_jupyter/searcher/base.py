@@ -111,6 +111,13 @@ class SearchMethod(ABC):
     """
 
     name: str = "base"
+    validations_change_only_progress: bool = False
+    """True when :meth:`on_validation_completed` changes nothing but the trial's reported time (so
+    only :meth:`progress`). The controller then saves the state lazily after validations (at most
+    every half second) instead of in the pass that reported them; exits it saves lazily for every
+    searcher, since a resumed experiment replays the exits its store holds (see
+    ``Controller._resume_trials``). Searchers whose validations shape later decisions (ASHA's rungs,
+    a custom model) keep the default, ``False``: their state is saved in the same transaction."""
 
     @abstractmethod
     def initial_operations(self) -> list[Operation]:
@@ -182,21 +189,22 @@ class TrialLedger:
 
     Attributes:
         created: trials created so far (request ids are ``1..created``).
-        live: request ids created and not yet exited, in creation order.
+        live: request ids created and not yet exited, in creation order (a dict used as an ordered
+            set: a search with 10,000 live trials exits each in O(1)).
         exited: trials that have exited.
         errored: trials that exited ``ERRORED``.
         time: last reported training time of each live trial.
     """
 
     created: int = 0
-    live: list[int] = field(default_factory=list)
+    live: dict[int, None] = field(default_factory=dict)
     exited: int = 0
     errored: int = 0
     time: dict[int, float] = field(default_factory=dict)
 
     def new_trial(self) -> int:
         self.created += 1
-        self.live.append(self.created)
+        self.live[self.created] = None
         self.time[self.created] = 0.0
         return self.created
 
@@ -219,7 +227,7 @@ class TrialLedger:
         """Mark a trial exited; False if it had already exited (the report is then ignored)."""
         if not self.is_live(request_id):
             return False
-        self.live.remove(request_id)
+        del self.live[request_id]
         del self.time[request_id]
         self.exited += 1
         if ExitReason(reason) is ExitReason.ERRORED:
@@ -242,7 +250,7 @@ class TrialLedger:
     def from_state(cls, state: dict[str, Any]) -> TrialLedger:
         return cls(
             created=int(state["created"]),
-            live=[int(x) for x in state["live"]],
+            live=dict.fromkeys(int(x) for x in state["live"]),
             exited=int(state["exited"]),
             errored=int(state["errored"]),
             time={int(k): float(v) for k, v in state["time"]},
@@ -259,6 +267,8 @@ class FixedLengthSearch(SearchMethod):
     lazily under the concurrency limit, as Determined's ``random.go`` / ``grid.go`` do: an exited trial
     (errored too) is never retried, the next planned trial takes its slot.
     """
+
+    validations_change_only_progress = True
 
     def __init__(self, total_trials: int, max_concurrent_trials: int, max_time: int | None) -> None:
         if total_trials < 0 or max_concurrent_trials < 0 or (max_time is not None and max_time < 1):

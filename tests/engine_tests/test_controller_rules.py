@@ -579,3 +579,78 @@ def test_nan_validation_ranks_worst_and_is_stored_as_none(harness_factory: Calla
     trial = h.trial(spec.trial_id)
     assert (trial.best_validation, trial.latest_validation) == (0.75, 0.75)
     assert not math.isnan(trial.best_validation or 0.0)
+
+
+def _ledger(h: Harness) -> dict[str, Any]:
+    state = h.store.get_searcher_state(h.exp_id)
+    assert state is not None
+    return state["ledger"]  # type: ignore[no-any-return]
+
+
+def test_exits_are_saved_lazily_then_within_the_save_interval(
+    harness_factory: Callable[..., Harness],
+) -> None:
+    h = harness_factory(_config(max_trials=3, concurrent=0))
+    wait_for(lambda: len(h.launcher.runs()) == 3, what="3 runs")
+    spec = h.launcher.run_of(1)
+    assert spec is not None
+    h.launcher.complete(spec)
+    h.trial_state(spec.trial_id, TrialState.COMPLETED)
+    h.settle()
+    assert _ledger(h)["exited"] == 0  # no Create followed: the save waits (the store can rebuild it)
+    h.clock.advance(1.0)
+    wait_for(lambda: _ledger(h)["exited"] == 1, what="the lazy save")
+
+
+def test_a_controller_dying_before_the_lazy_save_resumes_with_the_right_trials(
+    harness_factory: Callable[..., Harness],
+) -> None:
+    """Trials ended, then the controller died inside the save interval: the resumed searcher replays
+    their exits from the store, so the search ends with the trials it created and no more."""
+    h = harness_factory(_config(max_trials=4, concurrent=0, max_restarts=0))
+    wait_for(lambda: len(h.launcher.runs()) == 4, what="4 runs")
+    one, two, three = (h.run(t, 0) for t in (1, 2, 3))
+    h.launcher.complete(one)
+    h.launcher.start(two)
+    h.launcher.exit(two, RunStatus.ERROR, "Traceback: boom")
+    h.launcher.finish_task(two)
+    h.launcher.start(three)
+    h.launcher.checkpoint(three, 5, "ck-5")
+    h.trial_state(1, TrialState.COMPLETED)
+    h.trial_state(2, TrialState.ERROR)
+    h.settle()
+    assert _ledger(h)["live"] == [1, 2, 3, 4]  # the window: ended in the store, live in the searcher
+    h.controller._done = True  # its process "died" before the lazy save
+    assert h.controller.join(timeout=10)
+
+    launcher = FakeLauncher()
+    h.controller = h.start(launcher)
+    h.launcher = launcher
+    wait_for(lambda: _ledger(h)["live"] == [3, 4], what="the exits replayed and saved")
+    assert (_ledger(h)["exited"], _ledger(h)["errored"]) == (2, 1)
+    again = h.run(3, 1)
+    assert again.latest_checkpoint == "ck-5"
+    h.launcher.complete(again)
+    h.launcher.complete(h.run(4, 1))
+    h.ends(ExperimentState.COMPLETED)
+    trials = h.store.list_trials(h.exp_id)
+    assert [t.state for t in trials] == [
+        TrialState.COMPLETED,
+        TrialState.ERROR,
+        TrialState.COMPLETED,
+        TrialState.COMPLETED,
+    ]
+    assert _ledger(h)["exited"] == 4 and h.store.get_experiment(h.exp_id).progress == 1.0
+
+
+def test_stop_saves_what_the_lazy_save_held_back(harness_factory: Callable[..., Harness]) -> None:
+    h = harness_factory(_config(max_trials=2, concurrent=0))
+    wait_for(lambda: len(h.launcher.runs()) == 2, what="2 runs")
+    spec = h.launcher.run_of(1)
+    assert spec is not None
+    h.launcher.complete(spec)
+    h.trial_state(1, TrialState.COMPLETED)
+    h.settle()
+    h.controller.stop(timeout=10)
+    assert h.controller.finished and _ledger(h)["live"] == [2]
+    assert h.state() == ExperimentState.ACTIVE
