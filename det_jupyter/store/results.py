@@ -116,7 +116,11 @@ class ResultTables:
             where.append("m.trial_id = ?")
             args.append(trial_id)
         if experiment_id is not None:
-            where.append("m.trial_id IN (SELECT id FROM trials WHERE experiment_id = ?)")
+            # an incremental read (after_id > 0) walks the primary key from after_id: without the unary
+            # ``+`` SQLite picks the trial index and scans every report of the experiment (1.1M rows:
+            # ~130 ms per widget refresh instead of < 1 ms)
+            hint = "+" if after_id > 0 and trial_id is None else ""
+            where.append(f"{hint}m.trial_id IN (SELECT id FROM trials WHERE experiment_id = ?)")
             args.append(experiment_id)
         if kind is not None:
             where.append("m.kind = ?")

@@ -25,7 +25,7 @@ from typing import Any
 
 from det_jupyter.config import ExperimentConfig
 from det_jupyter.config.searcher import SearcherConfig
-from det_jupyter.searcher.ranking import best_of, is_rankable, rank_key
+from det_jupyter.searcher.ranking import is_rankable, rank_key
 from det_jupyter.states import ExperimentState, TrialState
 from det_jupyter.store import ExperimentRow, Store, TrialRow
 from det_jupyter.store.progress import Plan, experiment_progress, plan_of
@@ -176,6 +176,7 @@ class WidgetModel:
         # re-sorting every unchanged trial's reports per draw costs more than the rest of a refresh
         self._series_cache: dict[tuple[str, int], dict[tuple[str, str], tuple[list[Any], list[float]]]] = {}
         self._by_id: dict[int, TrialRow] = {}
+        self._ranked: list[TrialRow] | None = None  # rankable trials best first, until the trials change
         self.refreshed_at: float | None = None
 
     # --- reading -------------------------------------------------------------------------------
@@ -222,6 +223,7 @@ class WidgetModel:
         if changes.trials:
             self.trials = trials
             self._by_id = {t.id: t for t in trials}
+            self._ranked = None
         rerun = [t.id for t in trials if t.id in before and t.run_id != before[t.id]]
         self._last_metric_id, rows = self.store.metrics_since(
             experiment_id=self.experiment_id, after_id=self._last_metric_id
@@ -309,13 +311,18 @@ class WidgetModel:
     @property
     def best_trial_id(self) -> int | None:
         """The trial with the best ``best_validation`` (:mod:`det_jupyter.searcher.ranking`; ties: the older)."""
-        best = best_of(
-            self.trials,
-            lambda t: t.best_validation,
-            smaller_is_better=self.smaller_is_better,
-            tiebreak=lambda t: t.id,
-        )
-        return None if best is None else best.id
+        ranked = self._ranking()
+        return ranked[0].id if ranked else None
+
+    def _ranking(self) -> list[TrialRow]:
+        """Trials with a rankable metric, best first (ties: the older); kept until the trial rows change."""
+        if self._ranked is None:
+            smaller = self.smaller_is_better
+            self._ranked = sorted(
+                (t for t in self.trials if is_rankable(t.best_validation)),
+                key=lambda t: rank_key(t.best_validation, smaller_is_better=smaller, tiebreak=t.id),
+            )
+        return self._ranked
 
     def trial(self, trial_id: int) -> TrialRow | None:
         """The trial's row as last read, or ``None`` when it is not one of this experiment's."""
@@ -328,12 +335,7 @@ class WidgetModel:
             >>> model.top_trials(10)                           # doctest: +SKIP
             {3, 17, 42}
         """
-        smaller = self.smaller_is_better
-        scored = sorted(
-            (t for t in self.trials if is_rankable(t.best_validation)),
-            key=lambda t: rank_key(t.best_validation, smaller_is_better=smaller, tiebreak=t.id),
-        )
-        return {t.id for t in scored[:k]}
+        return {t.id for t in self._ranking()[:k]}
 
     def stopped_points(self, kind: str, x: str = "steps") -> tuple[list[Any], list[float], list[int]]:
         """Where early-stopped (``STOPPED``) trials ended: ``(x, values, trial ids)``."""
