@@ -9,7 +9,9 @@ timed the same way. Variants, side by side, interleaved, medians of per-round ra
 - (b) ``TorchTrial.run_trial(local_context(...))`` in this process: the adapter's own overhead;
 - (b') the same TorchTrial with the context a worker builds (``runtime.run_trial``'s, minus Dask);
 - (c) Core API: the bare loop plus ``ctx.report_training_metrics`` every step (local and worker context);
-- (d) Keras: bare ``model.fit`` vs ``KerasTrial`` (DetCallback), same timing callback on both sides;
+- (d) Keras: bare ``model.fit`` vs ``KerasTrial`` (DetCallback), same timing callback on both sides
+  (one that keeps Keras's asynchronous batch-end dispatch; KerasTrial calls DetCallback's batch hook
+  only at batches where something is due);
 - (e) a real trial on a 1-worker LocalCluster (controller, store, Dask events) vs the bare loop as a
   plain Dask task on the same worker.
 
@@ -289,6 +291,17 @@ def keras_runs(seconds: float, repeats: int) -> dict[str, Any]:
             type(self).last_timer = self.timer
             return [self.timer]
 
+    from det_jupyter.frameworks import keras as det_keras
+
+    hook = {"s": 0.0, "calls": 0}
+    original_hook = det_keras._ActWhenDue.on_train_batch_end
+
+    def timed_hook(self: Any, batch: int, logs: Any = None) -> None:
+        t0 = time.perf_counter()
+        original_hook(self, batch, logs)
+        hook["s"] += time.perf_counter() - t0
+        hook["calls"] += 1
+
     def trial(steps: int, warmup: int) -> float:
         BenchKerasTrial.run_trial(
             local_context({"global_batch_size": batch, "steps": steps, "warmup": warmup},
@@ -301,8 +314,17 @@ def keras_runs(seconds: float, repeats: int) -> dict[str, Any]:
     steps = max(60, int(probe * seconds))
     warmup = max(10, steps // 20)
     runs = interleaved({"bare": lambda: bare(steps, warmup), "trial": lambda: trial(steps, warmup)}, repeats)
+    # DetCallback's own cost per batch in the training thread (its container's batch-end call, where
+    # everything det_jupyter does per batch happens), over a few trials run apart from the timed ones
+    det_keras._ActWhenDue.on_train_batch_end = timed_hook
+    try:
+        for _ in range(3):
+            trial(steps, warmup)
+    finally:
+        det_keras._ActWhenDue.on_train_batch_end = original_hook
+    hook_us = hook["s"] / max(1, hook["calls"]) * 1e6
     return {"params": {"batch": batch, "steps": steps, "warmup": warmup, "keras": keras.__version__},
-            "runs": runs}  # fmt: skip
+            "runs": runs, "hook_us": hook_us}  # fmt: skip
 
 
 # --- real trial on a 1-worker cluster -----------------------------------------------------------
@@ -437,6 +459,7 @@ def report(results: dict[str, Any], repeats: int, args: Any) -> dict[str, Any]:
         "|---|---|---|---|---|",
     ]
     figures: dict[str, float] = {}
+    keras_note = ""
     m = results.get("machinery")
     step_ms = {
         model: res["params"]["batch"] / median(res["runs"]["bare"]) * 1000
@@ -475,7 +498,17 @@ def report(results: dict[str, Any], repeats: int, args: Any) -> dict[str, Any]:
                      f"{median(runs['bare']):,.0f} | 1.000 | |")  # fmt: skip
         lines.append(f"| mlp, Keras | (d) KerasTrial (DetCallback), local_context | {median(runs['trial']):,.0f} | "
                      f"{r:.3f} | {min(ratios):.3f}-{max(ratios):.3f} |")  # fmt: skip
-        goals.append(_goal("Keras KerasTrial", ratios, keras=True))
+        hook_us = results["keras"].get("hook_us")
+        keras_bound: float | None = None
+        if hook_us is not None:
+            step_us = 1e6 * p["batch"] / median(runs["bare"])
+            keras_bound = step_us / (step_us + hook_us)
+            keras_note = (f"KerasTrial's own work per batch in the training thread (its container's batch-end "
+                          f"call: DetCallback counts the batch, asks the schedule, reads the stop flag and buffers "
+                          f"the report unconverted; it acts synchronously only at validations, checkpoints, epoch "
+                          f"ends and the end): {hook_us:.1f} µs mean over all batches, against a {step_us:,.0f} µs "
+                          f"bare step: it bounds the loss at {keras_bound:.3f}.")  # fmt: skip
+        goals.append(_goal("Keras KerasTrial", ratios, keras_bound, keras=True))
     if "cluster" in results:
         res = results["cluster"]
         runs, p = res["runs"], res["params"]
@@ -499,6 +532,8 @@ def report(results: dict[str, Any], repeats: int, args: Any) -> dict[str, Any]:
             f"{e2e['core']:.2f} s. The difference is the per-trial fixed cost (experiment row, controller "
             "start, model build, final validation and checkpoint), outside the throughput window.",
         ]
+    if keras_note:
+        lines += ["", keras_note]
     if m is not None:
         lines += [
             "",
@@ -533,19 +568,19 @@ def _goal(name: str, ratios: list[float], bound: float | None = None, keras: boo
     ratio = median(ratios)
     met = ratio >= GOAL
     cause = ""
-    if keras and not met:
-        cause = (
-            "DetCallback acts after every batch (exact stops, mid-epoch validations), so Keras dispatches "
-            "callbacks synchronously and converts the batch logs to floats every step, where a bare fit "
-            "does that on a helper thread"
-        )
-    elif not met:
+    if not met:
         within = max(ratios) >= GOAL
         cause = f"rounds ranged {min(ratios):.3f}-{max(ratios):.3f}" + (
             " (the goal lies within this run's spread)" if within else ""
         )
         if bound is not None:
             cause += f"; det_jupyter's measured per-step CPU cost bounds the loss at {bound:.3f}"
+        if keras:
+            cause += (
+                "; KerasTrial makes no synchronous Python call per batch: DetCallback counts the batch and "
+                "buffers its logs unconverted, and acts (synchronously) only at validations, checkpoints, "
+                "epoch ends and the end"
+            )
     return Goal(name, ratio, f">= {GOAL}", met, cause)
 
 

@@ -33,6 +33,11 @@ Semantics (shared with TorchTrial, see :mod:`det_jupyter.frameworks._common`):
   ``min_checkpoint_period``, at the end, when ``ctx.should_stop()`` turns true (checked every batch;
   training then stops at once), and after validations as ``checkpoint_policy`` says (``best``, the
   default: the trial's best so far; ``all``; ``none``).
+- **Cost per batch**: :class:`KerasTrial` hands ``fit`` its own callback container, which after each
+  batch only counts it, asks the schedule, reads the stop flag and buffers the batch logs unconverted;
+  Keras's per-batch callback dispatch (float conversion of the logs, every hook called synchronously)
+  runs only at batches where something is due, so stops and periods still fire at their exact batch.
+  (``DetCallback`` in your own ``fit`` acts after every batch, as a plain Keras callback.)
 - **Restore**: weights and optimizer state from the newest checkpoint; fit resumes at
   ``initial_epoch``; an interrupted epoch is finished first (its remaining batches only, in a fresh
   shuffle), so a resumed trial trains as many batches as an uninterrupted one.
@@ -56,7 +61,9 @@ Several devices and slots:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +186,8 @@ class DetCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._partial_done = False  # ...and stopped at that epoch's end: fit is called again
         self._warned = False
         self._unreported: tuple[int, dict[str, Any]] | None = None  # a scheduling_unit's newest logs
+        self._counted_by_container = False  # KerasTrial's _ActWhenDue counts batches (see there)
+        self._act_now = False  # ...and sets this for the one synchronous call where there is work
 
     @property
     def initial_epoch(self) -> int:
@@ -227,15 +236,38 @@ class DetCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self._act()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._counted_by_container:  # KerasTrial's container counted this batch; act if it said so
+            if self._act_now:
+                self._act_now = False
+                self._batch_act()
+            return
+        if self._count_batch(logs):
+            self._batch_act()
+
+    def _count_batch(self, logs: Mapping[str, Any] | None) -> bool:
+        """Count one trained batch, ask the schedule, report its logs when due; True if it must act now.
+
+        Cheap (no conversion of the logs: tensors are converted when the context flushes), so it can
+        run after every batch; the rest (validations, checkpoints, stopping ``fit``) only where this
+        returns True.
+        """
         p = self.progress
         p.batches += 1
         p.batch_in_epoch += 1
         p.records = self._records()
-        self._pending |= self.schedule.decide(p, stop_requested=self.ctx.should_stop())
+        decision = self.schedule.decide(p, stop_requested=self.ctx.should_stop())
+        if decision.validate or decision.checkpoint or decision.finish:
+            self._pending |= decision
+        pending = self._pending
         if logs:
-            self._unreported = (p.batches, dict(logs))
-            if self._pending.finish or self.schedule.report_due(p):
+            self._unreported = (p.batches, _flat_logs(logs))
+            if pending.finish or self.schedule.report_due(p):
                 self._report_training()
+        at_epoch_end = self._steps is not None and p.batch_in_epoch >= self._steps
+        return at_epoch_end or pending.validate or pending.checkpoint or pending.finish
+
+    def _batch_act(self) -> None:
+        p = self.progress
         at_epoch_end = self._steps is not None and p.batch_in_epoch >= self._steps
         if self._pending.finish:
             self.model.stop_training = True
@@ -288,7 +320,7 @@ class DetCallback(keras.callbacks.Callback):  # type: ignore[misc]
     def _report_training(self) -> None:
         if self._unreported is not None:
             (steps, logs), self._unreported = self._unreported, None
-            self.ctx.report_training_metrics(steps, logs)
+            self.ctx.report_training_metrics(steps, {k: _deferred(v) for k, v in logs.items()})
 
     def _validation_metrics(self, epoch_logs: dict[str, Any] | None) -> dict[str, Any] | None:
         val_logs = {k: v for k, v in (epoch_logs or {}).items() if k.startswith("val_")}
@@ -328,6 +360,105 @@ class DetCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if per_epoch:
             return p.epochs * per_epoch + min(p.batch_in_epoch * self.batch_size, per_epoch)
         return p.batches * self.batch_size
+
+
+def _flat_logs(logs: Mapping[str, Any]) -> dict[str, Any]:
+    """The batch logs as one flat dict (Keras nests a dict per output only in unusual models)."""
+    flat: dict[str, Any] = {}
+    for key, value in logs.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat_logs(value))
+        else:
+            flat[key] = value
+    return flat
+
+
+class _Deferred:
+    """A log tensor reported as is: the context converts it when it flushes, not in the training step.
+
+    (A backend tensor without ``.item()``, e.g. TensorFlow's; converting it per step would wait for
+    the step's result on a GPU.)
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def item(self) -> float:
+        return float(self.value)
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+def _deferred(value: Any) -> Any:
+    if value is None or isinstance(value, (int, float, str)) or hasattr(value, "item"):
+        return value
+    return _Deferred(value)
+
+
+def _is_default(method: Any) -> bool:
+    return bool(getattr(method, "_is_default", False))  # Keras marks Callback's own no-op hooks so
+
+
+class _ActWhenDue(keras.callbacks.CallbackList):  # type: ignore[misc]
+    """KerasTrial's callback container: a Python batch-end call only at batches where there is work.
+
+    ``fit`` calls ``on_train_batch_end`` after every batch. Keras's own container then converts the
+    logs to floats and, because :class:`DetCallback` must be able to stop ``fit`` at the exact batch,
+    calls every callback synchronously: that per-batch work was most of KerasTrial's overhead. Here
+    :meth:`DetCallback._count_batch` counts the batch in the training thread (a few attribute updates,
+    the schedule and the stop flag; the training report keeps the logs' tensors, converted when the
+    context flushes) and says whether anything is due at this batch: a validation, a checkpoint, the
+    end, a stop, the epoch's last batch. Only there are the hooks called synchronously (after any
+    earlier asynchronous ones), so stops and periods fire at the same batches as before. Other
+    callbacks that implement a batch-end hook get it every batch as Keras would call it (on its helper
+    thread when they are all async-safe; where one runs synchronously, this container dispatches
+    exactly as Keras's does).
+    """
+
+    def __init__(self, callbacks: list[keras.callbacks.Callback], det: DetCallback, **kwargs: Any) -> None:
+        super().__init__(callbacks, **kwargs)
+        self._det = det
+        others = any(
+            cb is not det and not (_is_default(cb.on_train_batch_end) and _is_default(cb.on_batch_end))
+            for cb in self.callbacks
+        )
+        # Where another callback's batch-end hook runs synchronously anyway, Keras's own dispatch is
+        # kept as it is, DetCallback last (it sees what the others did at this batch, e.g. a stop).
+        self._fast = not others or bool(getattr(self, "_async_train", False))
+        self._others = others
+        det._counted_by_container = self._fast
+
+    @staticmethod
+    def supported() -> bool:
+        """Whether this Keras's CallbackList has the internals the container relies on (Keras 3)."""
+        base = keras.callbacks.CallbackList
+        return all(hasattr(base, name) for name in ("_on_train_batch_end", "_flush_futures"))
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self._fast:
+            super().on_train_batch_end(batch, logs)
+        elif self._det._count_batch(logs):
+            if getattr(self, "_futures", None):
+                self._flush_futures()  # other callbacks' earlier batches first, in order
+            self._det._act_now = True
+            self._on_train_batch_end(batch, logs)  # synchronous, every callback, DetCallback last
+        elif self._others:
+            super().on_train_batch_end(batch, logs)
+
+
+def _batches_per_epoch(x: Any, y: Any, batch_size: int | None) -> int | None:
+    """Batches ``fit`` makes of one epoch, as Keras counts them; ``None`` where it cannot be known here."""
+    if y is not None and batch_size:
+        return math.ceil(len(y) / batch_size)  # arrays: the last batch may be partial
+    cardinality = getattr(x, "cardinality", None)  # a tf.data.Dataset
+    if y is None and callable(cardinality):
+        with contextlib.suppress(Exception):
+            n = int(cardinality())
+            return n if n > 0 else None  # -1 infinite, -2 unknown
+    return None
 
 
 class KerasTrial:
@@ -433,15 +564,23 @@ class KerasTrial:
         )
         with scope():
             callback.restore(model)  # a restored optimizer's variables are mirrored too
+        steps = _batches_per_epoch(x, y, fit_batch) if _ActWhenDue.supported() else None
         while not callback.finished:
             before = callback.progress.batches
+            callbacks: Any = [*trial.keras_callbacks(), callback]  # last: it sees what the others did
+            if steps is not None:  # Keras's own container with Keras's params, calling hooks when due
+                callbacks = _ActWhenDue(
+                    callbacks, callback, add_history=True, add_progbar=False, model=model,
+                    verbose=0, epochs=callback.epochs, steps=steps,
+                )  # fmt: skip
             model.fit(
                 x,
                 y,
                 batch_size=fit_batch,
                 epochs=callback.epochs,
                 initial_epoch=callback.initial_epoch,
-                callbacks=[*trial.keras_callbacks(), callback],  # last: it sees what the others did
+                callbacks=callbacks,
+                shuffle=fit_batch is not None,  # arrays; a dataset is used as given (Keras warns otherwise)
                 verbose=0,
             )
             if callback.progress.batches == before and not callback.finished:

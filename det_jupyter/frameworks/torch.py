@@ -77,6 +77,7 @@ Several slots (``resources.slots_per_trial: N``; every rank runs :meth:`TorchTri
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -89,26 +90,32 @@ from det_jupyter.frameworks._common import read_state
 from det_jupyter.frameworks._torch_loop import MODEL_FILE, STATE_DICT_FILE, TorchLoop, save_module
 from det_jupyter.worker.context import TrialContext, local_context
 
-__all__ = ["FORMAT", "MODEL_FILE", "STATE_DICT_FILE", "TorchTrial", "load_model", "save_model"]
+__all__ = ["FORMAT", "MODEL_FILE", "MODULE_FILE", "STATE_DICT_FILE", "TorchTrial", "load_model", "save_model"]
 
+MODULE_FILE = "module.pkl"
+"""The module's structure, written by :func:`save_model`; its tensors are in ``state_dict.pt``."""
 FORMAT = "torch-module"
 """The checkpoint metadata ``format`` that makes ``Checkpoint.load()`` call :func:`load_model`."""
 
 
 def save_model(model: nn.Module, path: str | os.PathLike[str], *, state_dict: bool = True) -> None:
-    """Save a whole module into a directory: ``model.pt`` (by value) and ``state_dict.pt``.
+    """Save a module into a directory, its weights written once: ``state_dict.pt`` + ``module.pkl``.
 
-    ``model.pt`` is pickled with cloudpickle, so a class defined in a notebook (``__main__``) or inside
-    a function travels *by value*: :func:`load_model` rebuilds it with none of your code. Classes from
+    ``state_dict.pt`` holds the weights (``model.state_dict()``); ``torch.load(..., weights_only=True)``
+    reads it without running pickled code, and ``load_model(path, model=MyNet())`` loads it into a
+    module you build. ``module.pkl`` holds the module's *structure* pickled with cloudpickle, each
+    parameter and buffer replaced by a reference to its ``state_dict`` key (so it is small and the
+    weights are not written twice): a class defined in a notebook (``__main__``) or inside a function
+    travels *by value*, and :func:`load_model` rebuilds the module with none of your code. Classes from
     an importable module are pickled by reference (the module must be importable where you load; or
     call ``cloudpickle.register_pickle_by_value(module)`` first).
 
     Args:
         model: the module to save (on any device).
         path: a directory (created if needed), typically the one ``ctx.checkpoint.save`` yields.
-        state_dict: also write ``state_dict.pt``, the weights alone, which
-            ``torch.load(..., weights_only=True)`` reads without running pickled code. It doubles the
-            bytes written; pass False when only :func:`load_model` will read the checkpoint.
+        state_dict: True (default): the format above. False: the older single file ``model.pt``
+            (``torch.save`` of the whole module by value), which only :func:`load_model` without
+            ``model=`` can read.
 
     Example:
         >>> import det_jupyter.torch as det_torch
@@ -117,17 +124,27 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], *, state_dict: bo
     """
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
-    save_module(model, directory / MODEL_FILE)
-    if state_dict:
-        torch.save(model.state_dict(), directory / STATE_DICT_FILE)
+    if not state_dict:
+        save_module(model, directory / MODEL_FILE)
+        return
+    weights = model.state_dict()
+    torch.save(weights, directory / STATE_DICT_FILE)
+    _save_structure(model, directory / MODULE_FILE)
 
 
-def load_model(path: str | os.PathLike[str], map_location: Any = None) -> nn.Module:
+def load_model(
+    path: str | os.PathLike[str], map_location: Any = None, *, model: nn.Module | None = None
+) -> nn.Module:
     """Load a module saved by :func:`save_model` (or by :class:`TorchTrial`), ready to predict.
 
+    Reads every format det_jupyter has written: ``state_dict.pt`` + ``module.pkl`` (the default), and
+    the older ``model.pt`` (the whole module; with or without ``state_dict.pt`` beside it).
+
     Args:
-        path: the checkpoint directory, or the ``model.pt`` file itself.
+        path: the checkpoint directory, or its ``module.pkl`` / ``model.pt`` file.
         map_location: where to put the weights; ``None`` means CPU (pass ``"cuda"`` for the GPU).
+        model: a module you built (same architecture): the weights are loaded into it from
+            ``state_dict.pt`` with ``weights_only=True``, so no pickled code runs.
 
     Returns:
         The module in ``eval()`` mode.
@@ -135,21 +152,87 @@ def load_model(path: str | os.PathLike[str], map_location: Any = None) -> nn.Mod
     Example:
         >>> model = det_jupyter.torch.load_model(checkpoint_dir)  # doctest: +SKIP
         >>> model(torch.randn(2, 4)).argmax(-1)                   # doctest: +SKIP
+        >>> safe = det_jupyter.torch.load_model(checkpoint_dir, model=MyNet())  # no pickled code  # doctest: +SKIP
     """
-    file = Path(path)
-    if file.is_dir():
-        file = file / MODEL_FILE
+    given = Path(path)
+    directory = given if given.is_dir() else given.parent
+    location = map_location or "cpu"
+    if model is not None:
+        weights_file = directory / STATE_DICT_FILE
+        if not weights_file.exists():
+            raise CheckpointError(
+                f"load_model({str(path)!r}, model=...): no {STATE_DICT_FILE} there (saved with "
+                "save_model(..., state_dict=False)?); call load_model(path) without model= to unpickle "
+                f"the whole module from {MODEL_FILE}, which runs pickled code"
+            )
+        weights = torch.load(weights_file, map_location=location, weights_only=True)
+        model.load_state_dict(weights)
+        return model.to(location).eval()
+    if given.is_dir():
+        file = given / MODULE_FILE if (given / MODULE_FILE).exists() else given / MODEL_FILE
+    else:
+        file = given
     if not file.exists():
         raise CheckpointError(
-            f"load_model({str(path)!r}): no {MODEL_FILE} there; save with det_jupyter.torch.save_model, or "
-            "load a TorchTrial checkpoint with its class: MyTrial.load_checkpoint(path, hparams)"
+            f"load_model({str(path)!r}): no {MODEL_FILE} or {MODULE_FILE} there; save with "
+            "det_jupyter.torch.save_model, or load a TorchTrial checkpoint with its class: "
+            "MyTrial.load_checkpoint(path, hparams)"
         )
-    model = torch.load(file, map_location=map_location or "cpu", weights_only=False)
-    if not isinstance(model, nn.Module):
+    if file.name == MODULE_FILE:
+        weights = torch.load(directory / STATE_DICT_FILE, map_location=location, weights_only=True)
+        loaded = _load_structure(file, weights)
+    else:
+        loaded = torch.load(file, map_location=location, weights_only=False)
+    if not isinstance(loaded, nn.Module):
         raise CheckpointError(
-            f"load_model({str(path)!r}): {file.name} holds a {type(model).__name__}, not a module"
+            f"load_model({str(path)!r}): {file.name} holds a {type(loaded).__name__}, not a module"
         )
-    return model.eval()
+    return loaded.eval()
+
+
+_TENSOR_REF = "det_jupyter.state_dict"  # persistent id of a tensor module.pkl takes from state_dict.pt
+
+
+def _save_structure(model: nn.Module, file: Path) -> None:
+    """Pickle ``model`` by value with each state_dict tensor replaced by a reference to its key."""
+    import cloudpickle
+
+    keys: dict[int, str] = {}
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        keys.setdefault(id(tensor), key)  # tied weights: one key, one object again on load
+
+    class StructurePickler(cloudpickle.Pickler):  # type: ignore[misc]
+        def persistent_id(self, obj: Any) -> Any:
+            if type(obj) is nn.Parameter or type(obj) is torch.Tensor:
+                key = keys.get(id(obj))
+                if key is not None:
+                    return (_TENSOR_REF, key, type(obj) is nn.Parameter, bool(obj.requires_grad))
+            return None
+
+    temp = file.with_name(file.name + ".tmp")
+    with open(temp, "wb") as out:
+        StructurePickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(model)
+    os.replace(temp, file)
+
+
+def _load_structure(file: Path, weights: dict[str, torch.Tensor]) -> Any:
+    """Unpickle ``module.pkl``, taking each referenced tensor from ``weights`` (``state_dict.pt``)."""
+    made: dict[str, torch.Tensor] = {}
+
+    class StructureUnpickler(pickle.Unpickler):
+        def persistent_load(self, pid: Any) -> Any:
+            if not (isinstance(pid, tuple) and len(pid) == 4 and pid[0] == _TENSOR_REF):
+                raise pickle.UnpicklingError(f"{file.name}: unknown persistent id {pid!r}")
+            _, key, is_parameter, requires_grad = pid
+            if key not in made:
+                if key not in weights:
+                    raise CheckpointError(f"{file.name} refers to {key!r}, which {STATE_DICT_FILE} lacks")
+                tensor = weights[key]
+                made[key] = nn.Parameter(tensor, requires_grad=requires_grad) if is_parameter else tensor
+            return made[key]
+
+    with open(file, "rb") as source:
+        return StructureUnpickler(source).load()
 
 
 class TorchTrial:

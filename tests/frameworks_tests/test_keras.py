@@ -169,3 +169,61 @@ def test_core_api_callback_with_fit_validation_and_save_model_round_trip(tmp_pat
         det_keras.save_model(model, path)
     loaded = det_keras.load_model(tmp_path / str(ctx.checkpoint.latest))
     np.testing.assert_allclose(loaded.predict(X_VAL, verbose=0), model.predict(X_VAL, verbose=0), rtol=1e-5)
+
+
+class StopAtBegin(keras.callbacks.Callback):  # type: ignore[misc]
+    """Requests the stop while batch ``n`` trains: no batch-end hook, so KerasTrial's fast dispatch stays on."""
+
+    def __init__(self, ctx: TrialContext, n: int) -> None:
+        super().__init__()
+        self.ctx, self.n, self.seen = ctx, n, 0
+
+    def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+        self.seen += 1
+        if self.seen == self.n:
+            self.ctx._stop.set()
+
+
+def test_detcallback_acts_only_at_due_batches_and_still_stops_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acted: list[int] = []
+    original = DetCallback._batch_act
+
+    def spy(self: DetCallback) -> None:
+        acted.append(self.progress.batches)
+        original(self)
+
+    monkeypatch.setattr(DetCallback, "_batch_act", spy)
+    ctx = make_context(tmp_path / "due", HPARAMS, max_time=20, validation_period=("batches", 5))
+    IrisTrial.run_trial(ctx)
+    assert acted == [5, 8, 10, 15, 16, 20]  # validations, epoch ends and the end: nowhere else
+    assert steps(sink(ctx).training) == list(range(1, 21))  # every batch still reported...
+    assert all(isinstance(r["metrics"]["loss"], float) for r in sink(ctx).training)  # ...as numbers
+    assert steps(sink(ctx).validation) == [5, 10, 15, 20]
+
+    class Stopping(IrisTrial):
+        def keras_callbacks(self) -> list[Any]:
+            return [StopAtBegin(self.context, 11)]
+
+    acted.clear()
+    stopped = make_context(tmp_path / "stop", HPARAMS, max_time=20, validation_period=("batches", 5))
+    Stopping.run_trial(stopped)
+    assert acted == [5, 8, 10, 11]
+    assert steps(sink(stopped).training)[-1] == 11  # the batch where the stop arrived, no further
+    assert [e["steps"] for e in checkpoint_events(stopped)] == [11]
+
+
+def test_tf_dataset_epochs_and_batch_periods(tmp_path: Path) -> None:
+    tf = pytest.importorskip("tensorflow")
+
+    class DatasetTrial(IrisTrial):
+        def build_training_data(self) -> Any:
+            return tf.data.Dataset.from_tensor_slices((X_TRAIN, Y_TRAIN)).batch(16)
+
+    ctx = make_context(tmp_path, HPARAMS, time_metric="epochs", max_time=2, validation_period=("batches", 5))
+    DatasetTrial.run_trial(ctx)
+    assert steps(sink(ctx).training) == list(range(1, 2 * BATCHES_PER_EPOCH + 1))
+    assert steps(sink(ctx).validation) == [5, 10, 15, 16]
+    assert sink(ctx).validation[-1]["metrics"]["epochs"] == pytest.approx(2)
+    assert [e["steps"] for e in checkpoint_events(ctx)] == [16]

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 import det_jupyter.torch as det_torch  # noqa: E402
 from det_jupyter.errors import CheckpointError  # noqa: E402
+from det_jupyter.frameworks.torch import MODEL_FILE, MODULE_FILE, STATE_DICT_FILE  # noqa: E402
 from det_jupyter.torch import TorchTrial  # noqa: E402
 from det_jupyter.worker.context import local_context  # noqa: E402
 
@@ -191,6 +192,72 @@ def test_core_api_round_trip_rebuilds_a_notebook_class_by_value(tmp_path: Path) 
     torch.testing.assert_close(loaded(torch.from_numpy(X_VAL)), expected)
     with pytest.raises(CheckpointError, match=r"no model\.pt"):
         det_torch.load_model(tmp_path)
+
+
+class TiedNet(nn.Module):
+    """Tied weights (one Parameter under two names), a buffer and a non-persistent buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encode = nn.Linear(4, 4)
+        self.decode = nn.Linear(4, 4)
+        self.decode.weight = self.encode.weight
+        self.register_buffer("scale", torch.full((4,), 2.0))
+        self.register_buffer("offset", torch.ones(4), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x) * self.scale) + self.offset
+
+
+def test_save_model_writes_the_weights_once_and_loads_with_or_without_pickled_code(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = TiedNet()
+    x = torch.randn(3, 4)
+    det_torch.save_model(model, tmp_path)
+    files = {f.name: f.stat().st_size for f in tmp_path.iterdir()}
+    assert set(files) == {STATE_DICT_FILE, MODULE_FILE}  # no model.pt: one copy
+    assert files[MODULE_FILE] < files[STATE_DICT_FILE]  # the structure holds no weights
+    weights = torch.load(tmp_path / STATE_DICT_FILE, weights_only=True)  # no pickled code
+    assert set(weights) == set(model.state_dict())
+
+    loaded = det_torch.load_model(tmp_path)
+    assert type(loaded) is TiedNet and not loaded.training
+    assert loaded.decode.weight is loaded.encode.weight  # still tied
+    assert isinstance(loaded.encode.weight, nn.Parameter) and loaded.encode.weight.requires_grad
+    torch.testing.assert_close(loaded(x), model(x))
+    torch.testing.assert_close(det_torch.load_model(tmp_path / MODULE_FILE)(x), model(x))
+
+    torch.manual_seed(1)
+    into = det_torch.load_model(tmp_path, model=TiedNet())  # weights_only: the code is yours
+    assert type(into) is TiedNet and not into.training
+    torch.testing.assert_close(into(x), model(x))
+
+
+@pytest.mark.parametrize("with_state_dict", [True, False])
+def test_load_model_reads_the_older_model_pt_format(tmp_path: Path, with_state_dict: bool) -> None:
+    from det_jupyter.frameworks._torch_loop import save_module
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    save_module(model, tmp_path / MODEL_FILE)  # what save_model wrote before module.pkl
+    if with_state_dict:
+        torch.save(model.state_dict(), tmp_path / STATE_DICT_FILE)
+    expected = predict(model)
+    torch.testing.assert_close(predict(det_torch.load_model(tmp_path)), expected)
+    if with_state_dict:
+        into = det_torch.load_model(
+            tmp_path, model=nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        )
+        torch.testing.assert_close(predict(into), expected)
+    else:
+        with pytest.raises(CheckpointError, match=r"no state_dict\.pt .*without model="):
+            det_torch.load_model(tmp_path, model=nn.Linear(4, 3))
+
+
+def test_save_model_single_file_on_request(tmp_path: Path) -> None:
+    model = nn.Linear(4, 3)
+    det_torch.save_model(model, tmp_path, state_dict=False)
+    assert [f.name for f in tmp_path.iterdir()] == [MODEL_FILE]
+    torch.testing.assert_close(predict(det_torch.load_model(tmp_path)), predict(model))
 
 
 def test_one_pass_iterator_is_refused(tmp_path: Path) -> None:
