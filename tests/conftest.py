@@ -54,11 +54,17 @@ def _no_master_outlives_the_session(tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture
-def det_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh DET_JUPYTER_HOME (store file and default checkpoint root) for one test."""
+def det_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh DET_JUPYTER_HOME (store file and default checkpoint root) for one test; a master that a
+    submission there started is stopped when the test ends (masters are detached on purpose and would
+    otherwise idle for minutes, taking CPU from the tests that follow)."""
     home = tmp_path / "det_home"
     monkeypatch.setenv("DET_JUPYTER_HOME", str(home))
-    return home
+    yield home
+    if (home / "master.json").exists():
+        from tests.master_tests.helpers import stop_all_masters
+
+        stop_all_masters(home)
 
 
 def wait_for(
