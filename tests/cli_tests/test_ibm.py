@@ -20,8 +20,9 @@ from det_jupyter.errors import ConfigError
 from det_jupyter.states import ExperimentState, TrialState
 from det_jupyter.store import Store
 from tests.cli_tests.helpers import run_cli
+from tests.shared_examples import EXAMPLES
 
-EXAMPLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "examples" / "ibm_manifest.yml"
+EXAMPLE = EXAMPLES / "ibm_manifest.yml"
 
 
 def manifest(**sections: Any) -> dict[str, Any]:

@@ -23,13 +23,8 @@ from det_jupyter.config import (
 )
 from det_jupyter.config.ibm import from_ibm_manifest
 from det_jupyter.errors import ConfigError, ConfigWarning, FieldError
+from tests.shared_examples import EXAMPLES
 
-# shared/ lies beside the checkout (CI clones main elsewhere with a copy of shared/ beside it)
-EXAMPLES = next(
-    (p for p in (Path(__file__).resolve().parents[3] / "shared" / "examples", Path("/work/shared/examples"))
-     if p.is_dir()),
-    Path("/work/shared/examples"),
-)  # fmt: skip
 EXAMPLE_FILES = sorted([*EXAMPLES.glob("*.yaml"), *EXAMPLES.glob("*.yml")])
 
 
