@@ -102,8 +102,9 @@ def _cause(results: dict[int, dict[str, list[float]]], n: int) -> str:
     text = (f"det_jupyter {per[n]['engine']:.2f} s per 1,000 trials at {n:,} vs raw Dask {per[n]['raw']:.2f} s; "
             f"at {first:,}: {per[first]['engine']:.2f} vs {per[first]['raw']:.2f} s")  # fmt: skip
     if n != first and per[n]["engine"] > 1.5 * per[first]["engine"]:
-        text += (": det_jupyter's cost per trial grows with the number of trials in the experiment (work per "
-                 "controller pass that is linear in the live trials: see docs/benchmarks.md)")  # fmt: skip
+        text += (": det_jupyter's cost per trial grows with the number of trials in the experiment (the "
+                 "per-pass searcher save is gone since 2026-11-29: profile the controller again, see the note "
+                 "in docs/benchmarks.md)")  # fmt: skip
     return text
 
 
