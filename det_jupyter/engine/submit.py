@@ -136,17 +136,7 @@ def submit_inprocess(
     )
     prepare_workers(client, cfg, blob)  # environment.pip installed, versions checked: before any row
     with st.transaction():  # the row is born owned, so a running master never picks it up
-        exp_id = st.create_experiment(
-            name=cfg.name,
-            description=cfg.description,
-            config=cfg.to_dict(),
-            entrypoint=blob,
-            entrypoint_name=entrypoint_name,
-            load_hook=hook,
-            seed=seed,
-        )
-        if paused:  # born PAUSED: its trials wait for exp.activate()
-            st.update_experiment(exp_id, state=ExperimentState.PAUSED)
+        exp_id = _write_row(st, cfg, entrypoint_name, blob, hook, seed, paused=paused)
         controller = Controller(st, exp_id, launcher, config=cfg)  # validated once, by the caller
         st.update_experiment(exp_id, owner=controller.owner, heartbeat=time.time())
     controller.start()
@@ -216,17 +206,33 @@ def submit_to_master(
         slot_resource(client, cfg.resources.slots_per_trial, cfg.resources.slot_type)
         prepare_workers(client, cfg, blob)
     with st.transaction():
-        exp_id = st.create_experiment(
-            name=cfg.name,
-            description=cfg.description,
-            config=cfg.to_dict(),
-            entrypoint=blob,
-            entrypoint_name=entrypoint_name,
-            load_hook=hook,
-            seed=seed,
-        )
+        exp_id = _write_row(st, cfg, entrypoint_name, blob, hook, seed, paused=paused)
         st.update_experiment(exp_id, cluster_address=address, dashboard_link=info.dashboard_link)
-        if paused:  # born PAUSED: its trials wait for exp.activate()
-            st.update_experiment(exp_id, state=ExperimentState.PAUSED)
     poke()
+    return exp_id
+
+
+def _write_row(
+    st: Store,
+    cfg: ExperimentConfig,
+    entrypoint_name: str,
+    blob: bytes,
+    hook: bytes | None,
+    seed: int,
+    *,
+    paused: bool,
+) -> int:
+    """The experiment's row (inside the caller's transaction); ``paused``: born PAUSED, so its trials
+    wait for ``exp.activate()``."""
+    exp_id = st.create_experiment(
+        name=cfg.name,
+        description=cfg.description,
+        config=cfg.to_dict(),
+        entrypoint=blob,
+        entrypoint_name=entrypoint_name,
+        load_hook=hook,
+        seed=seed,
+    )
+    if paused:
+        st.update_experiment(exp_id, state=ExperimentState.PAUSED)
     return exp_id

@@ -20,8 +20,13 @@ pytestmark = pytest.mark.slow
 
 
 def config(bucket: S3Bucket, tmp_path: Path, **storage: Any) -> dict[str, Any]:
+    return experiment_config("s3-checkpoints", bucket.storage_config(**storage), tmp_path)
+
+
+def experiment_config(name: str, storage: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """Two trials of :func:`stepping_trial` (one fails once at step 7) checkpointing to ``storage``."""
     return {
-        "name": "s3-checkpoints",
+        "name": name,
         "searcher": {
             "name": "grid",
             "metric": "val_loss",
@@ -35,7 +40,7 @@ def config(bucket: S3Bucket, tmp_path: Path, **storage: Any) -> dict[str, Any]:
             "fail_once_at": 7,
         },
         "max_restarts": 2,
-        "checkpoint_storage": bucket.storage_config(**storage),
+        "checkpoint_storage": storage,
     }
 
 

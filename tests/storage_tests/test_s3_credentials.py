@@ -26,29 +26,13 @@ from det_jupyter.cli import main as cli_main
 from det_jupyter.config.redact import REDACTED
 from tests.master_tests.helpers import master_mode_home
 from tests.storage_tests.conftest import S3Bucket
-from tests.storage_tests.test_s3_checkpoints import load_step, stepping_trial
+from tests.storage_tests.test_s3_checkpoints import experiment_config, load_step, stepping_trial
 
 pytestmark = pytest.mark.slow
 
 
 def config(storage: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    return {
-        "name": "s3-credentials",
-        "searcher": {
-            "name": "grid",
-            "metric": "val_loss",
-            "time_metric": "batches",
-            "max_time": 10,
-            "max_concurrent_trials": 2,
-        },
-        "hyperparameters": {
-            "x": {"type": "categorical", "vals": [0.25, 0.5]},
-            "marker_dir": str(tmp_path),
-            "fail_once_at": 7,
-        },
-        "max_restarts": 2,
-        "checkpoint_storage": storage,
-    }
+    return experiment_config("s3-credentials", storage, tmp_path)
 
 
 def store_cells(db: Path) -> Iterator[tuple[str, str, str]]:
