@@ -27,7 +27,6 @@ import random
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,12 +44,11 @@ from det_jupyter.frameworks._common import (
     write_state,
 )
 from det_jupyter.frameworks._torch_ddp import RankReports, Ranks
+from det_jupyter.frameworks._torch_files import MODULE_FILE, STATE_DICT_FILE, save_structure
 
 if TYPE_CHECKING:
     from det_jupyter.frameworks.torch import TorchTrial
 
-STATE_DICT_FILE = "state_dict.pt"
-MODEL_FILE = "model.pt"
 TRAINER_FILE = "trainer.pt"
 """Optimizer, LR scheduler and RNG states: what resuming needs beyond the weights."""
 
@@ -115,13 +113,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def save_module(model: torch.nn.Module, file: Path | io.BytesIO) -> None:
-    """Pickle the whole module *by value* (cloudpickle), so loading needs none of the user's code."""
-    import cloudpickle
-
-    torch.save(model, file, pickle_module=cloudpickle)
 
 
 _UNPICKLABLE = (pickle.PicklingError, TypeError, AttributeError)
@@ -407,7 +398,7 @@ class TorchLoop:
             except Exception:  # a module deepcopy refuses: pickle it now, write the bytes later
                 buffer = io.BytesIO()
                 try:
-                    save_module(self.model, buffer)
+                    save_structure(self.model, buffer)  # small: the weights go to state_dict.pt
                     snap.module_bytes = buffer.getvalue()
                 except _UNPICKLABLE as exc:
                     snap.module_error = str(exc)
@@ -432,12 +423,11 @@ class TorchLoop:
             if self.trial.save_whole_model:
                 error = snap.module_error
                 if snap.module_bytes is not None:
-                    (path / MODEL_FILE).write_bytes(snap.module_bytes)
+                    (path / MODULE_FILE).write_bytes(snap.module_bytes)
                 elif snap.module is not None:
-                    try:
-                        save_module(snap.module, path / MODEL_FILE)
+                    try:  # the structure only: its tensors are the state_dict.pt just written
+                        save_structure(snap.module, path / MODULE_FILE)
                     except _UNPICKLABLE as exc:
-                        (path / MODEL_FILE).unlink(missing_ok=True)
                         error = str(exc)
                 if error is not None:
                     self.ctx.log(

@@ -69,7 +69,7 @@ Several slots (``resources.slots_per_trial: N``; every rank runs :meth:`TorchTri
 - Training metrics are the mean over the ranks (one gather every 32 batches, not per step); a
   validation adds every rank's sums and counts over a share of the validation set (no record twice),
   so it equals the one-process validation.
-- Only the chief reports and checkpoints (the unwrapped module's weights and ``model.pt``, which load
+- Only the chief reports and checkpoints (the unwrapped module's weights and ``module.pkl``, which load
   in one process); every rank restores from the chief's newest checkpoint; ``ctx.should_stop()`` is the
   chief's flag, so every rank stops at the same batch.
 """
@@ -77,7 +77,6 @@ Several slots (``resources.slots_per_trial: N``; every rank runs :meth:`TorchTri
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -87,13 +86,19 @@ from torch import nn
 
 from det_jupyter.errors import CheckpointError
 from det_jupyter.frameworks._common import read_state
-from det_jupyter.frameworks._torch_loop import MODEL_FILE, STATE_DICT_FILE, TorchLoop, save_module
+from det_jupyter.frameworks._torch_files import (
+    MODEL_FILE,
+    MODULE_FILE,
+    STATE_DICT_FILE,
+    load_structure,
+    save_module,
+    save_structure,
+)
+from det_jupyter.frameworks._torch_loop import TorchLoop
 from det_jupyter.worker.context import TrialContext, local_context
 
 __all__ = ["FORMAT", "MODEL_FILE", "MODULE_FILE", "STATE_DICT_FILE", "TorchTrial", "load_model", "save_model"]
 
-MODULE_FILE = "module.pkl"
-"""The module's structure, written by :func:`save_model`; its tensors are in ``state_dict.pt``."""
 FORMAT = "torch-module"
 """The checkpoint metadata ``format`` that makes ``Checkpoint.load()`` call :func:`load_model`."""
 
@@ -129,7 +134,7 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], *, state_dict: bo
         return
     weights = model.state_dict()
     torch.save(weights, directory / STATE_DICT_FILE)
-    _save_structure(model, directory / MODULE_FILE)
+    save_structure(model, directory / MODULE_FILE)
 
 
 def load_model(
@@ -180,7 +185,7 @@ def load_model(
         )
     if file.name == MODULE_FILE:
         weights = torch.load(directory / STATE_DICT_FILE, map_location=location, weights_only=True)
-        loaded = _load_structure(file, weights)
+        loaded = load_structure(file, weights)
     else:
         loaded = torch.load(file, map_location=location, weights_only=False)
     if not isinstance(loaded, nn.Module):
@@ -188,51 +193,6 @@ def load_model(
             f"load_model({str(path)!r}): {file.name} holds a {type(loaded).__name__}, not a module"
         )
     return loaded.eval()
-
-
-_TENSOR_REF = "det_jupyter.state_dict"  # persistent id of a tensor module.pkl takes from state_dict.pt
-
-
-def _save_structure(model: nn.Module, file: Path) -> None:
-    """Pickle ``model`` by value with each state_dict tensor replaced by a reference to its key."""
-    import cloudpickle
-
-    keys: dict[int, str] = {}
-    for key, tensor in model.state_dict(keep_vars=True).items():
-        keys.setdefault(id(tensor), key)  # tied weights: one key, one object again on load
-
-    class StructurePickler(cloudpickle.Pickler):  # type: ignore[misc]
-        def persistent_id(self, obj: Any) -> Any:
-            if type(obj) is nn.Parameter or type(obj) is torch.Tensor:
-                key = keys.get(id(obj))
-                if key is not None:
-                    return (_TENSOR_REF, key, type(obj) is nn.Parameter, bool(obj.requires_grad))
-            return None
-
-    temp = file.with_name(file.name + ".tmp")
-    with open(temp, "wb") as out:
-        StructurePickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(model)
-    os.replace(temp, file)
-
-
-def _load_structure(file: Path, weights: dict[str, torch.Tensor]) -> Any:
-    """Unpickle ``module.pkl``, taking each referenced tensor from ``weights`` (``state_dict.pt``)."""
-    made: dict[str, torch.Tensor] = {}
-
-    class StructureUnpickler(pickle.Unpickler):
-        def persistent_load(self, pid: Any) -> Any:
-            if not (isinstance(pid, tuple) and len(pid) == 4 and pid[0] == _TENSOR_REF):
-                raise pickle.UnpicklingError(f"{file.name}: unknown persistent id {pid!r}")
-            _, key, is_parameter, requires_grad = pid
-            if key not in made:
-                if key not in weights:
-                    raise CheckpointError(f"{file.name} refers to {key!r}, which {STATE_DICT_FILE} lacks")
-                tensor = weights[key]
-                made[key] = nn.Parameter(tensor, requires_grad=requires_grad) if is_parameter else tensor
-            return made[key]
-
-    with open(file, "rb") as source:
-        return StructureUnpickler(source).load()
 
 
 class TorchTrial:
@@ -245,9 +205,10 @@ class TorchTrial:
         device: where the model and batches live (``cuda`` if available, else ``cpu``).
         lr_scheduler_step: class attribute, ``"batch"`` (default) or ``"epoch"``: when to call
             ``scheduler.step()``.
-        save_whole_model: class attribute; also pickle the module by value into each checkpoint
-            (``model.pt``) so :func:`load_model` can load it without the trial class. Default True;
-            set False to halve checkpoint size. The state_dict is always saved.
+        save_whole_model: class attribute; also pickle the module's structure by value into each
+            checkpoint (``module.pkl``, its tensors taken from ``state_dict.pt``: the weights are
+            written once) so :func:`load_model` can load it without the trial class. Default True;
+            False skips the pickle (for a module cloudpickle cannot pickle). The state_dict is always saved.
         checkpoint_in_background: class attribute; block training only for a host copy of the
             weights and optimizer state and write the files on a background thread (default True). A
             checkpoint counts once committed; set False to write in the training thread (no extra host

@@ -235,7 +235,7 @@ def test_save_model_writes_the_weights_once_and_loads_with_or_without_pickled_co
 
 @pytest.mark.parametrize("with_state_dict", [True, False])
 def test_load_model_reads_the_older_model_pt_format(tmp_path: Path, with_state_dict: bool) -> None:
-    from det_jupyter.frameworks._torch_loop import save_module
+    from det_jupyter.frameworks._torch_files import save_module
 
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
     save_module(model, tmp_path / MODEL_FILE)  # what save_model wrote before module.pkl
@@ -286,3 +286,47 @@ def test_a_torch_trial_without_a_training_length_is_refused_at_submit_naming_the
         NoLength, load_config({"searcher": {"name": "single", "metric": "loss", "max_length": {"epochs": 1}}})
     )
     check_config_fits(lambda ctx: None, load_config({"searcher": {"name": "single", "metric": "loss"}}))
+
+
+class WideTrial(IrisTrial):
+    """Weights that dwarf the module's structure, so a second copy of them would show in the sizes."""
+
+    def build_model(self) -> nn.Module:
+        model = nn.Sequential(nn.Linear(4, 512), nn.ReLU(), nn.Linear(512, 3))
+        self.models.append(model)
+        return model
+
+
+class UncopyableTrial(WideTrial):
+    """A module ``copy.deepcopy`` refuses: the background snapshot pickles its structure at once."""
+
+    def build_model(self) -> nn.Module:
+        class Uncopyable(nn.Sequential):
+            def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+                raise RuntimeError("this module cannot be deep-copied")
+
+        model = Uncopyable(nn.Linear(4, 512), nn.ReLU(), nn.Linear(512, 3))
+        self.models.append(model)
+        return model
+
+
+@pytest.mark.parametrize(
+    ("trial_class", "background"),
+    [(WideTrial, True), (WideTrial, False), (UncopyableTrial, True)],
+    ids=["background", "training-thread", "uncopyable-module"],
+)
+def test_trial_checkpoints_write_the_weights_once_and_load_without_the_trial_class(
+    tmp_path: Path, trial_class: type[IrisTrial], background: bool
+) -> None:
+    cls = type(trial_class.__name__, (trial_class,), {"checkpoint_in_background": background})
+    cls.models.clear()
+    ctx = make_context(tmp_path, max_time=8)
+    cls.run_trial(ctx)
+    path = tmp_path / str(ctx.checkpoint.latest)
+    files = {f.name: f.stat().st_size for f in path.iterdir()}
+    assert MODEL_FILE not in files and {STATE_DICT_FILE, MODULE_FILE} <= set(files)
+    weight_bytes = sum(p.numel() * p.element_size() for p in cls.models[-1].parameters())
+    assert files[STATE_DICT_FILE] >= weight_bytes > 4 * files[MODULE_FILE]  # one copy of the weights
+    expected = predict(cls.models[-1])
+    torch.testing.assert_close(predict(det_torch.load_model(path)), expected)  # no trial class needed
+    torch.testing.assert_close(predict(cls.load_checkpoint(path, ctx.hparams)), expected)
