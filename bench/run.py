@@ -4,7 +4,7 @@ Each benchmark runs in its own process (its own clusters, imports and threads) a
 section of the markdown file; this script writes the header (machine, date, how to re-run) and a
 summary table of every goal, met or missed with its cause.
 
-    .venv/bin/python bench/run.py            # the full suite (about 25 min on 2 cores)
+    .venv/bin/python bench/run.py            # the full suite (about 50 min on 2 cores: 10,000 trials and the search take most)
     .venv/bin/python bench/run.py --quick    # a few minutes on 2 cores
     .venv/bin/python bench/run.py --only overhead,checkpoint
     python bench/run.py --gpu --write OUT.md # on a GPU machine: the GPU sections (overhead, checkpoint, packing)
@@ -34,13 +34,19 @@ DOC = os.path.join(ROOT, "docs", "benchmarks.md")
 # name -> (script, extra args for --quick, extra args for the full run)
 SUITE: dict[str, tuple[str, list[str], list[str]]] = {
     "overhead": ("bench_overhead.py", ["--quick", "--device", "cpu"], ["--device", "cpu"]),
-    "trials": ("bench_trials.py", ["--quick", "--trials", "200,1000"], ["--trials", "200,1000"]),
+    "trials": ("bench_trials.py", ["--quick", "--trials", "200,1000"], ["--trials", "1000,10000"]),
     "latency": ("bench_latency.py", ["--quick"], []),
     "search": ("bench_search.py", ["--quick"], []),
     "rungs": ("bench_rungs.py", ["--quick"], []),
     "ddp": ("bench_ddp.py", ["--quick"], []),
     "checkpoint": ("bench_checkpoint.py", ["--quick", "--device", "cpu"], ["--device", "cpu"]),
     "widget": ("bench_widget_latency.py", [], []),
+    "widget-scale": (
+        "bench_widget_scale.py",
+        ["--trials", "200", "--points", "300", "--watch", "10"],
+        ["--trials", "1000", "--points", "1000"],
+    ),
+    "master": ("bench_master.py", [], []),
     "server": ("bench_server.py", [], []),
 }
 GPU_SUITE: dict[str, tuple[str, list[str]]] = {

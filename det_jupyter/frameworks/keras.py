@@ -260,7 +260,7 @@ class DetCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self._pending |= decision
         pending = self._pending
         if logs:
-            self._unreported = (p.batches, _flat_logs(logs))
+            self._unreported = (p.batches, logs)  # flattened and wrapped only when reported
             if pending.finish or self.schedule.report_due(p):
                 self._report_training()
         at_epoch_end = self._steps is not None and p.batch_in_epoch >= self._steps
@@ -320,7 +320,7 @@ class DetCallback(keras.callbacks.Callback):  # type: ignore[misc]
     def _report_training(self) -> None:
         if self._unreported is not None:
             (steps, logs), self._unreported = self._unreported, None
-            self.ctx.report_training_metrics(steps, {k: _deferred(v) for k, v in logs.items()})
+            self.ctx.report_training_metrics(steps, {k: _deferred(v) for k, v in _flat_logs(logs).items()})
 
     def _validation_metrics(self, epoch_logs: dict[str, Any] | None) -> dict[str, Any] | None:
         val_logs = {k: v for k, v in (epoch_logs or {}).items() if k.startswith("val_")}
@@ -393,9 +393,16 @@ class _Deferred:
 
 
 def _deferred(value: Any) -> Any:
-    if value is None or isinstance(value, (int, float, str)) or hasattr(value, "item"):
+    """A log value as reported: plain Python values as they are, anything else (a tensor) deferred.
+
+    No ``hasattr`` probe: on a TensorFlow tensor it goes through TensorFlow's slow ``__getattr__``.
+    """
+    if value is None or type(value) in _PLAIN:
         return value
     return _Deferred(value)
+
+
+_PLAIN = frozenset({int, float, str, bool})
 
 
 def _is_default(method: Any) -> bool:
