@@ -185,7 +185,7 @@ class DetCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._resumed_partial = False  # this fit started in the middle of an epoch
         self._partial_done = False  # ...and stopped at that epoch's end: fit is called again
         self._warned = False
-        self._unreported: tuple[int, dict[str, Any]] | None = None  # a scheduling_unit's newest logs
+        self._unreported: tuple[int, Mapping[str, Any]] | None = None  # a scheduling_unit's newest logs
         self._counted_by_container = False  # KerasTrial's _ActWhenDue counts batches (see there)
         self._act_now = False  # ...and sets this for the one synchronous call where there is work
 
