@@ -33,7 +33,11 @@ Where we differ from Determined, for the controller's invariants: a new trial is
 *exits* (Determined creates it when it issues ``Stop``), so live trials never exceed the limits; and the
 totals over all brackets are capped by ``max_trials`` and ``max_concurrent_trials`` (when > 0), which
 Determined's per-bracket minimum of one can exceed. When the global limit binds, a freed slot goes to
-the exited trial's bracket first, then to the brackets in order. ``stop_once`` has no effect: this
+the exited trial's bracket first, then to the brackets in order. With a global limit, the brackets'
+shares are work-conserving: once every bracket that still has trials to create is at its own share, a
+free slot goes to one of them beyond its share (in Determined, the share of a bracket that has created
+all its trials stays unused, so e.g. a standard search with ``max_concurrent_trials: 2`` and three
+brackets runs its last bracket one trial at a time on two slots). ``stop_once`` has no effect: this
 stopping-based ASHA always decides once per rung, as Determined >= 0.38 does.
 
 Worked example (adaptive_asha, max_trials=16, max_time=640, divisor=4, max_rungs=5, standard, c=0):
@@ -285,19 +289,25 @@ class ASHASearch(SearchMethod):
         sign = 1.0 if self.smaller_is_better else -1.0
         return [[(int(rid), sign * m) for m, rid in rung] for rung in self._rungs[bracket]]
 
-    def _can_create(self, b: int) -> bool:
+    def _can_create(self, b: int, borrow: bool = False) -> bool:
         global_cap = self.max_concurrent_trials or self.max_trials
         return (
             self._created[b] < self.brackets[b].max_trials
-            and self._live[b] < self.brackets[b].max_concurrent_trials
+            and (borrow or self._live[b] < self.brackets[b].max_concurrent_trials)
             and self._ledger.created < self.max_trials
             and len(self._ledger.live) < global_cap
         )
 
     def _fill(self, prefer: int = 0) -> list[Operation]:
         ops: list[Operation] = []
-        for b in [prefer] + [i for i in range(len(self.brackets)) if i != prefer]:
-            while self._can_create(b):
+        order = [prefer] + [i for i in range(len(self.brackets)) if i != prefer]
+        # Each bracket up to its own share first; then, under a global limit, the slots that brackets with
+        # no trials left cannot use go to those that still have trials (work-conserving: without this, a
+        # standard search with max_concurrent_trials 2 ran its last bracket one trial at a time).
+        for b, borrow in [(b, False) for b in order] + [
+            (b, True) for b in order if self.max_concurrent_trials
+        ]:
+            while self._can_create(b, borrow):
                 hparams = self.space.sample(self._rng)
                 request_id = self._ledger.new_trial()
                 self._trial_bracket.append(b)

@@ -33,7 +33,7 @@ from det_jupyter.searcher import (
 )
 from det_jupyter.searcher.asha import EXITED_METRIC, bracket_max_concurrent_trials, bracket_max_trials
 
-from .helpers import Driver, SearcherCfg, creates, roundtrip
+from .helpers import Driver, SearcherCfg, creates, roundtrip, stops
 
 SPACE = parse_hyperparameters({"lr": {"type": "log", "minval": -4, "maxval": -1}, "bs": 32})
 
@@ -278,6 +278,49 @@ def test_brackets_fill_in_order_and_exits_refill_their_bracket() -> None:
     assert [s.trial_bracket(c.request_id) for c in creates(ops)] == [0, 0, 1, 1]
     new = creates(s.on_trial_exited(3, ExitReason.STOPPED))
     assert [s.trial_bracket(c.request_id) for c in new] == [1]
+
+
+def test_bracket_shares_are_work_conserving_under_a_global_limit() -> None:
+    # standard mode, 3 brackets, max_concurrent_trials 2: shares max(2, 3) split -> [1, 1, 1]. Each
+    # bracket gets its share first; once the brackets in front have created all their trials, the
+    # remaining one runs on both slots (Determined would leave the second slot idle).
+    cfg = SearcherCfg("adaptive_asha", max_trials=12, max_time=64, max_concurrent_trials=2, mode="conservative",
+                      bracket_rungs=[3, 2, 1])  # fmt: skip
+    s = make_searcher(cfg, SPACE, 0)
+    assert isinstance(s, ASHASearch)
+    assert [(b.max_trials, b.max_concurrent_trials) for b in s.brackets] == [(9, 1), (2, 1), (1, 1)]
+    ops = s.initial_operations()
+    assert [s.trial_bracket(c.request_id) for c in creates(ops)] == [0, 1]  # shares first, in order
+    # bracket 1 creates its second (and last) trial on its own slot
+    assert [s.trial_bracket(c.request_id) for c in creates(s.on_trial_exited(2, ExitReason.STOPPED))] == [1]
+    # bracket 1 has no trials left: its slot goes to bracket 2 (within its share), not to bracket 0
+    assert [s.trial_bracket(c.request_id) for c in creates(s.on_trial_exited(3, ExitReason.STOPPED))] == [2]
+    # brackets 1 and 2 are done creating: bracket 0 gets the freed slot beyond its share of 1
+    assert [s.trial_bracket(c.request_id) for c in creates(s.on_trial_exited(4, ExitReason.STOPPED))] == [0]
+    assert [r for r in range(1, 6) if s.trial_bracket(r) == 0] == [1, 5]  # both live; the limit of 2 holds
+    assert creates(s.on_validation_completed(5, 0.5, 1)) == []
+    # with no global limit (0) each bracket keeps Determined's own share
+    free = make_searcher(
+        SearcherCfg("adaptive_asha", max_trials=12, max_time=64, bracket_rungs=[3, 2, 1]), SPACE, 0
+    )
+    assert isinstance(free, ASHASearch)
+    first = creates(free.initial_operations())
+    assert len(first) == sum(min(b.max_concurrent_trials, b.max_trials) for b in free.brackets)
+
+
+def test_stopping_rule_matches_ray_asha_once_a_rung_has_seen_enough() -> None:
+    # Li et al.'s ASHA and Ray Tune's ASHAScheduler keep a trial at a rung iff it is in the top 1/eta of
+    # the metrics that rung has seen (Ray: not below the (1 - 1/eta) percentile of the earlier ones).
+    # With 8 earlier metrics 1..8 (smaller is better) at rung 1 and eta 4: 9 metrics, keep int(9/4) = 2.
+    cfg = SearcherCfg("async_halving", max_trials=20, max_time=16, num_rungs=3, divisor=4,
+                      max_concurrent_trials=20)  # fmt: skip
+    s = make_searcher(cfg, SPACE, 0)
+    s.initial_operations()
+    for rid in range(1, 9):
+        s.on_validation_completed(rid, float(rid), 1)
+    assert stops(s.on_validation_completed(9, 1.5, 1)) == []  # second best of 9: kept
+    assert stops(s.on_validation_completed(10, 2.5, 1)) == [10]  # third best of 10 (keep 2): stopped
+    assert stops(s.on_validation_completed(11, 0.5, 1)) == []  # the best: kept
 
 
 def test_progress_and_restore() -> None:
