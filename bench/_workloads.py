@@ -78,6 +78,8 @@ class TimedBatches:
         self.batch_size = int(batches[0][0].shape[0])
         self.t_start: float | None = None
         self.t_end: float | None = None
+        self.cpu_start: float | None = None  # process CPU time (every thread: det_jupyter's too)
+        self.cpu_end: float | None = None
         self.epoch_ends: list[float] = []
 
     def __iter__(self) -> Iterator[Any]:
@@ -86,9 +88,11 @@ class TimedBatches:
             if i == self.warmup and self.t_start is None:
                 sync()
                 self.t_start = time.perf_counter()
+                self.cpu_start = time.process_time()
             yield self.batches[i % len(self.batches)]
         sync()
         self.t_end = time.perf_counter()
+        self.cpu_end = time.process_time()
         self.epoch_ends.append(self.t_end)
 
     @property
@@ -99,6 +103,16 @@ class TimedBatches:
     @property
     def samples_per_s(self) -> float:
         return (self.steps - self.warmup) * self.batch_size / self.seconds
+
+    @property
+    def samples_per_cpu_s(self) -> float:
+        """Samples per second of this process's CPU time (all threads) in the window.
+
+        Other processes' load on a shared machine stretches wall time, not this; what det_jupyter adds
+        in its own threads (report buffering, flushes, checkpoint writers) counts. Waits do not.
+        """
+        assert self.cpu_start is not None and self.cpu_end is not None
+        return (self.steps - self.warmup) * self.batch_size / max(self.cpu_end - self.cpu_start, 1e-9)
 
 
 def _sync_fn(tensor: Any) -> Any:
