@@ -49,6 +49,22 @@ REPORT_WINDOW = 32
 """Training reports buffered on every rank before one gather sends their rank means to the chief."""
 
 
+def batch_size(batch: Any) -> int | None:
+    """The leading dimension of the first tensor or array in a batch, or ``None`` if it has none."""
+    if type(batch) is tuple and batch and isinstance(batch[0], torch.Tensor) and batch[0].ndim:
+        return int(batch[0].shape[0])  # the common (inputs, targets) batch
+    if isinstance(batch, (torch.Tensor, np.ndarray)):
+        return int(batch.shape[0]) if batch.ndim else None
+    values = (
+        batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else ()
+    )
+    for value in values:
+        size = batch_size(value)
+        if size is not None:
+            return size
+    return None
+
+
 def per_rank_batch_size(global_batch: int, size: int, trial: str) -> int:
     """``global_batch / size``, refusing a global batch that ``size`` slots cannot share evenly.
 
@@ -165,8 +181,6 @@ class Ranks:
         With one rank: the batch's own size. With a sampler: all of the global batch except the
         records the sampler repeats at the epoch's end to even the ranks out.
         """
-        from det_jupyter.frameworks._torch_loop import batch_size
-
         shards = self._train
         if shards is None:
             return batch_size(batch) or fallback
@@ -298,8 +312,6 @@ class _Cut:
         self.last_size: int | None = None
 
     def __iter__(self) -> Iterator[Any]:
-        from det_jupyter.frameworks._torch_loop import batch_size
-
         for batch in self.data:
             self.last_size = batch_size(batch)
             yield _part(batch, self.rank, self.size)

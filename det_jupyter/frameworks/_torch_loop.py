@@ -43,7 +43,7 @@ from det_jupyter.frameworks._common import (
     trial_owner,
     write_state,
 )
-from det_jupyter.frameworks._torch_ddp import RankReports, Ranks
+from det_jupyter.frameworks._torch_ddp import RankReports, Ranks, batch_size
 from det_jupyter.frameworks._torch_files import MODULE_FILE, STATE_DICT_FILE, save_structure
 
 if TYPE_CHECKING:
@@ -73,22 +73,6 @@ def to_device(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_device(v, device) for v in obj)
     return obj
-
-
-def batch_size(batch: Any) -> int | None:
-    """The leading dimension of the first tensor or array in a batch, or ``None`` if it has none."""
-    if type(batch) is tuple and batch and isinstance(batch[0], torch.Tensor) and batch[0].ndim:
-        return int(batch[0].shape[0])  # the common (inputs, targets) batch
-    if isinstance(batch, (torch.Tensor, np.ndarray)):
-        return int(batch.shape[0]) if batch.ndim else None
-    values = (
-        batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else ()
-    )
-    for value in values:
-        size = batch_size(value)
-        if size is not None:
-            return size
-    return None
 
 
 def rng_state() -> dict[str, Any]:
@@ -252,6 +236,7 @@ class TorchLoop:
             self.train_model = DistributedDataParallel(self.model, device_ids=ids)  # rank 0's weights
         schedule = Schedule(self.ctx, self.progress, self.validated_at, self.best_validation)
         self.schedule = schedule
+        self._fallback_size = int(self.trial.hparams.get("global_batch_size", 1))  # a batch without a size
         if schedule.scheduling_unit is not None:
             self._means = TrainingMeans()
         self.model.train()
@@ -288,15 +273,18 @@ class TorchLoop:
         return iter(self.train_data)
 
     def _train_batch(self, batch: Any) -> None:
-        fallback = int(self.trial.hparams.get("global_batch_size", 1))
-        size = self.ranks.records(self.progress.batch_in_epoch, batch, fallback)  # global records
+        p = self.progress
+        size = self.ranks.records(p.batch_in_epoch, batch, self._fallback_size)  # global records
         out = self.trial.train_batch(self.train_model, to_device(batch, self.device), self.optimizer)
-        metrics = dict(out) if isinstance(out, Mapping) else {"loss": out}
-        metrics = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in metrics.items()}
-        metrics.setdefault("lr", self.optimizer.param_groups[0]["lr"])
-        self.progress.batches += 1
-        self.progress.batch_in_epoch += 1
-        self.progress.records += size
+        if isinstance(out, Mapping):
+            metrics = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
+        else:
+            metrics = {"loss": out.detach() if isinstance(out, torch.Tensor) else out}
+        if "lr" not in metrics:
+            metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        p.batches += 1
+        p.batch_in_epoch += 1
+        p.records += size
         if self._means is None:
             self.reports.add(self.progress.batches, metrics)
         else:  # scheduling_unit: one report per unit, the mean over its batches
