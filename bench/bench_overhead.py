@@ -422,6 +422,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="shorter windows, fewer repeats")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=None, help="timed window per run")
+    parser.add_argument(
+        "--pin",
+        default=None,
+        help="comma-separated CPU cores for this process (e.g. 2,3 on a GPU machine: the training thread "
+        "and det_jupyter's threads keep their cores while other processes use the rest)",
+    )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--no-keras", action="store_true")
     parser.add_argument("--no-cluster", action="store_true")
@@ -436,6 +442,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(1)  # as a Dask worker process runs it (OMP_NUM_THREADS=1): stabler, and the same
     repeats = args.repeats or (3 if args.quick else 7)
     seconds = args.seconds or (1.0 if args.quick else 3.0)
+    if args.pin:
+        os.sched_setaffinity(0, {int(core) for core in args.pin.split(",")})
     results: dict[str, Any] = {"device": device, "in_process": {}}
     print("[overhead] per-step machinery cost", flush=True)
     results["machinery"] = machinery_cost()
@@ -471,7 +479,9 @@ def report(results: dict[str, Any], repeats: int, args: Any) -> dict[str, Any]:
     lines = [
         f"### Training-loop overhead on {device.upper()} (median of {repeats} interleaved rounds)",
         "",
-        machine_line(info) + (" torch uses 1 thread (as in a Dask worker)." if device == "cpu" else ""),
+        machine_line(info)
+        + (" torch uses 1 thread (as in a Dask worker)." if device == "cpu" else "")
+        + (f" Pinned to CPU cores {args.pin}." if args.pin else ""),
         f"Goal: throughput ratio det_jupyter / bare >= {GOAL}. Anchors: Ray Train's release test allows 1.15x "
         "vanilla time; Determined measured at +21% in a published study; Lightning's parity CI holds ~1%.",
         "",

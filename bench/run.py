@@ -50,7 +50,10 @@ SUITE: dict[str, tuple[str, list[str], list[str]]] = {
     "server": ("bench_server.py", [], []),
 }
 GPU_SUITE: dict[str, tuple[str, list[str]]] = {
-    "overhead-gpu": ("bench_overhead.py", ["--device", "cuda", "--section", "overhead-gpu", "--no-keras"]),
+    "overhead-gpu": (  # longer windows and pinned cores: the 2026-11-23 rounds spread 0.75-1.25
+        "bench_overhead.py",
+        ["--device", "cuda", "--section", "overhead-gpu", "--no-keras", "--seconds", "8", "--pin", "2,3"],
+    ),
     "checkpoint-gpu": ("bench_checkpoint.py", ["--device", "cuda", "--section", "checkpoint-gpu"]),
     "packing-gpu": ("bench_gpu_packing.py", ["--section", "packing-gpu"]),
 }
