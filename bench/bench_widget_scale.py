@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import json
 import os
 import platform
@@ -144,14 +145,59 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )  # (kind, trial) -> (time, max step)
     live_set = set(live)
 
+    stages: dict[str, list[float]] = defaultdict(list)  # stage -> seconds, per refresh while watching
+    read: dict[tuple[str, int], list[tuple[float, int]]] = defaultdict(
+        list
+    )  # (kind, trial) -> (read start, step)
+
+    def timed(name: str, fn: Any) -> Any:
+        def wrapper(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                stages[name].append(time.perf_counter() - t)
+
+        return wrapper
+
     class TimedWidget(ExperimentWidget):
-        """Notes, after each draw, how far each reporting trial's trace reaches."""
+        """Notes, after each draw, how far each reporting trial's trace reaches, and each stage's time."""
+
+        def __init__(self, *a: Any, **k: Any) -> None:
+            super().__init__(*a, **k)
+            model_refresh = self.model.refresh
+
+            def refresh_model() -> Any:
+                start = time.time()
+                t = time.perf_counter()
+                changes = model_refresh()
+                stages["read store + model"].append(time.perf_counter() - t)
+                for kind, ids in changes.series.items():
+                    for trial_id in ids & live_set:
+                        steps, _ = self.model.trial_series(kind, trial_id)
+                        if steps:
+                            read[(kind, trial_id)].append((start, int(steps[-1])))
+                return changes
+
+            self.model.refresh = refresh_model  # type: ignore[method-assign]
+            for name in ("_draw_header", "_redraw_table", "_draw_analysis", "_draw_pickers"):
+                setattr(self, name, timed(name, getattr(self, name)))
+
+        def refresh(self) -> Any:
+            t = time.perf_counter()
+            try:
+                return super().refresh()
+            finally:
+                stages["refresh (all)"].append(time.perf_counter() - t)
+                stages["refresh starts"].append(t)
 
         def _draw_figure(self, kind: str) -> None:
+            t = time.perf_counter()
             super()._draw_figure(kind)
+            stages[f"draw {kind}"].append(time.perf_counter() - t)
             now = time.time()
             for trial_id, trace in self.figures[kind].traces.items():
-                if trial_id in live_set and trace.x:
+                if trial_id in live_set and trace.x is not None and len(trace.x):
                     last = int(trace.x[-1])
                     seen = drawn[(kind, trial_id)]
                     if not seen or seen[-1][1] < last:
@@ -167,11 +213,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     catch_up_wall = time.perf_counter() - wall
     figure_comms = {kind: id(f.figure.comm) for kind, f in widget.figures.items()}
     points_drawn = {
-        kind: sum(len(tr.x or ()) for tr in f.figure.data[1:]) for kind, f in widget.figures.items()
+        kind: sum(len(tr.x) if tr.x is not None else 0 for tr in f.figure.data[1:])
+        for kind, f in widget.figures.items()
     }
     webgl = {kind: f.webgl for kind, f in widget.figures.items()}
 
     refreshes0 = widget.refreshes
+    stages.clear()
     watch_start = time.time()
     proc = subprocess.Popen([sys.executable, __file__, "--writer", path, "--rate", str(args.rate),
                              "--watch", str(args.watch), "--ids", *map(str, live)])  # fmt: skip
@@ -184,7 +232,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     widget.stop(timeout=5)
     watch_end = time.time()
 
-    latencies = []
+    latencies, waits, draws = [], [], []
     missing = 0
     for kind in ("training", "validation"):
         for row in store.metrics(experiment_id=exp_id, kind=kind):
@@ -196,6 +244,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 missing += 1
             else:
                 latencies.append(seen[i][0] - row.reported_at)
+                got = read[(kind, row.trial_id)]
+                j = bisect.bisect_left([s for _, s in got], row.steps)
+                if j < len(got):  # report -> the refresh that read it -> the draw that showed it
+                    waits.append(got[j][0] - row.reported_at)
+                    draws.append(seen[i][0] - got[j][0])
     rates = {}
     for kind, cid in figure_comms.items():
         during = [(t, n) for t, n in messages[cid] if watch_start <= t <= watch_end]
@@ -207,7 +260,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "points_drawn": points_drawn, "webgl": webgl, "refreshes": refreshes, "watch_wall": watch_wall,
         "watch_cpu": watch_cpu, "latencies": latencies, "missing": missing, "rates": rates,
         "all_msgs": len(all_during), "all_bytes": sum(n for _, n in all_during),
-        "live_rows": len(latencies) + missing,
+        "live_rows": len(latencies) + missing, "waits": waits, "draws": draws, "stages": dict(stages),
     }  # fmt: skip
 
 
@@ -268,10 +321,32 @@ def main() -> None:
         f"max {max(lat, default=float('nan')):.3f} s; reports never drawn: {res['missing']}; all widgets together "
         f"sent {res['all_msgs']} messages ({res['all_bytes'] / 1024:,.0f} KiB).",
     ]
+    lines += ["", *stage_table(res)]
     text = "\n".join(lines)
     print(text)
     if args.write:
         write_section(args.write, "widget-scale", text)
+
+
+def stage_table(res: dict[str, Any]) -> list[str]:
+    """Where report → figure time goes: the wait for a refresh to read the report, then the draw; and
+    what each refresh spends per stage (ms)."""
+
+    def row(name: str, values: list[float], scale: float, unit: str) -> str:
+        if not values:
+            return f"| {name} | 0 | | | |"
+        v = [x * scale for x in values]
+        return (f"| {name} | {len(v):,} | {statistics.median(v):.1f} {unit} | {percentile(v, 0.95):.1f} {unit} | "
+                f"{max(v):.1f} {unit} |")  # fmt: skip
+
+    stages = dict(res["stages"])
+    starts = stages.pop("refresh starts", [])
+    out = ["| stage (while watching) | count | p50 | p95 | max |", "|---|---|---|---|---|",
+           row("report written → a refresh starts reading it", res["waits"], 1000, "ms"),
+           row("refresh start → the figure drawn with it", res["draws"], 1000, "ms"),
+           row("refresh start → next refresh start", [b - a for a, b in itertools.pairwise(starts)], 1000, "ms")]  # fmt: skip
+    out += [row(f"per refresh: {name}", values, 1000, "ms") for name, values in sorted(stages.items())]
+    return out
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import det_jupyter
@@ -114,6 +115,82 @@ def test_model_reads_incrementally_and_matches_the_store(store: Store) -> None:
         [1, 1 / 2, 1 / 3, 1 / 4, 2, 10 / 6, 10 / 7, 10 / 8, 10 / 9, 1],
     )
     assert not model.refresh()  # nothing new: nothing to redraw
+
+
+def _grow(store: Store, exp: Experiment, trials: list[int]) -> Iterator[None]:
+    """Reports arriving in batches as a live search writes them: in order, a step reported again, a
+    restarted run superseding steps, a report out of order, a metric that appears later; yields after each."""
+    t1, t2 = trials
+    _report(store, t1, "training", range(1, 30), lambda s: 1 / s)
+    yield
+    _report(store, t1, "training", range(30, 60), lambda s: 1 / s)
+    _report(store, t2, "training", range(1, 20), lambda s: 2 / s)
+    _report(store, t1, "validation", range(10, 60, 10), lambda s: 3 / s)
+    yield
+    _report(store, t1, "training", range(59, 61), lambda s: 5 / s)  # step 59 again, newer value
+    yield
+    store.supersede_metrics(t2, run_id=1, after_steps=10)  # t2 restarts from its checkpoint at step 10
+    store.update_trial(t2, run_id=1, restarts=1)
+    _report(store, t2, "training", range(11, 15), lambda s: 7 / s, run_id=1)
+    yield
+    _report(store, t2, "training", range(3, 4), lambda s: 9.0, run_id=1)  # out of order
+    store.add_metrics([MetricRow(t1, 0, "training", 61, {"loss": 0.5, "acc": 0.9}, time.time())])
+    yield
+
+
+def test_series_extended_incrementally_equal_a_full_read(store: Store) -> None:
+    """The cached series grow by the reports at their end; whatever arrives, they equal a fresh read."""
+    exp = _experiment(store)
+    trials = _trials(store, exp, 2)
+    model = WidgetModel(store, exp.id)
+    views = [("training", None, "steps"), ("training", None, "time"), ("validation", None, "steps"),
+             ("training", "other", "steps"), ("training", "acc", "steps")]  # fmt: skip
+    for _ in _grow(store, exp, trials):
+        model.refresh()
+        for kind, metric, x in views:  # asked after every batch, so each is extended, not rebuilt
+            for t in trials:
+                model.trial_series(kind, t, metric=metric, x=x)
+    fresh = WidgetModel(store, exp.id)
+    fresh.refresh()
+    for kind, metric, x in views:
+        for t in trials:
+            assert model.trial_series(kind, t, metric=metric, x=x) == fresh.trial_series(
+                kind, t, metric=metric, x=x
+            ), (kind, metric, x, t)
+    assert model.series("training") == _expected(store, exp, "training", "loss")
+    assert model.trials == fresh.trials == store.list_trials(exp.id)
+    assert model.top_trials(1) == fresh.top_trials(1) and model.progress() == fresh.progress()
+
+
+def test_figures_updated_incrementally_equal_a_full_rebuild(
+    store: Store, widgets: list[ExperimentWidget], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A widget that drew every batch as it came shows the same figures as one built once at the end."""
+    monkeypatch.setattr(figures_mod, "OPS_PER_SECOND", 1000)  # no message budget to wait for here
+    monkeypatch.setattr(figures_mod, "MAX_POINTS", 20)
+    exp = _experiment(store)
+    trials = _trials(store, exp, 2)
+    live = ExperimentWidget(exp)
+    widgets.append(live)
+    for step, _ in enumerate(_grow(store, exp, trials)):
+        store.update_trial(trials[step % 2], best_validation=1.0 / (step + 1))  # the best trial changes
+        live.refresh()
+    rebuilt = ExperimentWidget(exp)
+    widgets.append(rebuilt)
+
+    def drawn(w: ExperimentWidget, kind: str) -> list[tuple[Any, ...]]:
+        fig = w.figures[kind].figure
+        return sorted(
+            (tr.name, list(tr.x), list(tr.y), tr.line.width, tr.opacity, tr.type)
+            for tr in fig.data[1:]
+            if tr.name
+        )
+
+    for kind in ("training", "validation"):
+        assert drawn(live, kind) == drawn(rebuilt, kind)
+        assert drawn(live, kind)  # something was drawn
+    live_rows, rebuilt_rows = live.table.rows, rebuilt.table.rows
+    assert live_rows == rebuilt_rows
 
 
 def test_training_metric_falls_back_to_a_loss_like_name(store: Store) -> None:
@@ -242,20 +319,23 @@ def test_a_refresh_sends_one_batched_update_per_figure(store: Store, widgets: li
             return _send(*args, **kwargs)
 
         fig._send = counting
-    for t in trials:  # three new trials: they take spare traces, in one batched update
+    for t in trials:  # three new trials: they take spare traces, in one batched update: one message
         _report(store, t, "training", range(1, 50), lambda s: 1 / s)
     w.refresh()
-    assert sent["training"] == 4
-    for t in trials:  # three changed traces: again one batched update
-        _report(store, t, "training", range(50, 100), lambda s: 1 / s)
-    w.refresh()
-    assert sent["training"] == 8
+    assert sent["training"] == 1
+    step = 50
+    for _ in range(figures_mod.OPS_PER_SECOND - 1):  # three changed traces: again one message
+        for t in trials:
+            _report(store, t, "training", range(step, step + 10), lambda s: 1 / s)
+        step += 10
+        w.refresh()
+    assert sent["training"] == figures_mod.OPS_PER_SECOND
     assert sent["validation"] == 0  # nothing changed there, nothing sent
-    for t in trials:  # a third update within the same second waits for the next refresh
-        _report(store, t, "training", range(100, 101), lambda s: 1 / s)
+    for t in trials:  # one more update within the same second waits for the next refresh
+        _report(store, t, "training", range(step, step + 1), lambda s: 1 / s)
     w.refresh()
-    assert sent["training"] == 8 and w.pending
-    assert _figure_series(w.training_figure)[trials[0]][0][-1] == 99
+    assert sent["training"] == figures_mod.OPS_PER_SECOND and w.pending
+    assert _figure_series(w.training_figure)[trials[0]][0][-1] == step - 1
 
 
 def test_buttons_write_control_requests(store: Store, widgets: list[ExperimentWidget]) -> None:
@@ -717,6 +797,13 @@ def test_parallel_coordinates_use_log_and_categorical_axes(
     assert axis_types == {"category", "log"}
 
 
+def _decoded(value: Any) -> list[Any]:
+    """A trace array as the page gets it: a list, or plotly's binary form of a numpy array."""
+    if isinstance(value, dict):
+        return np.frombuffer(value["buffer"], dtype=value["dtype"]).tolist()
+    return list(value)
+
+
 def test_a_full_state_request_carries_the_drawn_figure(store: Store, widgets: list[ExperimentWidget]) -> None:
     """What a page reload asks for: the curves and the title as drawn, not the empty figure it started as."""
     exp = _experiment(store)
@@ -728,7 +815,7 @@ def test_a_full_state_request_carries_the_drawn_figure(store: Store, widgets: li
     w.refresh()
     state = w.training_figure.get_state()
     (drawn,) = [tr for tr in state["_widget_data"] if tr.get("name") == f"trial {t1}"]
-    assert list(drawn["x"]) == [1, 2, 3] and list(drawn["y"]) == pytest.approx([1.0, 0.5, 1 / 3])
+    assert _decoded(drawn["x"]) == [1, 2, 3] and _decoded(drawn["y"]) == pytest.approx([1.0, 0.5, 1 / 3])
     assert state["_widget_layout"]["title"]["text"] == "training loss"
     assert state["_config"]["responsive"] is True
     assert "width" not in state["_widget_layout"]  # fits its output area

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -27,7 +28,7 @@ def figure_html(figure: Any, *, first: bool) -> str:
     """One figure as an HTML fragment; the first one also loads plotly.js from the CDN."""
     import plotly.io as pio
 
-    data = figure.to_dict() if hasattr(figure, "to_dict") else figure
+    data = _lists(figure.to_dict() if hasattr(figure, "to_dict") else figure)
     layout = data.setdefault("layout", {})
     layout.pop("width", None)
     return str(
@@ -41,6 +42,20 @@ def figure_html(figure: Any, *, first: bool) -> str:
             validate=False,
         )
     )
+
+
+def _lists(value: Any) -> Any:
+    """``value`` with the live figures' numpy arrays, which ``to_dict`` writes as base64 typed arrays
+    (``{"dtype", "bdata"}``), as lists: plain numbers in the page's source."""
+    if isinstance(value, dict):
+        if set(value) == {"dtype", "bdata"}:
+            import numpy as np
+
+            return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+        return {k: _lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    return value
 
 
 def static_html(parts: Iterable[str], figures: Iterable[Any]) -> str:

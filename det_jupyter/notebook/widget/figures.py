@@ -4,8 +4,9 @@ Drawing rules (see ENVIRONMENT.md for plotly 7's ``batch_update`` pitfall):
 
 - one *figure operation* per refresh: every changed trace gets its whole ``x``/``y`` assigned once
   inside ``batch_update()``, built beforehand (nothing is read inside the block);
-- a figure operation costs plotly 4 comm messages; a figure spends at most ``OPS_PER_SECOND``
-  of them per rolling second (<= 8 messages/s). What does not fit waits for the next refresh;
+- a figure operation is one comm message (plotly's four merged: ``PersistentFigureWidget``); a
+  figure spends at most ``OPS_PER_SECOND`` of them per rolling second. What does not fit waits for
+  the next refresh;
 - new trials take *spare* traces (empty, unnamed, out of the legend) that were part of the figure's
   initial state, so a new line is named and filled in the same batched update as the others;
   only when the spares run out is a chunk of new ones added (one more operation);
@@ -38,6 +39,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from det_jupyter.notebook.widget.html import format_value
 from det_jupyter.notebook.widget.model import TRAINING, WidgetModel, downsample, flatten_hparams, smooth
 from det_jupyter.notebook.widget.plotly_bundle import figure_esm, plotly_library
@@ -55,8 +58,9 @@ __all__ = [
     "figure_widget",
 ]
 
-OPS_PER_SECOND = 2
-"""Figure operations (4 comm messages each in plotly 7) a figure may send per rolling second."""
+OPS_PER_SECOND = 4
+"""Figure operations a figure may send per rolling second: an update is one comm message here (plotly 7
+sends 4: :func:`figure_widget`), adding spare traces 3, so <= 10 messages/s; refreshes at 2 Hz never wait."""
 
 STOP_TRACE = "ASHA stop"
 SPARE_CHUNK = 8
@@ -115,6 +119,32 @@ def _figure_class() -> type:
             # ``_prop_defaults``. The full state below is built from ``_data``: a reload then drew
             # unnamed traces without their widths. Keep what was set.
             return []
+
+        def _send_update_msg(
+            self,
+            restyle_data: Any,
+            relayout_data: Any,
+            trace_indexes: Any = None,
+            source_view_id: Any = None,
+        ) -> None:
+            # plotly sends one update as 4 comm messages (each edit id, the update, then the update
+            # trait reset to None); here it is one message carrying the three, and the reset is not
+            # sent (the page applies an update on its change and reads the edit ids from the update)
+            trace_indexes = self._normalize_trace_indexes(trace_indexes)
+            with self.hold_sync():
+                self._last_trace_edit_id += 1
+                self._last_layout_edit_id += 1
+                self._trace_edit_in_process = True
+                self._layout_edit_in_process = True
+                self._py2js_update = {
+                    "style_data": restyle_data,
+                    "layout_data": relayout_data,
+                    "style_traces": trace_indexes,
+                    "trace_edit_id": self._last_trace_edit_id,
+                    "layout_edit_id": self._last_layout_edit_id,
+                    "source_view_id": source_view_id,
+                }
+            self._trait_values["_py2js_update"] = None  # as plotly leaves it, without a message
 
         def get_state(self, key: Any = None, drop_defaults: bool = False) -> dict[str, Any]:
             state: dict[str, Any] = super().get_state(key, drop_defaults)
@@ -300,13 +330,14 @@ class TrialFigure:
             return None
         return model.top_trials(TOP_K)
 
-    def _points(
-        self, model: WidgetModel, trial_id: int, top: set[int] | None
-    ) -> tuple[list[Any], list[float]]:
+    def _points(self, model: WidgetModel, trial_id: int, top: set[int] | None) -> tuple[Any, Any]:
         xs, ys = model.trial_series(self.kind, trial_id, x=self.view.x)
         ys = smooth(ys, self.view.smoothing) if self.view.smoothing else ys
         full = top is None or trial_id in top or trial_id == self.view.selected
-        return downsample(xs, ys, MAX_POINTS if full else THIN_POINTS)
+        xs, ys = downsample(xs, ys, MAX_POINTS if full else THIN_POINTS)
+        # numpy arrays: plotly checks them in one step (a list is checked value by value, most of a
+        # draw's time at scale) and sends float ones as binary buffers (8 bytes a value, not JSON text)
+        return np.asarray(xs), np.asarray(ys, dtype=float)
 
     def draw(self, model: WidgetModel) -> None:
         """Bring the figure up to date with ``model`` within the message budget."""

@@ -137,10 +137,9 @@ def downsample(xs: list[Any], ys: list[float], max_points: int) -> tuple[list[An
     return [xs[i] for i in keep], [ys[i] for i in keep]
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
+def _rank_fields(trial: TrialRow) -> tuple[Any, ...]:
+    """What a trial's place in the ranking (best trial, top k) depends on (its id aside)."""
+    return (trial.best_validation,)
 
 
 class WidgetModel:
@@ -174,8 +173,18 @@ class WidgetModel:
         self._names: dict[str, dict[str, None]] = {TRAINING: {}, VALIDATION: {}}  # ordered sets
         # (kind, trial id) -> (metric, x) -> the series as last built: at 1,000 trials x 1,000 points
         # re-sorting every unchanged trial's reports per draw costs more than the rest of a refresh
-        self._series_cache: dict[tuple[str, int], dict[tuple[str, str], tuple[list[Any], list[float]]]] = {}
+        # Each cached series is extended, not rebuilt, when reports arrive at its end: ``_tails`` holds
+        # the steps that arrived in order since the trial's cache was started, and each cached series
+        # how many of them it holds.
+        self._series_cache: dict[
+            tuple[str, int], dict[tuple[str, str], tuple[list[Any], list[float], int]]
+        ] = {}
+        self._tails: dict[tuple[str, int], list[int]] = {}
+        self._last_steps: dict[tuple[str, int], int] = {}  # (kind, trial) -> the highest step read
+        self._flat: dict[int, dict[str, Any]] = {}  # trial id -> flatten_hparams (they never change)
         self._by_id: dict[int, TrialRow] = {}
+        self._trial_cache: dict[int, tuple[tuple[Any, ...], TrialRow]] = {}  # Store.list_trials_cached's
+        self._progress: float | None = None  # progress() until the experiment or trial rows change
         self._ranked: list[TrialRow] | None = None  # rankable trials best first, until the trials change
         self.refreshed_at: float | None = None
 
@@ -216,36 +225,63 @@ class WidgetModel:
         changes = Changes()
         row = self.store.get_experiment(self.experiment_id)
         changes.experiment = row != self.experiment
-        self.experiment = row
-        trials = self.store.list_trials(self.experiment_id)
-        changes.trials = trials != self.trials
-        before = {t.id: t.run_id for t in self.trials}
+        if changes.experiment:
+            self.experiment, self._progress = row, None
+        before = self._by_id
+        # unchanged rows come back as the same objects: at 1,000 trials, parsing and comparing every
+        # row per refresh was the largest part of a refresh's time
+        trials, changed = self.store.list_trials_cached(self.experiment_id, self._trial_cache)
+        changes.trials = bool(changed) or len(trials) != len(self.trials)
+        by_id = {t.id: t for t in trials} if changes.trials else before
+        rerun = [t for t in sorted(changed) if t in before and by_id[t].run_id != before[t].run_id]
         if changes.trials:
-            self.trials = trials
-            self._by_id = {t.id: t for t in trials}
-            self._ranked = None
-        rerun = [t.id for t in trials if t.id in before and t.run_id != before[t.id]]
-        self._last_metric_id, rows = self.store.metrics_since(
+            if len(trials) != len(self.trials) or any(
+                t not in before or _rank_fields(before[t]) != _rank_fields(by_id[t]) for t in changed
+            ):
+                self._ranked = None
+            self.trials, self._by_id = trials, by_id
+            self._progress = None
+        self._last_metric_id, rows = self.store.metric_tuples_since(
             experiment_id=self.experiment_id, after_id=self._last_metric_id
         )
         for trial_id in rerun:  # a restarted run superseded reports we drew: redraw the trial from the store
             for kind in (TRAINING, VALIDATION):
-                self._series_cache.pop((kind, trial_id), None)
+                self._forget_series(kind, trial_id)
+                self._last_steps.pop((kind, trial_id), None)
                 if self._reports[kind].pop(trial_id, None) is not None:
                     changes.series[kind].add(trial_id)
-            rows = [r for r in rows if r.trial_id != trial_id] + self.store.metrics(trial_id=trial_id)
+            rows = [r for r in rows if r[0] != trial_id] + [
+                (m.trial_id, m.run_id, m.kind, m.steps, m.metrics, m.reported_at)
+                for m in self.store.metrics(trial_id=trial_id)
+            ]
         changes.new_reports = len(rows)
-        for r in rows:
-            if r.kind not in self._reports:
+        reports, names, tails, last_steps = self._reports, self._names, self._tails, self._last_steps
+        plotted = changes.series
+        for trial_id, _run, kind, steps, metrics, reported_at in rows:
+            if kind not in reports:
                 continue
-            numbers = {k: n for k, v in r.metrics.items() if (n := _number(v)) is not None}
-            self._series_cache.pop((r.kind, r.trial_id), None)
-            self._reports[r.kind].setdefault(r.trial_id, {})[r.steps] = (r.reported_at, numbers)
-            self._names[r.kind].update(dict.fromkeys(numbers))
-            if self.metrics[r.kind] is None:
+            # numbers only (bools are not); inline: a million reports pass here on the first read
+            numbers = {k: float(v) for k, v in metrics.items() if type(v) is float or type(v) is int}
+            key = (kind, trial_id)
+            last = last_steps.get(key)
+            if last is None or steps > last:  # the usual case: the series grows at its end
+                last_steps[key] = steps
+                tail = tails.get(key)
+                if tail is not None:
+                    tail.append(steps)
+            else:  # a step reported again (or out of order): the series is rebuilt when next asked for
+                self._forget_series(kind, trial_id)
+                last_steps[key] = max(last, steps)
+            reports[kind].setdefault(trial_id, {})[steps] = (reported_at, numbers)
+            known = names[kind]
+            for name in numbers:
+                if name not in known:
+                    known[name] = None
+            metric = self.metrics[kind]
+            if metric is None:
                 self._choose_training_metric(changes)
-            elif self.metrics[r.kind] in numbers:
-                changes.series[r.kind].add(r.trial_id)
+            elif metric in numbers:
+                plotted[kind].add(trial_id)
         self.refreshed_at = time.time()
         return changes
 
@@ -294,19 +330,40 @@ class WidgetModel:
         name = metric or self.metrics[kind]
         if name is None:
             return [], []
-        cache = self._series_cache.setdefault((kind, trial_id), {})
-        cached = cache.get((name, x))
-        if cached is not None:
-            return list(cached[0]), list(cached[1])
+        key = (kind, trial_id)
         reports = self._reports[kind].get(trial_id, {})
-        steps = [s for s in sorted(reports) if name in reports[s][1]]
-        values = [reports[s][1][name] for s in steps]
-        xs: list[Any] = steps
-        if x == "time":
-            start = self.experiment.created_at
-            xs = [round(reports[s][0] - start, 3) for s in steps]
-        cache[(name, x)] = (xs, values)
+        tail = self._tails.setdefault(key, [])
+        cache = self._series_cache.setdefault(key, {})
+        cached = cache.get((name, x))
+        if cached is None:
+            steps = [s for s in sorted(reports) if name in reports[s][1]]
+            xs, values = self._xs(reports, steps, x), [reports[s][1][name] for s in steps]
+        else:  # reports arrived at the end since: add them
+            xs, values, held = cached
+            if held < len(tail):
+                steps = [s for s in tail[held:] if name in reports[s][1]]
+                xs, values = xs + self._xs(reports, steps, x), values + [reports[s][1][name] for s in steps]
+        cache[(name, x)] = (xs, values, len(tail))
         return list(xs), list(values)
+
+    def _xs(self, reports: dict[int, tuple[float, dict[str, float]]], steps: list[int], x: str) -> list[Any]:
+        if x != "time":
+            return steps
+        start = self.experiment.created_at
+        return [round(reports[s][0] - start, 3) for s in steps]
+
+    def _forget_series(self, kind: str, trial_id: int) -> None:
+        """Drop a trial's cached series (rebuilt from its reports when next asked for)."""
+        self._series_cache.pop((kind, trial_id), None)
+        self._tails.pop((kind, trial_id), None)
+
+    def flat_hparams(self, trial_id: int) -> dict[str, Any]:
+        """:func:`flatten_hparams` of a trial's hyperparameters (kept: they never change). Do not mutate it."""
+        flat = self._flat.get(trial_id)
+        if flat is None:
+            row = self._by_id.get(trial_id)
+            flat = self._flat[trial_id] = flatten_hparams(row.hparams) if row is not None else {}
+        return flat
 
     @property
     def best_trial_id(self) -> int | None:
@@ -385,7 +442,9 @@ class WidgetModel:
         The one definition every surface shows (:mod:`det_jupyter.store.progress`): 1.0 only for a
         COMPLETED experiment, so a search killed at 32 of 300 steps shows 10 %, not 100 %.
         """
-        return experiment_progress(self.experiment, self.trials, self.plan)
+        if self._progress is None:
+            self._progress = experiment_progress(self.experiment, self.trials, self.plan)
+        return self._progress
 
     def elapsed(self, now: float | None = None) -> float:
         """Seconds since the experiment was created (until it ended, once it has)."""

@@ -16,10 +16,11 @@ Example:
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Any
 
 from det_jupyter.notebook.widget.html import format_value, state_css
-from det_jupyter.notebook.widget.model import SORT_KEYS, WidgetModel, flatten_hparams
+from det_jupyter.notebook.widget.model import SORT_KEYS, WidgetModel
 from det_jupyter.server.palette import BEST_MARK
 
 __all__ = ["TABLE_CSS", "TABLE_ESM", "table_payload", "trial_table"]
@@ -104,7 +105,11 @@ def table_payload(
     ``only``: the trial ids to list (those brushed on the parallel coordinates); ``None``: all.
     """
     rows = [r for r in model.table_rows(sort_by, descending) if only is None or r.id in only]
-    names = list(dict.fromkeys(k for t in model.trials for k in flatten_hparams(t.hparams)))
+    names = list(dict.fromkeys(k for t in model.trials for k in model.flat_hparams(t.id)))
+    cached = _HP_CELLS.setdefault(model, {})
+    if cached.get(None) != names:  # the hyperparameter columns changed: every row's cells with them
+        cached.clear()
+        cached[None] = names
     arrow = " ▲" if model.values_ascending(sort_by, descending) else " ▼"
     labels = {"id": "trial", "state": "state", "steps": model.time_metric,
               "best": f"best {model.validation_metric}", "restarts": "restarts"}  # fmt: skip
@@ -116,9 +121,11 @@ def table_payload(
             c["label"] = f"{c['label']}{arrow}"
     out = []
     for r in rows:
-        flat = flatten_hparams(r.hparams)
-        cells = [f"{r.id} {BEST_MARK}" if r.is_best else str(r.id)]
-        cells += [format_value(flat.get(n)) for n in names]
+        hp_cells = cached.get(r.id)
+        if hp_cells is None:  # a trial's hyperparameters never change: format them once
+            flat = model.flat_hparams(r.id)
+            hp_cells = cached[r.id] = [format_value(flat.get(n)) for n in names]
+        cells = [f"{r.id} {BEST_MARK}" if r.is_best else str(r.id), *hp_cells]
         cells += [r.state.value, str(r.steps), format_value(r.best), str(r.restarts)]
         out.append(
             {
@@ -129,6 +136,11 @@ def table_payload(
             }
         )
     return columns, out
+
+
+_HP_CELLS: weakref.WeakKeyDictionary[WidgetModel, dict[Any, Any]] = weakref.WeakKeyDictionary()
+"""Per model: the hyperparameter columns (key ``None``) and each trial's formatted cells (1,000 trials'
+cells formatted anew per redraw were most of the table's time)."""
 
 
 @functools.cache
