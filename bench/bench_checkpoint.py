@@ -76,6 +76,7 @@ def epoch_runs(device: str, epochs: int, steps: int, repeats: int) -> dict[str, 
     batch = W.MODELS["cnn"][2 if device == "cuda" else 1]
     params = {"model": "cnn", "batch": batch, "steps": steps, "warmup": min(10, steps // 4), "threads": 1}
     blocking: dict[bool, list[float]] = {}
+    files: dict[str, float] = {}  # a TorchTrial checkpoint's files (MB): the weights once?
 
     def run(every_epoch: bool, background: bool = True) -> float:
         storage = tempfile.mkdtemp(dir=root)
@@ -85,6 +86,9 @@ def epoch_runs(device: str, epochs: int, steps: int, repeats: int) -> dict[str, 
             cls.run_trial(trial_context(params, storage, every_epoch, epochs))
         if every_epoch:  # the last one (end of training) is outside the window
             blocking.setdefault(background, []).extend(timer.durations[:-1])
+        for checkpoint in (p for p in os.scandir(storage) if p.is_dir()):
+            for f in os.scandir(checkpoint.path):
+                files[f.name] = f.stat().st_size / 1e6
         shutil.rmtree(storage, ignore_errors=True)
         data = cls.last_data
         ends = data.epoch_ends
@@ -99,7 +103,7 @@ def epoch_runs(device: str, epochs: int, steps: int, repeats: int) -> dict[str, 
         repeats,
     )
     shutil.rmtree(root, ignore_errors=True)
-    return {"params": {**params, "epochs": epochs}, "runs": runs, "blocking_s": blocking}
+    return {"params": {**params, "epochs": epochs}, "runs": runs, "blocking_s": blocking, "files_mb": files}
 
 
 def save_load_runs(device: str, repeats: int) -> dict[str, Any]:
@@ -259,7 +263,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"(rounds {min(sync_ratios):.3f}-{max(sync_ratios):.3f}) |",
         "",
         f"Each checkpoint blocked the training loop {block * 1000:.1f} ms in the background mode, "
-        f"{block_sync * 1000:.1f} ms when written in the training thread (medians).",
+        f"{block_sync * 1000:.1f} ms when written in the training thread (medians). A TorchTrial checkpoint "
+        "(`save_whole_model = True`, the default) holds: "
+        + ", ".join(f"{name} {mb:.3f} MB" for name, mb in sorted(ep.get("files_mb", {}).items()))
+        + " (the weights once: `state_dict.pt`; `module.pkl` is the structure).",
         "",
         f"Save + load of a {sl['size_mb']:.0f} MB model ({device} weights; files written by save_model: {files}):",
         "",
