@@ -35,7 +35,15 @@ from det_jupyter.server.wire_models import (
     WorkerModel,
 )
 from det_jupyter.states import ExperimentState
-from det_jupyter.store import CheckpointRow, ExperimentRow, LogRow, MetricRow, TrialRow, TrialStats
+from det_jupyter.store import (
+    CheckpointRow,
+    ExperimentAggregate,
+    ExperimentRow,
+    LogRow,
+    MetricRow,
+    TrialRow,
+    TrialStats,
+)
 from det_jupyter.store.progress import Plan, experiment_progress, plan_of
 from det_jupyter.store.progress import trial_progress as _trial_progress
 from det_jupyter.worker.gpu import GpuInfo
@@ -151,25 +159,32 @@ def serialize_experiment_summary(
     best_values: Sequence[float],
     trials: Sequence[TrialRow] = (),
     *,
+    aggregate: ExperimentAggregate | None = None,
     sparkline_points: int = 40,
     now: float | None = None,
 ) -> ExperimentSummaryModel:
     """An experiment row plus its trial aggregates.
 
-    ``best_values`` are the trials' best metrics in creation order (the sparkline); ``trials`` all
-    its trial rows (progress, best trial); ``now`` the clock for ``duration`` and ``eta``.
+    ``best_values`` are the trials' best metrics in creation order (the sparkline); progress, the best
+    trial and the first start come from ``aggregate`` (``Store.experiment_aggregates``: SQL, what the
+    server sends) or else from ``trials``, all its trial rows; ``now`` the clock for ``duration`` and ``eta``.
     """
     now = time.time() if now is None else now
     searcher = _searcher(row.config)
     smaller = bool(searcher.get("smaller_is_better", True))
     best = best_value(best_values, smaller_is_better=smaller)  # det_jupyter.searcher.ranking decides "best"
     values = [best_values[i] for i in downsample(len(best_values), sparkline_points)]
-    progress = work_progress(row, trials)
+    if aggregate is not None:
+        progress, best_id, first = aggregate.progress, aggregate.best_trial_id, aggregate.first_started_at
+    else:
+        progress = work_progress(row, trials)
+        best_id = best_trial_id(trials, smaller_is_better=smaller)
+        first = min((t.started_at for t in trials if t.started_at is not None), default=None)
     planned = planned_trials(row.config)
     duration = max(0.0, (row.ended_at if row.ended_at is not None else now) - row.created_at)
     eta = None
     if row.state == ExperimentState.ACTIVE and 0.0 < progress < 1.0:
-        started = min((t.started_at for t in trials if t.started_at is not None), default=row.created_at)
+        started = row.created_at if first is None else first
         eta = max(0.0, now - started) * (1.0 - progress) / progress
     labels = row.config.get("labels") or []
     time_metric = searcher.get("time_metric")
@@ -184,7 +199,7 @@ def serialize_experiment_summary(
         "planned_trials": None if planned is None else max(planned, stats.total),
         "max_time": max_time_of(row.config),
         "time_metric": str(time_metric) if time_metric else None,
-        "best_trial_id": best_trial_id(trials, smaller_is_better=smaller),
+        "best_trial_id": best_id,
         "duration": duration,
         "eta": eta,
         "searcher": str(searcher.get("name", "")),
@@ -233,13 +248,15 @@ def serialize_experiment_detail(
     *,
     limit: int,
     offset: int,
+    aggregate: ExperimentAggregate | None = None,
 ) -> ExperimentDetailModel:
     """An experiment with its config (secrets redacted: :func:`~det_jupyter.config.redact.redact_config`)
-    and the page ``[offset, offset + limit)`` of ``trials`` (all of its trials, in creation order)."""
-    summary = serialize_experiment_summary(row, stats, best_values, trials)
+    and the page ``[offset, offset + limit)`` of its trials: ``trials`` are all of them in creation
+    order, or, with ``aggregate`` (``Store.experiment_aggregates``), only that page."""
+    summary = serialize_experiment_summary(row, stats, best_values, trials, aggregate=aggregate)
     page = [
         serialize_trial_summary(t, plan=plan_of(row.config), best_id=summary["best_trial_id"])
-        for t in trials[offset : offset + limit]
+        for t in (trials if aggregate is not None else trials[offset : offset + limit])
     ]
     return {
         **summary,

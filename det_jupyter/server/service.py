@@ -31,7 +31,6 @@ from traitlets.config import LoggingConfigurable
 from det_jupyter.errors import DetJupyterError, StoreError
 from det_jupyter.server.dashboard import dashboard_proxy_path, proxy_installed
 from det_jupyter.server.serializers import (
-    best_trial_id,
     max_time_of,
     serialize_action,
     serialize_cluster,
@@ -53,7 +52,7 @@ from det_jupyter.server.wire_models import (
     TrialListModel,
 )
 from det_jupyter.states import ControlAction, ExperimentState
-from det_jupyter.store import ExperimentRow, Store, TrialRow
+from det_jupyter.store import Store
 from det_jupyter.worker.gpu import gpu_inventory
 
 if TYPE_CHECKING:
@@ -163,12 +162,13 @@ class ExperimentService(LoggingConfigurable):
         """A page of experiments, newest first, with trial aggregates from one SQL query."""
         self.maybe_revive()
         rows = self.store.list_experiments(limit=limit, offset=offset)
-        ids = [r.id for r in rows]
-        stats = self.store.trial_stats(ids)
-        bests = self.store.best_validations(ids)
+        aggregates = self.store.experiment_aggregates(rows)  # no trial rows read, whatever their number
+        bests = self.store.best_validations([r.id for r in rows])
         return {
             "experiments": [
-                serialize_experiment_summary(r, stats[r.id], bests[r.id], self.store.list_trials(r.id))
+                serialize_experiment_summary(
+                    r, aggregates[r.id].stats, bests[r.id], aggregate=aggregates[r.id]
+                )
                 for r in rows
             ],
             "total": self.store.count_experiments(),
@@ -179,22 +179,24 @@ class ExperimentService(LoggingConfigurable):
     def experiment(self, experiment_id: int, *, limit: int, offset: int) -> ExperimentDetailModel:
         """One experiment with its config and a page of its trials (``NotFoundError`` if unknown)."""
         row = self.store.get_experiment(experiment_id)
-        stats = self.store.trial_stats([experiment_id])[experiment_id]
+        aggregate = self.store.experiment_aggregates([row])[experiment_id]
         bests = self.store.best_validations([experiment_id])[experiment_id]
-        trials = self.store.list_trials(experiment_id)
-        return serialize_experiment_detail(row, stats, bests, trials, limit=limit, offset=offset)
+        page = self.store.list_trials(experiment_id, limit=limit, offset=offset)
+        return serialize_experiment_detail(
+            row, aggregate.stats, bests, page, limit=limit, offset=offset, aggregate=aggregate
+        )
 
     def trials(self, experiment_id: int, *, limit: int, offset: int) -> TrialListModel:
-        """A page of an experiment's trials in creation order (the best one marked)."""
+        """A page of an experiment's trials in creation order (the best one marked); reads that page only."""
         row = self.store.get_experiment(experiment_id)
-        trials = self.store.list_trials(experiment_id)
-        max_time, best = self._ranking(row, trials)
+        aggregate = self.store.experiment_aggregates([row])[experiment_id]
+        max_time = max_time_of(row.config)
         return {
             "trials": [
-                serialize_trial_summary(t, max_time=max_time, best_id=best)
-                for t in trials[offset : offset + limit]
+                serialize_trial_summary(t, max_time=max_time, best_id=aggregate.best_trial_id)
+                for t in self.store.list_trials(experiment_id, limit=limit, offset=offset)
             ],
-            "total": len(trials),
+            "total": aggregate.stats.total,
             "limit": limit,
             "offset": offset,
         }
@@ -204,8 +206,10 @@ class ExperimentService(LoggingConfigurable):
     def trial(self, trial_id: int, *, max_points: int | None, logs_tail: int) -> TrialDetailModel:
         """One trial with metric series, checkpoints and log tail (``NotFoundError`` if unknown)."""
         row = self.store.get_trial(trial_id)
-        max_time, best = self._ranking(
-            self.store.get_experiment(row.experiment_id), self.store.list_trials(row.experiment_id)
+        experiment = self.store.get_experiment(row.experiment_id)
+        max_time, best = (
+            max_time_of(experiment.config),
+            self.store.experiment_aggregates([experiment])[experiment.id].best_trial_id,
         )
         cursor, _, logs = self.store.logs_since(trial_id, tail=logs_tail)
         return serialize_trial_detail(
@@ -224,12 +228,6 @@ class ExperimentService(LoggingConfigurable):
         row = self.store.get_trial(trial_id)
         cursor, skipped, lines = self.store.logs_since(trial_id, after_id=after, tail=tail)
         return serialize_log_page(row, lines, cursor=cursor, skipped=skipped)
-
-    @staticmethod
-    def _ranking(row: ExperimentRow, trials: list[TrialRow]) -> tuple[float | None, int | None]:
-        summary_max_time = max_time_of(row.config)
-        smaller = bool((row.config.get("searcher") or {}).get("smaller_is_better", True))
-        return summary_max_time, best_trial_id(trials, smaller_is_better=smaller)
 
     def trial_metrics(
         self, trial_id: int, *, kind: str | None, max_points: int | None

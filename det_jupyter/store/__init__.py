@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from det_jupyter.store.rows import (
     CheckpointRow,
+    ExperimentAggregate,
     ExperimentRow,
     LogRow,
     MetricRow,
@@ -28,6 +29,7 @@ from det_jupyter.store.sqlite import Store, default_home
 __all__ = [
     "SCHEMA_VERSION",
     "CheckpointRow",
+    "ExperimentAggregate",
     "ExperimentRow",
     "LogRow",
     "MetricRow",

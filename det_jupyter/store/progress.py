@@ -34,7 +34,17 @@ from det_jupyter.states import ExperimentState, TrialState
 if TYPE_CHECKING:
     from det_jupyter.store.rows import ExperimentRow, TrialRow
 
-__all__ = ["DONE_STATES", "Plan", "experiment_progress", "plan_of", "trial_progress", "work_progress"]
+__all__ = [
+    "DONE_STATES",
+    "TRIAL_PROGRESS_SQL",
+    "Plan",
+    "experiment_progress",
+    "plan_of",
+    "plan_sql_row",
+    "progress_of_done",
+    "trial_progress",
+    "work_progress",
+]
 
 DONE_STATES = (TrialState.COMPLETED, TrialState.STOPPED)
 """Trials that will train no more and did all the searcher asked of them: they count whole."""
@@ -139,11 +149,36 @@ def work_progress(state: ExperimentState, trials: Iterable[TrialProgressInput], 
     if state == ExperimentState.COMPLETED:
         return 1.0
     trials = list(trials)
-    planned = max(plan.trials or 0, len(trials))
+    done = sum(trial_progress(s, searcher_time=t, steps_completed=n, plan=plan) or 0.0 for s, t, n in trials)
+    return progress_of_done(state, done, len(trials), plan)
+
+
+def progress_of_done(state: ExperimentState, done: float, created: int, plan: Plan) -> float:
+    """:func:`work_progress` from its sum: ``done`` is the sum of the trials' :func:`trial_progress`
+    (``None`` counting 0) over the ``created`` trials, as :data:`TRIAL_PROGRESS_SQL` sums it in SQL."""
+    if state == ExperimentState.COMPLETED:
+        return 1.0
+    planned = max(plan.trials or 0, created)
     if planned == 0:
         return 0.0
-    done = sum(trial_progress(s, searcher_time=t, steps_completed=n, plan=plan) or 0.0 for s, t, n in trials)
     return max(0.0, min(1.0, done / planned))
+
+
+def plan_sql_row(plan: Plan) -> tuple[float | None, int]:
+    """``(max_time, counts_steps)`` of a plan: the ``p`` columns :data:`TRIAL_PROGRESS_SQL` reads."""
+    return plan.max_time, int(plan.counts_steps)
+
+
+_DONE_SQL = ", ".join(f"'{s.value}'" for s in DONE_STATES)
+TRIAL_PROGRESS_SQL = (
+    f"CASE WHEN t.state IN ({_DONE_SQL}) THEN 1.0 WHEN p.max_time IS NULL THEN 0.0"
+    " ELSE MIN(1.0, MAX(0.0, MAX(t.searcher_time, CASE WHEN p.counts_steps THEN t.steps_completed"
+    " ELSE 0.0 END) * 1.0 / p.max_time)) END"
+)
+""":func:`trial_progress` (``None`` as 0) as an SQL expression over a trials row ``t`` and its plan
+``p(max_time, counts_steps)`` (:func:`plan_sql_row`): the same rule, for readers that sum progress in
+one aggregate query (the sidebar's experiment list, ``Store.experiment_aggregates``);
+``tests/server_tests`` checks both give the same numbers."""
 
 
 def experiment_progress(

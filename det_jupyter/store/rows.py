@@ -16,7 +16,16 @@ from typing import Any
 
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
 
-__all__ = ["CheckpointRow", "ExperimentRow", "LogRow", "MetricRow", "RequestRow", "TrialRow", "TrialStats"]
+__all__ = [
+    "CheckpointRow",
+    "ExperimentAggregate",
+    "ExperimentRow",
+    "LogRow",
+    "MetricRow",
+    "RequestRow",
+    "TrialRow",
+    "TrialStats",
+]
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,18 @@ class TrialStats:
     def total(self) -> int:
         """All trials of the experiment."""
         return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class ExperimentAggregate:
+    """What a list of experiments shows of each one's trials, from aggregate queries (no trial rows read):
+    ``stats`` (per state, metric range), ``progress`` (:mod:`det_jupyter.store.progress`'s rule),
+    ``best_trial_id`` (:mod:`det_jupyter.searcher.ranking`'s order) and when the first trial started."""
+
+    stats: TrialStats
+    progress: float
+    best_trial_id: int | None
+    first_started_at: float | None
 
 
 @dataclass(frozen=True)

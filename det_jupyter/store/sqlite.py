@@ -33,8 +33,10 @@ from det_jupyter.errors import NotFoundError, StoreError
 from det_jupyter.states import ControlAction, ExperimentState, TrialState
 from det_jupyter.store.blobs import INLINE_LIMIT, BlobFiles
 from det_jupyter.store.lease import LEASE_STALE, lease_is_free
+from det_jupyter.store.progress import TRIAL_PROGRESS_SQL, plan_of, plan_sql_row, progress_of_done
 from det_jupyter.store.results import ResultTables
 from det_jupyter.store.rows import (
+    ExperimentAggregate,
     ExperimentRow,
     RequestRow,
     TrialRow,
@@ -81,6 +83,12 @@ def _unusable(path: Path, exc: BaseException, *, from_home: bool) -> StoreError:
     return StoreError(
         f"cannot open the det_jupyter store {str(path)!r} (from {source}): {reason}. Fix: {fix}"
     )
+
+
+def _smaller_is_better(config: dict[str, Any]) -> bool:
+    """The searcher's direction in a stored config (the serializers' default: smaller is better)."""
+    searcher = config.get("searcher") or {}
+    return bool(searcher.get("smaller_is_better", True)) if isinstance(searcher, dict) else True
 
 
 def _loads(text: str | None) -> Any:
@@ -381,6 +389,58 @@ class Store(ResultTables):
                     lows[exp_id] = low if lows[exp_id] is None else min(low, lows[exp_id])
                     highs[exp_id] = high if highs[exp_id] is None else max(high, highs[exp_id])
         return {i: TrialStats(i, counts[i], lows[i], highs[i]) for i in ids}
+
+    def experiment_aggregates(self, experiments: Sequence[ExperimentRow]) -> dict[int, ExperimentAggregate]:
+        """Per experiment, what a list of them shows, in two aggregate queries whatever their size: trials
+        per state and the range of their best metrics (as :meth:`trial_stats`), the work done
+        (:mod:`~det_jupyter.store.progress`: its rule summed in SQL, :data:`TRIAL_PROGRESS_SQL`), the
+        best trial (:mod:`~det_jupyter.searcher.ranking`'s order: finite values only, ties to the older
+        trial) and when the first trial started. No trial row is read into Python.
+        """
+        rows = list({e.id: e for e in experiments}.values())
+        if not rows:
+            return {}
+        plans = {e.id: plan_of(e.config) for e in rows}
+        smaller = {e.id: _smaller_is_better(e.config) for e in rows}
+        values = ", ".join("(?, ?, ?, ?)" for _ in rows)
+        args: list[Any] = []
+        for e in rows:
+            args += [e.id, *plan_sql_row(plans[e.id]), 1.0 if smaller[e.id] else -1.0]
+        cte = f"WITH p(experiment_id, max_time, counts_steps, sign) AS (VALUES {values})"
+        counts: dict[int, dict[TrialState, int]] = {e.id: {} for e in rows}
+        lows: dict[int, float | None] = dict.fromkeys(counts)
+        highs: dict[int, float | None] = dict.fromkeys(counts)
+        done = dict.fromkeys(counts, 0.0)
+        started: dict[int, float | None] = dict.fromkeys(counts)
+        for exp_id, state, n, low, high, work, first in self._conn.execute(
+            f"{cte} SELECT t.experiment_id, t.state, COUNT(*), MIN(t.best_validation), MAX(t.best_validation),"
+            f" SUM({TRIAL_PROGRESS_SQL}), MIN(t.started_at) FROM trials t JOIN p ON p.experiment_id = t.experiment_id"
+            " GROUP BY t.experiment_id, t.state",
+            args,
+        ):
+            counts[exp_id][TrialState(state)] = int(n)
+            if low is not None:
+                lows[exp_id] = low if lows[exp_id] is None else min(low, lows[exp_id])
+                highs[exp_id] = high if highs[exp_id] is None else max(high, highs[exp_id])
+            done[exp_id] += float(work or 0.0)
+            if first is not None:
+                started[exp_id] = first if started[exp_id] is None else min(first, started[exp_id])
+        best: dict[int, int] = dict(
+            self._conn.execute(
+                f"{cte} SELECT experiment_id, id FROM (SELECT t.experiment_id, t.id, ROW_NUMBER() OVER ("
+                " PARTITION BY t.experiment_id ORDER BY t.best_validation * p.sign, t.id) AS place"
+                " FROM trials t JOIN p ON p.experiment_id = t.experiment_id"
+                " WHERE t.best_validation IS NOT NULL AND t.best_validation > -9e999 AND t.best_validation < 9e999)"
+                " WHERE place = 1",
+                args,
+            ).fetchall()
+        )
+        out = {}
+        for e in rows:
+            stats = TrialStats(e.id, counts[e.id], lows[e.id], highs[e.id])
+            progress = progress_of_done(e.state, done[e.id], stats.total, plans[e.id])
+            out[e.id] = ExperimentAggregate(stats, progress, best.get(e.id), started[e.id])
+        return out
 
     def best_validations(self, experiment_ids: Sequence[int]) -> dict[int, list[float]]:
         """Per experiment, the trials' best searcher-metric values in trial creation order (unscored skipped)."""
