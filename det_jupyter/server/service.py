@@ -189,14 +189,14 @@ class ExperimentService(LoggingConfigurable):
     def trials(self, experiment_id: int, *, limit: int, offset: int) -> TrialListModel:
         """A page of an experiment's trials in creation order (the best one marked); reads that page only."""
         row = self.store.get_experiment(experiment_id)
-        aggregate = self.store.experiment_aggregates([row])[experiment_id]
+        best = self.store.best_trial_ids([row]).get(experiment_id)
         max_time = max_time_of(row.config)
         return {
             "trials": [
-                serialize_trial_summary(t, max_time=max_time, best_id=aggregate.best_trial_id)
+                serialize_trial_summary(t, max_time=max_time, best_id=best)
                 for t in self.store.list_trials(experiment_id, limit=limit, offset=offset)
             ],
-            "total": aggregate.stats.total,
+            "total": sum(self.store.trial_counts(experiment_id).values()),
             "limit": limit,
             "offset": offset,
         }
@@ -209,7 +209,7 @@ class ExperimentService(LoggingConfigurable):
         experiment = self.store.get_experiment(row.experiment_id)
         max_time, best = (
             max_time_of(experiment.config),
-            self.store.experiment_aggregates([experiment])[experiment.id].best_trial_id,
+            self.store.best_trial_ids([experiment]).get(experiment.id),
         )
         cursor, _, logs = self.store.logs_since(trial_id, tail=logs_tail)
         return serialize_trial_detail(

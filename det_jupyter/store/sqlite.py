@@ -401,12 +401,11 @@ class Store(ResultTables):
         if not rows:
             return {}
         plans = {e.id: plan_of(e.config) for e in rows}
-        smaller = {e.id: _smaller_is_better(e.config) for e in rows}
-        values = ", ".join("(?, ?, ?, ?)" for _ in rows)
+        values = ", ".join("(?, ?, ?)" for _ in rows)
         args: list[Any] = []
         for e in rows:
-            args += [e.id, *plan_sql_row(plans[e.id]), 1.0 if smaller[e.id] else -1.0]
-        cte = f"WITH p(experiment_id, max_time, counts_steps, sign) AS (VALUES {values})"
+            args += [e.id, *plan_sql_row(plans[e.id])]
+        cte = f"WITH p(experiment_id, max_time, counts_steps) AS (VALUES {values})"
         counts: dict[int, dict[TrialState, int]] = {e.id: {} for e in rows}
         lows: dict[int, float | None] = dict.fromkeys(counts)
         highs: dict[int, float | None] = dict.fromkeys(counts)
@@ -425,22 +424,34 @@ class Store(ResultTables):
             done[exp_id] += float(work or 0.0)
             if first is not None:
                 started[exp_id] = first if started[exp_id] is None else min(first, started[exp_id])
-        best: dict[int, int] = dict(
-            self._conn.execute(
-                f"{cte} SELECT experiment_id, id FROM (SELECT t.experiment_id, t.id, ROW_NUMBER() OVER ("
-                " PARTITION BY t.experiment_id ORDER BY t.best_validation * p.sign, t.id) AS place"
-                " FROM trials t JOIN p ON p.experiment_id = t.experiment_id"
-                " WHERE t.best_validation IS NOT NULL AND t.best_validation > -9e999 AND t.best_validation < 9e999)"
-                " WHERE place = 1",
-                args,
-            ).fetchall()
-        )
+        best = self.best_trial_ids(rows)
         out = {}
         for e in rows:
             stats = TrialStats(e.id, counts[e.id], lows[e.id], highs[e.id])
             progress = progress_of_done(e.state, done[e.id], stats.total, plans[e.id])
             out[e.id] = ExperimentAggregate(stats, progress, best.get(e.id), started[e.id])
         return out
+
+    def best_trial_ids(self, experiments: Sequence[ExperimentRow]) -> dict[int, int]:
+        """Per experiment with a scored trial, its best trial in one query: :mod:`~det_jupyter.searcher.ranking`'s
+        order (finite values only; the config's ``smaller_is_better``, default true; ties to the older trial)."""
+        rows = list({e.id: e for e in experiments}.values())
+        if not rows:
+            return {}
+        values = ", ".join("(?, ?)" for _ in rows)
+        args: list[Any] = []
+        for e in rows:
+            args += [e.id, 1.0 if _smaller_is_better(e.config) else -1.0]
+        return dict(
+            self._conn.execute(
+                f"WITH p(experiment_id, sign) AS (VALUES {values}) SELECT experiment_id, id FROM ("
+                " SELECT t.experiment_id, t.id, ROW_NUMBER() OVER ("
+                " PARTITION BY t.experiment_id ORDER BY t.best_validation * p.sign, t.id) AS place"
+                " FROM trials t JOIN p ON p.experiment_id = t.experiment_id WHERE t.best_validation IS NOT NULL"
+                " AND t.best_validation > -9e999 AND t.best_validation < 9e999) WHERE place = 1",
+                args,
+            ).fetchall()
+        )
 
     def best_validations(self, experiment_ids: Sequence[int]) -> dict[int, list[float]]:
         """Per experiment, the trials' best searcher-metric values in trial creation order (unscored skipped)."""
