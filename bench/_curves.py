@@ -237,3 +237,101 @@ def sample(task: str, rng: random.Random) -> dict[str, Any]:
         else:
             hp[name] = rng.choice(args[0])
     return hp
+
+
+def stream(task: str, seed: int, tag: str) -> Iterator[dict[str, Any]]:
+    """An endless, reproducible sequence of random configurations (the same in every process and venv).
+
+    The replay (:func:`replay`) gives every ASHA-type method of one seed the same sequence (``tag``
+    ``"asha"``): their differences are then their stop decisions, not which configurations they drew.
+    Random search draws its own (``tag`` ``"random"``), independent of theirs.
+    """
+    rng = random.Random(f"{task}/{seed}/{tag}")
+    while True:
+        yield sample(task, rng)
+
+
+class Curves:
+    """Learning curves computed lazily and kept, so the methods one process replays share the work.
+
+    ``get(hp, epoch)`` is the value ``curve(task, hp, ...)`` yields at ``epoch`` (1-based), without the
+    epoch sleep.
+    """
+
+    def __init__(self, task: str, max_time: int, data_path: str = "") -> None:
+        self.task, self.max_time, self.data_path = task, max_time, data_path
+        self._values: dict[str, list[float]] = {}
+        self._iters: dict[str, Iterator[float]] = {}
+
+    def get(self, hp: dict[str, Any], epoch: int) -> float:
+        key = _key(hp)
+        values = self._values.setdefault(key, [])
+        if key not in self._iters:
+            self._iters[key] = curve(self.task, hp, self.max_time, data_path=self.data_path)
+        while len(values) < epoch:
+            values.append(next(self._iters[key]))
+        return values[epoch - 1]
+
+
+def replay(scheduler: Any, curves: Curves, budget: int, slots: int) -> dict[str, Any]:
+    """Replay a search on ``curves``: ``slots`` trials train at once, each epoch one tick long.
+
+    ``scheduler`` is an adapter around one system's scheduler: ``start() -> (key, hp) | None`` (a trial
+    to start now, or none now), ``report(key, epoch, acc) -> bool`` (``True``: stop the trial now) and
+    ``end(key, epoch, stopped)``. A trial also ends at ``curves.max_time``. Every report is one
+    trial-epoch; the replay ends when ``budget`` are spent or nothing runs. Decisions are immediate (as
+    det_jupyter's exact rung decisions, Ray Tune's and Optuna's synchronous ones), so the figures are
+    the schedulers' own, free of the machine's load.
+
+    Returns a compact trace: ``spent`` trial-epochs, ``ticks``, ``trials`` started, ``stopped`` early,
+    and ``improve``: ``[trial-epochs, tick, best so far]`` each time the best validation rises.
+    """
+    running: list[list[Any] | None] = [None] * slots
+    spent = tick = trials = stopped = 0
+    best = -math.inf
+    improve: list[list[float]] = []
+    while spent < budget:
+        for i in range(slots):
+            if running[i] is None:
+                new = scheduler.start()
+                if new is not None:
+                    running[i] = [new[0], new[1], 0]
+                    trials += 1
+        if all(r is None for r in running):
+            break
+        tick += 1
+        for i, r in enumerate(running):
+            if r is None or spent >= budget:
+                continue
+            r[2] += 1
+            acc = curves.get(r[1], r[2])
+            spent += 1
+            if acc > best:
+                best = acc
+                improve.append([spent, tick, acc])
+            stop = bool(scheduler.report(r[0], r[2], acc))
+            if stop or r[2] >= curves.max_time:
+                early = r[2] < curves.max_time
+                stopped += early
+                scheduler.end(r[0], r[2], stop and early)
+                running[i] = None
+    return {"spent": spent, "ticks": tick, "trials": trials, "stopped": stopped, "improve": improve}
+
+
+class RandomReplay:
+    """Random search for :func:`replay`: ``n`` configurations of ``configs``, each to ``max_time``."""
+
+    def __init__(self, configs: Iterator[dict[str, Any]], n: int) -> None:
+        self._configs, self._left = configs, n
+
+    def start(self) -> tuple[int, dict[str, Any]] | None:
+        if self._left <= 0:
+            return None
+        self._left -= 1
+        return (self._left, next(self._configs))
+
+    def report(self, key: Any, epoch: int, acc: float) -> bool:
+        return False
+
+    def end(self, key: Any, epoch: int, stopped: bool) -> None:
+        pass
