@@ -193,6 +193,31 @@ def test_figures_updated_incrementally_equal_a_full_rebuild(
     assert live_rows == rebuilt_rows
 
 
+def test_a_big_experiment_is_read_in_chunks_and_drawn_once_read(
+    store: Store, widgets: list[ExperimentWidget], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Displaying an experiment of many reports reads one chunk; the refreshes read the rest, then draw."""
+    from det_jupyter.notebook.widget import model as model_mod
+
+    monkeypatch.setattr(model_mod, "READ_CHUNK", 25)
+    monkeypatch.setattr(figures_mod, "OPS_PER_SECOND", 1000)
+    exp = _experiment(store)
+    t1, t2 = _trials(store, exp, 2)
+    _report(store, t1, "training", range(1, 41), lambda s: 1 / s)
+    _report(store, t2, "training", range(1, 31), lambda s: 2 / s)
+    w = ExperimentWidget(exp)
+    widgets.append(w)
+    assert w.model.loading and w.pending and w.model.reports_read == 25
+    assert not _figure_series(w.training_figure)  # nothing drawn while reading
+    assert "reading reports: 25 so far" in w.status.value
+    refreshes = 0
+    while w.pending:
+        w.refresh()
+        refreshes += 1
+    assert refreshes == 2 and w.model.reports_read == 70 and not w.status.value
+    assert _figure_series(w.training_figure) == _expected(store, exp, "training", "loss")
+
+
 def test_training_metric_falls_back_to_a_loss_like_name(store: Store) -> None:
     exp = _experiment(store)
     (t1,) = _trials(store, exp, 1)

@@ -60,7 +60,8 @@ __all__ = [
 
 OPS_PER_SECOND = 4
 """Figure operations a figure may send per rolling second: an update is one comm message here (plotly 7
-sends 4: :func:`figure_widget`), adding spare traces 3, so <= 10 messages/s; refreshes at 2 Hz never wait."""
+sends 4: :func:`figure_widget`), adding spare traces 4 (rare: one chunk per draw at most), so a second
+holds at most 7 messages; refreshes at 2 Hz never wait for this budget."""
 
 STOP_TRACE = "ASHA stop"
 SPARE_CHUNK = 8

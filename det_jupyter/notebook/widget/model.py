@@ -35,6 +35,9 @@ __all__ = ["Changes", "TableRow", "WidgetModel", "downsample", "flatten_hparams"
 TRAINING = "training"
 VALIDATION = "validation"
 SORT_KEYS = ("id", "state", "steps", "best", "restarts")
+READ_CHUNK = 200_000
+"""Reports read per :meth:`WidgetModel.refresh` at most: an experiment of a million reports is read over
+a few refreshes (each ~1-2 s of CPU) instead of one that blocks its first display for ten or more."""
 X_AXES = ("steps", "time")
 """What the curves' x-axis shows: the searcher's time metric (batches, epochs, records) or seconds."""
 
@@ -187,6 +190,8 @@ class WidgetModel:
         self._progress: float | None = None  # progress() until the experiment or trial rows change
         self._ranked: list[TrialRow] | None = None  # rankable trials best first, until the trials change
         self.refreshed_at: float | None = None
+        self.loading = False  # the last refresh read a full chunk: more reports wait to be read
+        self.reports_read = 0
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -242,8 +247,10 @@ class WidgetModel:
             self.trials, self._by_id = trials, by_id
             self._progress = None
         self._last_metric_id, rows = self.store.metric_tuples_since(
-            experiment_id=self.experiment_id, after_id=self._last_metric_id
+            experiment_id=self.experiment_id, after_id=self._last_metric_id, limit=READ_CHUNK
         )
+        self.loading = len(rows) == READ_CHUNK
+        self.reports_read += len(rows)
         for trial_id in rerun:  # a restarted run superseded reports we drew: redraw the trial from the store
             for kind in (TRAINING, VALIDATION):
                 self._forget_series(kind, trial_id)

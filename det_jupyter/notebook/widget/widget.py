@@ -170,6 +170,7 @@ class ExperimentWidget:
         self._drawn_scores: Any = None
         self._theme: dict[str, Any] = dict(LIGHT)
         self._drawing_pickers = False  # the pickers' options are being set: not a user's pick
+        self._loading_shown = False  # the status line says reports are being read
         self.refreshes = 0
 
         self.header = w.HTML()
@@ -367,10 +368,18 @@ class ExperimentWidget:
             self.refreshes += 1
             best_changed = self.model.best_trial_id != self._drawn_best
             self._drawn_best = self.model.best_trial_id
+            loading = self.model.loading  # a big experiment's reports are still being read, in chunks
             for kind, figure in self.figures.items():  # the curves first: report -> pixel is the goal
                 figure.mark(changes.series[kind], restyle=best_changed)
-                if changes.trials or figure.pending(self.model):
-                    self._draw_figure(kind)
+                if not loading and (changes.trials or figure.pending(self.model)):
+                    self._draw_figure(kind)  # (while loading, each curve would be sent again per chunk)
+            if loading or self._loading_shown:
+                self._loading_shown = loading
+                self.status.value = (
+                    f"<i>reading reports: {self.model.reports_read:,} so far; curves follow</i>"
+                    if loading
+                    else ""
+                )
             self._draw_header()
             self._draw_controls()
             self._draw_pickers()
@@ -398,8 +407,9 @@ class ExperimentWidget:
 
     @property
     def pending(self) -> bool:
-        """True while some figure updates wait for the message budget (drawn at the next refresh)."""
-        return any(figure.pending(self.model) for figure in self.figures.values())
+        """True while reports wait to be read, or figure updates wait for the message budget (both done
+        at the next refreshes)."""
+        return self.model.loading or any(figure.pending(self.model) for figure in self.figures.values())
 
     def _request(self, action: ControlAction) -> None:
         {ControlAction.PAUSE: self.experiment.pause, ControlAction.ACTIVATE: self.experiment.activate,
