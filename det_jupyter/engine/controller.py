@@ -23,6 +23,13 @@ only move :meth:`~det_jupyter.searcher.SearchMethod.progress`) are saved at most
 quadratic (``docs/benchmarks.md``, trial bookkeeping). A resumed controller replays the exits the store
 holds that the saved state missed (:meth:`Controller._resume_trials`).
 
+Submission window: the controller keeps at most ``max(MIN_WINDOW, WINDOW_PER_SLOT x slots)`` runs
+submitted (the launcher's :meth:`~det_jupyter.engine.launcher.Launcher.capacity`, recounted every few
+seconds; no bound when the launcher cannot tell), as a cluster scheduler would: the rest of a large
+search waits in the lifecycle's FIFO (``engine/lifecycle.py``) and is admitted in batches that the
+launcher submits as one graph at the end of the pass. Submitting all 10,000 trials of a search at once
+cost the scheduler an ``update-graph`` per trial and the controller an O(live runs) ``tick`` per pass.
+
 Example:
     >>> exp = det_jupyter.create_experiment(config, train)   # doctest: +SKIP
     >>> exp.wait()                                            # doctest: +SKIP
@@ -65,7 +72,14 @@ from det_jupyter.worker.events import (
     decode_summary,
 )
 
-__all__ = ["Controller"]
+__all__ = ["MIN_WINDOW", "WINDOW_PER_SLOT", "Controller"]
+
+WINDOW_PER_SLOT = 4
+"""Runs kept submitted per slot of the cluster (the submission window; see the module docstring)."""
+MIN_WINDOW = 64
+"""The smallest submission window (a cluster with few or no workers yet, an adaptive one scaling up)."""
+WINDOW_RECOUNT = 2.0
+"""Seconds between two looks at the launcher's capacity."""
 
 # What the searcher was told when a trial ended in each terminal state (engine/finalize.py's rule).
 _EXIT_REASONS = {
@@ -135,6 +149,7 @@ class Controller:
         self._last_requests = -float("inf")
         self._answered: dict[int, float] = {}  # request id -> longest decision point answered "continue"
         self._last_gc = -float("inf")
+        self._last_window = -float("inf")
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -244,6 +259,7 @@ class Controller:
         )
         saved = self.store.get_searcher_state(self.experiment_id)
         now = self._clock()
+        self._update_window(now)
         with self.store.transaction():
             if saved is None:
                 self._apply_ops(self.searcher.initial_operations(), now)
@@ -252,6 +268,16 @@ class Controller:
                 self._resume_trials(now)
             self._save_searcher(now, force=True)
             self._writes.flush()
+            self.launcher.flush()
+
+    def _update_window(self, now: float) -> None:
+        """Size the submission window from the launcher's capacity (at most every WINDOW_RECOUNT s)."""
+        assert self.rules is not None and self.launcher is not None
+        if now - self._last_window < WINDOW_RECOUNT:
+            return
+        self._last_window = now
+        slots = self.launcher.capacity()
+        self.rules.window = None if slots is None else max(MIN_WINDOW, WINDOW_PER_SLOT * slots)
 
     def _resume_trials(self, now: float) -> None:
         """Pick up non-terminal trials of an experiment whose previous controller is gone.
@@ -288,7 +314,7 @@ class Controller:
     # --- the loop ------------------------------------------------------------------------------
 
     def _step(self) -> None:
-        assert self.rules is not None
+        assert self.rules is not None and self.launcher is not None
         items: list[tuple[str, Any]] = []
         try:
             items.append(self._inbox.get(timeout=self.poll_interval))
@@ -297,6 +323,7 @@ class Controller:
         except queue.Empty:
             pass
         now = self._clock()
+        self._update_window(now)
         with self.store.transaction():
             for kind, payload in items:
                 if kind == "event":
@@ -329,6 +356,7 @@ class Controller:
                 )
                 self._done = True  # the loop ends once this transaction has committed
             self._writes.flush()
+            self.launcher.flush()  # this pass's runs, as one graph (rows written above, committed next)
 
     def _on_message(self, msg: Any, now: float) -> None:
         assert self.rules is not None

@@ -56,7 +56,18 @@ class Launcher(ABC):
       reason, after which :meth:`task_end` tells how.
     - :meth:`release` is called once the controller has finalized a run; the launcher then forgets it.
     - Stops are best effort: a run that cannot be reached ends by itself or is lost.
+    - A launcher may hold submitted runs back until :meth:`flush` (the controller calls it at the end of
+      every loop pass), to hand a pass's runs to the cluster at once; every other method acts on a
+      held-back run as if it had been handed over.
     """
+
+    def flush(self) -> None:  # noqa: B027 (optional: a launcher that holds nothing back needs none)
+        """Hand the runs :meth:`submit` held back to the cluster."""
+
+    def capacity(self) -> int | None:
+        """How many runs the cluster can run at once now (``None``: unknown). The controller keeps a
+        few times this many runs submitted (the submission window, ``engine/lifecycle.py``)."""
+        return None
 
     @abstractmethod
     def subscribe(self, topic: str, handler: Callable[[Any], None]) -> None:
@@ -112,6 +123,9 @@ class Launcher(ABC):
         """The scheduler's address, if any."""
 
 
+CAPACITY_TTL = 5.0
+"""Seconds :meth:`DaskLauncher.capacity` reuses its count of the cluster's slots (workers come and go)."""
+
 GANG_POLL = 0.2
 """Seconds between two admission attempts of a waiting multi-slot run, and between two looks at
 the ranks of a running one."""
@@ -166,6 +180,10 @@ class DaskLauncher(Launcher):
     :meth:`cancel` reach every rank. When one rank fails, or the chief ends while others still run,
     the others are asked to stop and, past :data:`GANG_GRACE`, their workers are restarted.
 
+    Single-slot runs are held back until :meth:`flush` and then submitted together (``client.map``:
+    one graph, one message to the scheduler, the model definition serialised once per batch): one
+    ``client.submit`` per run cost the scheduler an ``update-graph`` round per trial.
+
     Args:
         client: the Dask client to submit with.
         slots_per_trial: ``resources.slots_per_trial``.
@@ -195,6 +213,11 @@ class DaskLauncher(Launcher):
         self._gang_events: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
         self._gang_thread: threading.Thread | None = None
         self._recent_workers: dict[str, list[str]] = {}  # worker -> its last gang's workers
+        self._unsent: dict[str, tuple[TrialSpec, bytes, str, Callable[[str], None]]] = {}
+        self._dropped: set[str] = set()  # held-back runs cancelled before they were ever handed over
+        self._capacity: tuple[float, int | None] = (-float("inf"), None)  # (when counted, slots)
+        self.batches = 0
+        """How many batches :meth:`flush` handed to the scheduler (for tests and benchmarks)."""
 
     def subscribe(self, topic: str, handler: Callable[[Any], None]) -> None:
         """Forward the topic's messages (the ``(timestamp, msg)`` pairs' ``msg``) to ``handler``."""
@@ -208,20 +231,69 @@ class DaskLauncher(Launcher):
             log.debug("unsubscribe_topic(%s) failed: %s", topic, exc)
 
     def submit(self, spec: TrialSpec, blob: bytes, digest: str, on_done: Callable[[str], None]) -> None:
-        """Submit ``run_trial`` under the run's key, asking for ``{resource: slots_per_trial}``."""
+        """Hold ``run_trial`` back for :meth:`flush`, which asks for ``{resource: slots_per_trial}``."""
         key = spec.run_key
         if self.gang_size > 1:
             with self._gang_lock:
                 self._gangs[key] = _Gang(spec, blob, digest, on_done, self.gang_size)
             self._ensure_gang_thread()
             return
+        self._unsent[key] = (spec, blob, digest, on_done)
+
+    def flush(self) -> None:
+        """Submit the held-back runs, one ``client.map`` per model definition (one per controller)."""
+        if not self._unsent:
+            return
+        unsent, self._unsent = self._unsent, {}
         resources = {self.resource: self.slots_per_trial} if self.resource else None
-        future = self.client.submit(run_trial, spec, blob, digest, key=key, resources=resources, pure=False)
-        self._futures[key] = future
-        future.add_done_callback(lambda _f: on_done(key))
+        by_digest: dict[str, list[str]] = {}
+        for key, (_, _, digest, _) in unsent.items():
+            by_digest.setdefault(digest, []).append(key)
+        for digest, keys in by_digest.items():
+            blob = unsent[keys[0]][1]
+            specs = [unsent[k][0] for k in keys]
+            # blob and digest as (repeated) positional arguments: Dask turns a large keyword argument of
+            # map() into a task of its own, named after the keyword, which breaks the next batch
+            n = len(keys)
+            futures = self.client.map(
+                run_trial, specs, [blob] * n, [digest] * n, key=keys, resources=resources, pure=False
+            )
+            self.batches += 1
+            for key, future in zip(keys, futures):
+                self._futures[key] = future
+                on_done = unsent[key][3]
+                future.add_done_callback(lambda _f, key=key, on_done=on_done: on_done(key))
+
+    def capacity(self) -> int | None:
+        """Runs the workers can hold at once: their slots (``nthreads`` when they declare no resources)
+        divided by ``slots_per_trial``; counted at most every :data:`CAPACITY_TTL` s."""
+        counted_at, slots = self._capacity
+        now = time.monotonic()
+        if now - counted_at < CAPACITY_TTL:
+            return slots
+        try:
+            workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+        except Exception as exc:  # a closed client: keep the last count
+            log.debug("capacity: %s", exc)
+            return slots
+        if self.resource:
+            total = sum(float((w.get("resources") or {}).get(self.resource, 0)) for w in workers)
+        else:
+            total = float(sum(int(w.get("nthreads") or 1) for w in workers))
+        slots = int(total // self.slots_per_trial) if self.slots_per_trial > 0 else int(total)
+        self._capacity = (now, slots)
+        return slots
+
+    def _sent(self, key: str) -> None:
+        """Make sure a held-back run has been handed over before acting on it."""
+        if key in self._unsent:
+            self.flush()
 
     def task_end(self, key: str) -> tuple[TaskEnd, str | None]:
         """Read the future's status (a failed one's exception is fetched from the scheduler)."""
+        if key in self._dropped:
+            return TaskEnd.CANCELLED, None
+        self._sent(key)
         gang = self._gangs.get(key)
         if gang is not None:
             return gang.end
@@ -235,6 +307,7 @@ class DaskLauncher(Launcher):
 
     def result(self, key: str) -> object:
         """The finished task's return value (a multi-slot run's: its chief's)."""
+        self._sent(key)
         gang = self._gangs.get(key)
         if gang is not None:
             return gang.futures[0].result()
@@ -242,6 +315,7 @@ class DaskLauncher(Launcher):
 
     def request_stop(self, key: str, worker: str | None) -> None:
         """``client.run(request_stop, key)`` into the worker plugin's flag (every rank's worker)."""
+        self._sent(key)
         gang = self._gangs.get(key)
         if gang is not None:
             if gang.workers:  # else still waiting for its slots: nothing runs yet
@@ -254,6 +328,7 @@ class DaskLauncher(Launcher):
 
     def allow(self, key: str, worker: str | None, time: float) -> None:
         """``client.run(allow_run, key, time)`` on the worker of the run (a gang's: its chief's)."""
+        self._sent(key)
         gang = self._gangs.get(key)
         if gang is not None:
             if not gang.workers:
@@ -271,6 +346,8 @@ class DaskLauncher(Launcher):
             ts = dask_scheduler.tasks.get(key)
             return None if ts is None else str(ts.state)
 
+        if key in self._unsent:
+            return True  # held back: not even handed to the scheduler
         gang = self._gangs.get(key)
         if gang is not None and not gang.futures:
             return True  # waiting for its slots
@@ -278,7 +355,16 @@ class DaskLauncher(Launcher):
         return state in ("released", "waiting", "queued", "no-worker")
 
     def cancel(self, key: str) -> None:
-        """Cancel the task's future (a multi-slot run's: every rank's, and ask them to stop)."""
+        """Cancel the task's future (a multi-slot run's: every rank's, and ask them to stop).
+
+        A held-back run is dropped, never submitted: handing it over and cancelling it at once would
+        race (the cancel travels on its own connection and may reach the scheduler first, which then
+        runs the task all the same, unwatched)."""
+        held = self._unsent.pop(key, None)
+        if held is not None:
+            self._dropped.add(key)
+            held[3](key)
+            return
         gang = self._gangs.get(key)
         if gang is not None:
             self._cancel_gang(gang)
@@ -300,6 +386,8 @@ class DaskLauncher(Launcher):
 
     def release(self, key: str) -> None:
         """Drop the future, so Dask may forget the task."""
+        self._unsent.pop(key, None)
+        self._dropped.discard(key)
         self._futures.pop(key, None)
         with self._gang_lock:
             self._gangs.pop(key, None)

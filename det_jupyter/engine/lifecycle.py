@@ -19,6 +19,12 @@ The rules:
 - A stopping run that ignores ``should_stop()`` for ``stop_grace`` seconds is cut off (:class:`CutOff`).
 - The experiment ends when no run is live and either a kill was requested (CANCELED) or the searcher
   shut down with no trial left (COMPLETED, or ERROR when every trial failed).
+- The submission window: with :attr:`Lifecycle.window` set, at most that many runs are live (submitted
+  and not finalized) at once; other trials that want a run wait in a FIFO (restarts at its front) and
+  are admitted in batches, when the live runs fall to half the window, so a 10,000-trial search keeps
+  a few times the cluster's slots in Dask instead of 10,000 tasks, and the controller's per-pass work
+  (:meth:`Lifecycle.tick`) stays bounded by the window. A waiting trial has no run: pause, kill and
+  searcher stops treat it like a paused one.
 
 Example:
     >>> from det_jupyter.engine.runs import TrialRecord
@@ -30,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 from det_jupyter.engine.finalize import finalize
 from det_jupyter.engine.metric_watch import MetricWatch
@@ -86,6 +93,8 @@ class Lifecycle:
         metric, smaller_is_better, time_metric: the searcher's metric, direction and length unit.
         stop_grace: seconds a stopping run gets before it is cut off.
         state: the experiment's state when the controller starts.
+        window: the most live runs at once (``None``: no bound); the controller sets it from the
+            cluster's slots (:attr:`window` may change at any time).
     """
 
     def __init__(
@@ -102,6 +111,7 @@ class Lifecycle:
         state: ExperimentState = ExperimentState.ACTIVE,
         max_no_progress: float | None = None,
         no_progress_policy: str = "restart",
+        window: int | None = None,
     ) -> None:
         self.experiment_id = experiment_id
         self.nonce = nonce
@@ -123,6 +133,19 @@ class Lifecycle:
         self._by_request: dict[int, TrialRecord] = {}
         self._run_of_trial: dict[int, RunRecord] = {}
         self.metric_watch = MetricWatch(metric)  # the searcher-metric rule (finish)
+        self.window = window
+        """The most live runs at once (``None``: no bound); see the module docstring."""
+        self._waiting: OrderedDict[int, TrialRecord] = OrderedDict()
+        """Trials that want a run and wait for room in the window, in admission order."""
+        self.most_live = 0
+        """The most runs that were live at once (the window's bound, for tests and benchmarks)."""
+        self.tick_visits = 0
+        """Runs :meth:`tick` looked at, in total (its per-pass work, counted for tests)."""
+
+    @property
+    def waiting(self) -> int:
+        """How many trials wait for room in the window."""
+        return len(self._waiting)
 
     def run_of(self, trial_id: int) -> RunRecord | None:
         """The live run of a trial, if any."""
@@ -141,8 +164,8 @@ class Lifecycle:
         if trial.run_id >= 0 or trial.best is not None:  # resumed: earlier runs were not seen here
             self.metric_watch.saw_metric()  # so never claim that no trial reported the metric
         self._by_request[trial.request_id] = trial
-        if self.state == ExperimentState.ACTIVE:
-            return [self._submit(trial)]
+        if self.state == ExperimentState.ACTIVE:  # a resumed trial's row may say ACTIVE or PAUSED
+            return self._want_run(trial, mark_queued=trial.run_id >= 0)
         return [UpdateTrial(trial.id, {"state": TrialState.PAUSED})]
 
     def resume_trial(self, trial: TrialRecord) -> list[Decision]:
@@ -321,11 +344,15 @@ class Lifecycle:
             if isinstance(d, EndTrial):
                 self._forget(d.trial)
         out.insert(0, ReleaseRun(run))
-        return [*out, self._submit(run.trial)] if resubmit else out
+        if resubmit:  # a restart (or a pause undone meanwhile) keeps its place: the FIFO's front
+            return [*out, *self._want_run(run.trial, mark_queued=True, front=True)]
+        return [*out, *self._admit()]
 
     def tick(self, now: float) -> list[Decision]:
-        """Deadlines: finalize runs whose wait is over (fetching missing results), cut off stuck stops."""
+        """Deadlines: finalize runs whose wait is over (fetching missing results), cut off stuck stops;
+        then admit waiting trials if the window has room (it may have grown)."""
         out: list[Decision] = []
+        self.tick_visits += len(self.runs)
         for run in list(self.runs.values()):
             if run.wait_until is not None and now >= run.wait_until:
                 out += [FetchResult(run)] if run.outcome is None else self._finalize(run)
@@ -345,7 +372,7 @@ class Lifecycle:
                     f"{then} (no_progress_policy: {self.no_progress_policy})"
                 )
                 out.append(CutOff(run, self.max_no_progress, run.no_progress))
-        return out
+        return [*out, *self._admit()]
 
     def _made_no_progress(self, run: RunRecord, now: float) -> bool:
         """The no-progress rule: a started, unstopped, unfinished run silent for ``max_no_progress`` s.
@@ -413,11 +440,13 @@ class Lifecycle:
             out.append(self._set_state(ExperimentState.PAUSED))
             for run in list(self.runs.values()):
                 out += self._stop(run, StopReason.PAUSE, now)
+            out += [UpdateTrial(t.id, {"state": TrialState.PAUSED}) for t in self._waiting.values()]
+            self._waiting.clear()
         elif action == ControlAction.ACTIVATE and self.state == ExperimentState.PAUSED:
             out.append(self._set_state(ExperimentState.ACTIVE))
             for trial in list(self.trials.values()):
                 if trial.id not in self._run_of_trial:  # the ones still winding down resubmit when they end
-                    out.append(self._submit(trial))
+                    out += self._want_run(trial, mark_queued=True)
         elif action == ControlAction.KILL:
             out += self.kill(now)
         return out
@@ -453,6 +482,42 @@ class Lifecycle:
 
     # --- internals -------------------------------------------------------------------------------
 
+    def _want_run(self, trial: TrialRecord, *, mark_queued: bool, front: bool = False) -> list[Decision]:
+        """The trial needs a run: it joins the waiting FIFO (``front``: at its head), then room in the
+        window admits what it can. ``mark_queued``: its row may not say QUEUED (a restart, a resumed or
+        reactivated trial), so a wait is shown as QUEUED at once (a run's submission writes it anyway)."""
+        self._waiting[trial.id] = trial
+        if front:
+            self._waiting.move_to_end(trial.id, last=False)
+        out = self._admit(refill=False)
+        if mark_queued and trial.id in self._waiting:
+            out.append(UpdateTrial(trial.id, {"state": TrialState.QUEUED}))
+        return out
+
+    def _admit(self, *, refill: bool = True) -> list[Decision]:
+        """Submit waiting trials while the window has room. A ``refill`` (room made by ended runs)
+        starts only when the live runs fall to half the window, and then fills it: runs that end one by
+        one are replaced in batches (one Dask graph each, see
+        :meth:`~det_jupyter.engine.launcher.Launcher.flush`). A trial that just came (created, restarted,
+        reactivated) is admitted at once if the window has room."""
+        if not self._waiting or self.state != ExperimentState.ACTIVE:
+            return []
+        window = self.window
+        if window is None:
+            room = len(self._waiting)
+        else:
+            window = max(1, window)
+            if refill and len(self.runs) > window // 2:
+                return []
+            room = window - len(self.runs)
+        out: list[Decision] = []
+        while self._waiting and room > 0:
+            _, trial = self._waiting.popitem(last=False)
+            out.append(self._submit(trial))
+            room -= 1
+        self.most_live = max(self.most_live, len(self.runs))
+        return out
+
     def _submit(self, trial: TrialRecord) -> Submit:
         trial.run_id += 1
         key = f"det-trial-e{self.experiment_id}-t{trial.id}-r{trial.run_id}-{self.nonce}"
@@ -467,6 +532,7 @@ class Lifecycle:
         return EndTrial(trial, state, reason if told else None)
 
     def _forget(self, trial: TrialRecord) -> None:
+        self._waiting.pop(trial.id, None)
         if self.trials.pop(trial.id, None) is not None and not trial.reported_metric:
             self.metric_watch.unscored_end()
 

@@ -351,8 +351,9 @@ class _LineForwarder(io.TextIOBase):
     """Collects one trial thread's printed output and sends it as log events, in batches.
 
     A line waits at most ``interval`` seconds: a write flushes when the last flush is that old, and
-    the run's flusher thread (:func:`_captured_output`) flushes what a quiet trial left buffered, so
-    a print is sent even if no further print follows (and is not lost when the worker then dies).
+    the worker process's flusher thread (:class:`_QuietOutputFlusher`) flushes what a quiet trial left
+    buffered, so a print is sent even if no further print follows (and is not lost when the worker
+    then dies).
     """
 
     def __init__(self, ctx: TrialContext, interval: float = 0.2) -> None:
@@ -427,6 +428,48 @@ def _install_output_router() -> None:
             setattr(sys, name, _ThreadRouter(stream))
 
 
+class _QuietOutputFlusher:
+    """One thread per worker process that sends what quiet trials left buffered, every ``period`` s.
+
+    It replaced a flusher thread per run (started and joined by every trial: a measurable share of a
+    trivial trial's cost, ``docs/benchmarks.md``). :meth:`remove` returns only once no flush of that
+    forwarder is under way, so nothing of a run is sent after its ``exited`` event counted its events.
+    The thread sleeps on a condition while no trial runs.
+    """
+
+    def __init__(self, period: float = 0.1) -> None:
+        self.period = period
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._forwarders: list[_LineForwarder] = []
+        self._thread: threading.Thread | None = None
+
+    def add(self, forwarder: _LineForwarder) -> None:
+        with self._lock:
+            self._forwarders.append(forwarder)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="det-jupyter-log-flush", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def remove(self, forwarder: _LineForwarder) -> None:
+        with self._lock:  # held by the flusher while it flushes
+            self._forwarders = [f for f in self._forwarders if f is not forwarder]
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                if not self._forwarders:
+                    self._wake.wait()  # no trial runs here: sleep until one starts
+                    continue
+                self._wake.wait(self.period)
+                for forwarder in self._forwarders:
+                    forwarder.flush_pending()
+
+
+_flusher = _QuietOutputFlusher()
+
+
 @contextlib.contextmanager
 def _captured_output(ctx: TrialContext) -> Iterator[None]:
     _install_output_router()
@@ -435,19 +478,11 @@ def _captured_output(ctx: TrialContext) -> Iterator[None]:
     routers: list[_ThreadRouter] = [s for s in (sys.stdout, sys.stderr) if isinstance(s, _ThreadRouter)]
     for router in routers:
         router.routes[ident] = forwarder
-    done = threading.Event()
-
-    def flush_quiet_output() -> None:
-        while not done.wait(forwarder._interval / 2):
-            forwarder.flush_pending()
-
-    flusher = threading.Thread(target=flush_quiet_output, name="det-jupyter-log-flush", daemon=True)
-    flusher.start()
+    _flusher.add(forwarder)
     try:
         yield
     finally:
-        done.set()
-        flusher.join()
+        _flusher.remove(forwarder)
         for router in routers:
             router.routes.pop(ident, None)
         forwarder.close_out()

@@ -210,12 +210,19 @@ def _config(
 class Harness:
     """One experiment in a fresh store, run by a real Controller over a FakeLauncher."""
 
-    def __init__(self, home: Path, config: dict[str, Any], *, stop_grace: float = 30.0) -> None:
+    def __init__(
+        self,
+        home: Path,
+        config: dict[str, Any],
+        *,
+        stop_grace: float = 30.0,
+        launcher: FakeLauncher | None = None,
+    ) -> None:
         self.store = Store(home / "det_jupyter.db")
         self.exp_id = self.store.create_experiment(name="rules", config=config, entrypoint=b"blob", seed=7)
         self.clock = FakeClock()
         self.stop_grace = stop_grace
-        self.launcher = FakeLauncher()
+        self.launcher = launcher or FakeLauncher()
         self.controller = self.start(self.launcher)
 
     def start(self, launcher: FakeLauncher) -> Controller:
@@ -654,3 +661,75 @@ def test_stop_saves_what_the_lazy_save_held_back(harness_factory: Callable[..., 
     h.controller.stop(timeout=10)
     assert h.controller.finished and _ledger(h)["live"] == [2]
     assert h.state() == ExperimentState.ACTIVE
+
+
+# --- the submission window ------------------------------------------------------------------------
+
+
+class WindowedLauncher(FakeLauncher):
+    """A FakeLauncher that reports ``slots`` and, like the Dask one, holds runs back until flush()."""
+
+    def __init__(self, slots: int) -> None:
+        super().__init__()
+        self.slots = slots
+        self.held: list[tuple[TrialSpec, Callable[[str], None]]] = []
+        self.batches: list[int] = []  # runs handed over per flush
+        self.most_live = 0
+
+    def capacity(self) -> int | None:
+        return self.slots
+
+    def submit(self, spec: TrialSpec, blob: bytes, digest: str, on_done: Callable[[str], None]) -> None:
+        self.held.append((spec, on_done))
+
+    def flush(self) -> None:
+        if not self.held:
+            return
+        held, self.held = self.held, []
+        for spec, on_done in held:
+            super().submit(spec, b"", "", on_done)
+        self.batches.append(len(held))
+        self.most_live = max(self.most_live, len(self.live()))
+
+    def live(self) -> list[TrialSpec]:
+        return [s for s in self.runs() if s.run_key not in self._ends]
+
+
+def test_a_large_search_keeps_a_bounded_window_of_runs_and_still_runs_every_trial(
+    harness_factory: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """40 trials created at once, 2 slots, window 8 (MIN_WINDOW lowered): never more than 8 runs
+    submitted, refills in batches, every trial completes; a controller that dies midway is resumed
+    and keeps the same bound."""
+    import det_jupyter.engine.controller as controller_module
+
+    monkeypatch.setattr(controller_module, "MIN_WINDOW", 8)
+    launcher = WindowedLauncher(slots=2)
+    h = harness_factory(_config(max_trials=40, concurrent=0, max_restarts=0), launcher=launcher)
+
+    def play(until_done: int) -> None:
+        done = 0
+        while done < until_done:
+            live = wait_for(launcher.live, what="a submitted run")
+            assert isinstance(live, list)
+            assert len(live) <= 8
+            launcher.complete(live[0])
+            h.trial_state(live[0].trial_id, TrialState.COMPLETED)
+            done += 1
+
+    play(15)
+    assert launcher.most_live == 8 and launcher.batches[0] == 8
+    assert max(launcher.batches[1:]) > 1  # refills come in batches, not one run per ended run
+    submitted = {s.trial_id for s in launcher.runs()}
+    waiting = [t for t in h.store.list_trials(h.exp_id) if t.id not in submitted]
+    assert len(waiting) == 40 - len(submitted) > 0 and {t.state for t in waiting} == {TrialState.QUEUED}
+    h.controller._done = True  # dies with runs in flight and trials still waiting for the window
+    assert h.controller.join(timeout=10)
+    launcher = WindowedLauncher(slots=2)
+    h.launcher, h.controller = launcher, h.start(launcher)
+    play(len([t for t in h.store.list_trials(h.exp_id) if not t.state.is_terminal]))
+    h.ends(ExperimentState.COMPLETED)
+    trials = h.store.list_trials(h.exp_id)
+    assert len(trials) == 40 and {t.state for t in trials} == {TrialState.COMPLETED}
+    assert launcher.most_live <= 8
+    assert sum(t.restarts for t in trials) == 0  # an interrupted run is not a fault

@@ -294,3 +294,32 @@ def test_core_api_load_hook_and_unknown_format(det_home: Path, dask_client: Any)
     assert without.wait(timeout=120) == ExperimentState.COMPLETED
     with pytest.raises(det_jupyter.CheckpointError, match="no known format"):
         without.best_checkpoint().load()
+
+
+def reporting_trial(ctx: Any) -> None:
+    for step in range(1, 4):
+        ctx.report_validation_metrics(step, {"val_loss": abs(ctx.hparams["x"]) + 1.0 / step})
+
+
+def test_a_search_larger_than_its_window_submits_in_batches_and_runs_every_trial(
+    det_home: Path, dask_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """60 trials created at once on 2 slots: at most 4 x 2 = 8 runs are in Dask at a time (MIN_WINDOW
+    lowered), handed over in batches of one graph each, and every trial runs once with all its reports."""
+    import det_jupyter.engine.controller as controller_module
+
+    monkeypatch.setattr(controller_module, "MIN_WINDOW", 1)
+    exp = det_jupyter.create_experiment(
+        _config(max_trials=60, max_time=3, max_concurrent_trials=0), reporting_trial, cluster=dask_client
+    )
+    assert exp.wait(timeout=180) == ExperimentState.COMPLETED, exp.error
+    controller = exp._controller
+    assert controller is not None and controller.rules is not None and controller.launcher is not None
+    assert controller.launcher.capacity() == 2 and controller.rules.window == 8
+    assert controller.rules.most_live == 8
+    batches = controller.launcher.batches  # type: ignore[attr-defined]
+    assert 60 / 8 <= batches < 60
+    trials = exp.trials()
+    assert len(trials) == 60 and {t.state for t in trials} == {TrialState.COMPLETED}
+    assert all(t.restarts == 0 for t in trials)
+    assert len(exp.metrics()) == 60 * 3

@@ -302,3 +302,105 @@ def test_a_warm_start_is_where_a_trial_without_checkpoints_starts() -> None:
     own.latest_checkpoint, own.latest_checkpoint_steps = "mine", 40
     spec = _spec_of(config, own, warm_start="abc")
     assert (spec.latest_checkpoint, spec.latest_checkpoint_steps) == ("mine", 40)  # type: ignore[attr-defined]
+
+
+# --- the submission window ------------------------------------------------------------------------
+
+
+def _finish(rules: Lifecycle, run: RunRecord) -> list[object]:
+    """A run that started, exited completed and whose task finished; the decisions of the last step."""
+    rules.on_event(RunEvent(run.trial.id, run.run_id, 1, Started("w")), now=0.0)
+    return _end(rules, run)
+
+
+def _submits(decisions: list[object]) -> list[RunRecord]:
+    return [d.run for d in decisions if isinstance(d, Submit)]
+
+
+def test_the_window_bounds_live_runs_and_admits_waiting_trials_in_batches_in_order() -> None:
+    rules = _rules(window=4)
+    out: list[object] = []
+    for i in range(1, 11):
+        out += rules.add_trial(TrialRecord(i, i, {}))
+    live = _submits(out)
+    assert [r.trial.id for r in live] == [1, 2, 3, 4] and rules.waiting == 6
+    # one run ends: 3 live > half the window, nobody is admitted yet
+    assert _submits(_finish(rules, live.pop(0))) == []
+    # a second ends: 2 live = half the window, the window is filled in one batch, FIFO
+    batch = _submits(_finish(rules, live.pop(0)))
+    assert [r.trial.id for r in batch] == [5, 6]
+    live += batch
+    while live:
+        live += _submits(_finish(rules, live.pop(0)))
+        assert len(rules.runs) <= 4
+    assert rules.most_live == 4 and rules.waiting == 0
+    rules.searcher_shutdown(False)
+    final = rules.finish()
+    assert final is not None and final.state == ExperimentState.COMPLETED and not rules.trials
+
+
+def test_a_restart_goes_to_the_head_of_the_waiting_trials_and_shows_queued() -> None:
+    rules = _rules(window=2)
+    out: list[object] = []
+    for i in range(1, 5):
+        out += rules.add_trial(TrialRecord(i, i, {}))
+    first, second = _submits(out)
+    rules.on_event(RunEvent(1, 0, 1, Started("w")), now=0.0)
+    failed = _end(rules, first, RunStatus.ERROR)
+    (rerun,) = _submits(failed)  # 1 live = half the window: admitted at once, ahead of trials 3 and 4
+    assert (rerun.trial.id, rerun.run_id) == (1, 1)
+    rules.on_event(RunEvent(1, 1, 1, Started("w")), now=0.0)
+    # with the window full, a restart waits at the head and its row says QUEUED meanwhile
+    rules.window = 1
+    failed = _end(rules, rerun, RunStatus.ERROR)  # restarts 2 > max_restarts 1: trial 1 ends ERROR
+    assert any(isinstance(d, EndTrial) and d.state == TrialState.ERROR for d in failed)
+    rules.on_event(RunEvent(2, 0, 1, Started("w")), now=0.0)
+    rules.window = 0  # an empty cluster: still one run at a time, never none
+    out = _end(rules, second, RunStatus.ERROR)
+    assert [(r.trial.id, r.run_id) for r in _submits(out)] == [(2, 1)]
+    assert list(rules._waiting) == [3, 4]
+
+
+def test_waiting_trials_follow_pause_activate_kill_and_searcher_stops() -> None:
+    rules = _rules(window=2)
+    out: list[object] = []
+    for i in range(1, 6):
+        out += rules.add_trial(TrialRecord(i, i, {}))
+    assert len(_submits(out)) == 2 and rules.waiting == 3
+    # a searcher stop of a waiting trial ends it STOPPED at once (it never ran)
+    (end,) = rules.searcher_stop(3, now=0.0)
+    assert isinstance(end, EndTrial) and end.state == TrialState.STOPPED and rules.waiting == 2
+    # pause: waiting trials become PAUSED and leave the queue; nothing is admitted while paused
+    paused = rules.on_request(ControlAction.PAUSE, now=0.0)
+    assert {d.trial_id for d in paused if isinstance(d, UpdateTrial)} == {4, 5} and rules.waiting == 0
+    for run in list(rules.runs.values()):
+        out = _end(rules, run)  # the paused runs wind down: PAUSED, not resubmitted
+        assert _submits(out) == []
+    # activate: every trial without a run wants one again, within the window, the rest shown QUEUED
+    active = rules.on_request(ControlAction.ACTIVATE, now=0.0)
+    assert [r.trial.id for r in _submits(active)] == [1, 2]
+    queued = {
+        d.trial_id for d in active if isinstance(d, UpdateTrial) and d.values == {"state": TrialState.QUEUED}
+    }
+    assert queued == {4, 5}
+    # kill: waiting trials end CANCELED without a run, running ones are stopped
+    killed = rules.on_request(ControlAction.KILL, now=0.0)
+    assert {d.trial.id for d in killed if isinstance(d, EndTrial)} == {4, 5}
+    assert {d.run.trial.id for d in killed if isinstance(d, RequestStop)} == {1, 2}
+    assert rules.waiting == 0
+
+
+def test_tick_looks_at_no_more_runs_than_the_window_holds() -> None:
+    """The per-pass work of the controller's deadline check is bounded by the window, not the search."""
+    rules = _rules(window=8)
+    out: list[object] = []
+    for i in range(1, 1001):
+        out += rules.add_trial(TrialRecord(i, i, {}))
+    live, passes = _submits(out), 0
+    while live:
+        live += _submits(_finish(rules, live.pop(0)))
+        live += _submits(rules.tick(now=0.0))
+        passes += 1
+    assert passes == 1000 and rules.most_live == 8
+    assert rules.tick_visits <= 8 * passes
+    assert not rules.trials
