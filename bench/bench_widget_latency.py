@@ -135,7 +135,14 @@ def main() -> None:
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; LocalCluster of "
         f"2 single-thread worker processes; a training report every {args.period * 1000:.0f} ms per trial, a "
         f"validation every {args.val_every} steps; the widget refreshes from the store every 0.5 s (its default). "
-        "Goals: p95 < 1 s; <= 10 messages/s per figure.",
+        f"{time.strftime('%Y-%m-%d')}; other benchmarks shared the machine.",
+        "",
+        "| goal | measured | target | met |",
+        "|---|---|---|---|",
+        f"| worker report → point in the figure data, p95 (s) | {p95:.3f} | < 1 | "
+        f"{'yes' if p95 < 1.0 else f'**no**: p50 {statistics.median(every):.3f} s, max {max(every):.3f} s'} |",
+        f"| comm messages per figure, peak in any 1 s | {worst_rate} | <= 10 | "
+        f"{'yes' if worst_rate <= 10 else '**no**: see the figure table'} |",
         "",
         "| reports | count | p50 (s) | p95 (s) | max (s) |",
         "|---|---|---|---|---|",
@@ -154,11 +161,11 @@ def main() -> None:
     ]
     for kind, (count, mean, peak) in rates.items():
         lines.append(f"| {kind} | {count} | {mean:.1f} | {peak} |")
-    verdict = "met" if p95 < 1.0 and worst_rate <= 10 else "NOT met"
     lines += [
         "",
-        f"Goals {verdict}: p95 {p95:.3f} s (< 1 s), peak {worst_rate} messages/s per figure (<= 10). "
-        f"{res['refreshes']} refreshes in {res['duration']:.1f} s; points never drawn: {res['missing']}.",
+        f"{res['refreshes']} refreshes in {res['duration']:.1f} s; points never drawn: {res['missing']}. "
+        "Messages are counted at the figure's comm (`_send`): one per figure update (plotly sends four; "
+        "`figures.py` merges them).",
     ]
     text = "\n".join(lines)
     print(text)
