@@ -312,7 +312,8 @@ def main() -> None:
         f"{platform.python_version()}; {time.strftime('%Y-%m-%d')}. Store written directly "
         f"({(args.trials - args.running) * args.points * 11 // 10:,} metric rows in {res['fill_s']:.0f} s); a writer subprocess "
         f"appends {args.rate:.0f} steps/s to each of {args.running} trials for {args.watch:.0f} s in 0.1 s batches; "
-        "the widget is attached headless and every comm message is JSON-encoded and counted.",
+        "the widget is attached headless and every comm message is JSON-encoded and counted; other "
+        "benchmarks shared the machine (the stage table's maxima are where a refresh lost the CPU).",
         "",
         "| goal | measured | target | met |",
         "|---|---|---|---|",
