@@ -19,9 +19,10 @@ The searcher state is saved in the pass that changed it when the searcher answer
 (a trial created or stopped, the search shut down) or took a validation that shapes its decisions;
 changes it can rebuild from the store (exits, and the reported times of searchers whose validations
 only move :meth:`~det_jupyter.searcher.SearchMethod.progress`) are saved at most every
-``searcher_save_interval`` seconds. Saving a 10,000-live-trial state every pass made the controller
-quadratic (``docs/benchmarks.md``, trial bookkeeping). A resumed controller replays the exits the store
-holds that the saved state missed (:meth:`Controller._resume_trials`).
+``searcher_save_interval`` seconds (or ``SAVE_COST_FACTOR`` times what the last save took, if
+longer). Saving a 10,000-live-trial state every pass made the controller quadratic
+(``docs/benchmarks.md``, trial bookkeeping). A resumed controller replays the exits the store holds
+that the saved state missed (:meth:`Controller._resume_trials`).
 
 Submission window: the controller keeps at most ``max(MIN_WINDOW, WINDOW_PER_SLOT x slots)`` runs
 submitted (the launcher's :meth:`~det_jupyter.engine.launcher.Launcher.capacity`, recounted every few
@@ -80,6 +81,9 @@ MIN_WINDOW = 64
 """The smallest submission window (a cluster with few or no workers yet, an adaptive one scaling up)."""
 WINDOW_RECOUNT = 2.0
 """Seconds between two looks at the launcher's capacity."""
+SAVE_COST_FACTOR = 20
+"""A lazy searcher save waits at least this many times what the last save took (a search's state
+grows with its trials: lazy saves stay under ~5 % of the loop's time at any size)."""
 
 # What the searcher was told when a trial ended in each terminal state (engine/finalize.py's rule).
 _EXIT_REASONS = {
@@ -141,6 +145,7 @@ class Controller:
         self._searcher_dirty = False  # the searcher changed since its state was last saved
         self._searcher_must_save = False  # ... in a way the store cannot rebuild: save in this pass
         self._last_searcher_save = -float("inf")
+        self._searcher_save_cost = 0.0  # seconds the last save took
         self._gc_dirty = False
         self._finished = threading.Event()  # set once the final state is committed
         self._stopping = threading.Event()  # stop() was called: leave the experiment resumable
@@ -541,12 +546,15 @@ class Controller:
         """Save the searcher state if it changed: now if it must be (or ``force``), else lazily."""
         if not self._searcher_dirty:
             return
-        due = now - self._last_searcher_save >= self.searcher_save_interval
+        interval = max(self.searcher_save_interval, SAVE_COST_FACTOR * self._searcher_save_cost)
+        due = now - self._last_searcher_save >= interval
         if not (force or self._searcher_must_save or due):
             return
+        started = time.perf_counter()
         self.store.save_searcher_state(
             self.experiment_id, self.searcher.state_dict(), self.searcher.progress()
         )
+        self._searcher_save_cost = time.perf_counter() - started
         self._searcher_dirty = self._searcher_must_save = False
         self._last_searcher_save = now
 

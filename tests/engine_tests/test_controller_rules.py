@@ -609,6 +609,28 @@ def test_exits_are_saved_lazily_then_within_the_save_interval(
     wait_for(lambda: _ledger(h)["exited"] == 1, what="the lazy save")
 
 
+def test_a_costly_searcher_save_waits_longer_before_the_next_lazy_one(
+    harness_factory: Callable[..., Harness],
+) -> None:
+    """A search whose state took 1 s to save (as a huge one would) saves lazily at most every
+    SAVE_COST_FACTOR s, not every 0.5 s; saves the store cannot rebuild still happen at once."""
+    import det_jupyter.engine.controller as controller_module
+
+    h = harness_factory(_config(max_trials=3, concurrent=0))
+    wait_for(lambda: len(h.launcher.runs()) == 3, what="3 runs")
+    h.settle()  # nothing changed since: no save runs (and measures its cost) until the exit below
+    h.controller._searcher_save_cost = 1.0  # what the last save "took" (set, not measured)
+    spec = h.launcher.run_of(1)
+    assert spec is not None
+    h.launcher.complete(spec)
+    h.trial_state(spec.trial_id, TrialState.COMPLETED)
+    h.clock.advance(1.0)
+    h.settle()
+    assert _ledger(h)["exited"] == 0  # 1 s after the exit: 1 < 20 x 1 s, the lazy save still waits
+    h.clock.advance(controller_module.SAVE_COST_FACTOR * 1.0)
+    wait_for(lambda: _ledger(h)["exited"] == 1, what="the lazy save after 20 x its cost")
+
+
 def test_a_controller_dying_before_the_lazy_save_resumes_with_the_right_trials(
     harness_factory: Callable[..., Harness],
 ) -> None:
