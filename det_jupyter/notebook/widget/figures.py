@@ -131,6 +131,9 @@ def _figure_class() -> type:
             # plotly sends one update as 4 comm messages (each edit id, the update, then the update
             # trait reset to None); here it is one message carrying the three, and the reset is not
             # sent (the page applies an update on its change and reads the edit ids from the update)
+            if self._holding_sync:  # inside an outer hold_sync only the final state is sent: plotly's way
+                super()._send_update_msg(restyle_data, relayout_data, trace_indexes, source_view_id)
+                return
             trace_indexes = self._normalize_trace_indexes(trace_indexes)
             with self.hold_sync():
                 self._last_trace_edit_id += 1

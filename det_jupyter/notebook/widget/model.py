@@ -2,9 +2,12 @@
 
 :class:`WidgetModel` is the *listening* half of :class:`~det_jupyter.notebook.widget.widget.ExperimentWidget` (the
 drawing half lives there, as in distributed's progress bar). :meth:`WidgetModel.refresh` reads the
-store incrementally (new metric rows only, through ``Store.metrics_since``; the experiment row and the
-trial rows, which are small) and says what changed, so the widget redraws only that. Everything else
-is a pure function of what has been read, which is what the tests check against the store.
+store incrementally (new metric rows only, through ``Store.metric_tuples_since``, at most
+``READ_CHUNK`` per refresh, so a million reports are read over a few refreshes; the experiment row; the
+trial rows through ``Store.list_trials_cached``, which parses only the changed ones) and says what
+changed, so the widget redraws only that. Series are kept built and extended at their end as reports
+arrive. Everything else is a pure function of what has been read, which is what the tests check
+against the store (and against a model that read everything at once).
 
 Series rule: one series per trial and metric, ``x`` = steps ascending, ``y`` = the value reported at
 that step; when a restarted trial reports a step again, the newer report wins (the line shows what
