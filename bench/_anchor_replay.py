@@ -63,7 +63,7 @@ class RayReplay:
 class OptunaReplay:
     """An Optuna study with a pruner, trials asked and told as ``study.optimize`` does."""
 
-    def __init__(self, configs: Any, task: str, pruner: str, max_t: int, rf: int) -> None:
+    def __init__(self, configs: Any, task: str, pruner: str, max_t: int, rf: int, seed: int) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -72,7 +72,9 @@ class OptunaReplay:
         else:
             p = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=rf)
         self._optuna = optuna
-        self.study = optuna.create_study(direction="maximize", pruner=p,
+        # HyperbandPruner picks a trial's bracket from a hash of the study name and trial number: a fixed
+        # name per seed makes the replay repeatable (a generated name changes the brackets every run)
+        self.study = optuna.create_study(direction="maximize", pruner=p, study_name=f"{task}-{seed}",
                                          sampler=optuna.samplers.RandomSampler(seed=0))  # fmt: skip
         self._configs, self._trials, self._last = configs, {}, {}
 
@@ -125,7 +127,7 @@ def main() -> None:
 
                 versions[method] = optuna.__version__
                 pruner = "hyperband" if method == "optuna-hb" else "sha"
-                sched = OptunaReplay(configs, args.task, pruner, args.max_time, args.reduction_factor)
+                sched = OptunaReplay(configs, args.task, pruner, args.max_time, args.reduction_factor, seed)
             out[method][str(seed)] = _curves.replay(sched, curves, args.budget, args.slots)
     print(json.dumps({"versions": versions, "replays": out}))
 

@@ -533,6 +533,7 @@ def report(
                 same = "; ".join(f"{h[0]:.0f} / {t}" if h else f"not reached / {t}" for h, t in hits)
             lines.append(f"| {METHODS[m]} | {cells} | {fig[m]['ratio']:.3f} | {spend_s:.0f} | {same} |")
             summary[f"real_{m}_ratio"] = fig[m]["ratio"]
+        lines += ["", _startup_note(per, fig)]
     if figs:
         lines[header:header] = ["", _reading(figs)]
     lines += ["", f"(Wall time of the benchmark: {wall / 60:.1f} min.)", "", *Goal.table(goals, "{:.3f}")]
@@ -578,6 +579,24 @@ def _reading(figs: dict[str, Any]) -> str:
              "epochs; on this task the hedge costs configurations (trials column) and it trails the one-bracket "
              "schedulers, while beating Optuna's Hyperband, the multi-bracket anchor.")  # fmt: skip
     return text
+
+
+def _startup_note(per: dict[str, Any], fig: dict[str, Any]) -> str:
+    """Seconds to spend B beyond random's, per extra trial: what starting a trial costs each system."""
+
+    def spend(m: str) -> float:
+        return median([per[m][s]["ticks"] for s in fig["seeds"]])
+
+    parts = []
+    for m in ("asha-aggr", "asha", "ray", "optuna-sha"):
+        if m in per and fig[m]["trials"] > fig["random"]["trials"]:
+            extra = (spend(m) - spend("random")) / (fig[m]["trials"] - fig["random"]["trials"])
+            parts.append(f"{METHODS[m]} {extra * 1000:.0f} ms")
+    return ("Wall time: every method spends the same B trial-epochs, but ASHA runs hundreds of mostly one-epoch "
+            "trials where random runs 32; the seconds to spend B beyond random's, per extra trial (median over seeds; "
+            "the start-up and stop of a trial on a loaded machine): " + ", ".join(parts) + ". Optuna runs trials as "
+            "threads of one process, det_jupyter as Dask tasks on worker processes (trial start-up is issue 12 item "
+            "5), Ray Tune as actors.")  # fmt: skip
 
 
 def _reach_cell(row: dict[str, Any]) -> str:
