@@ -124,6 +124,7 @@ def peak_per_second(times: list[float]) -> int:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import comm
     import plotly.graph_objects as go
+    import psutil  # (distributed's dependency)
 
     import det_jupyter
     from det_jupyter.notebook.widget.widget import ExperimentWidget
@@ -208,6 +209,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         seen.append((now, last))
 
     experiment = det_jupyter.get_experiment(exp_id, store=store)
+    process = psutil.Process()
+    rss0 = process.memory_info().rss
     cpu, wall = time.process_time(), time.perf_counter()
     widget = TimedWidget(experiment)  # what displaying it costs the cell: the first chunk of reports
     attach_cpu, attach_wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -215,6 +218,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     while widget.pending or widget.refreshes < 2:
         time.sleep(0.05)
     catch_up_cpu, catch_up_wall = time.process_time() - cpu, time.perf_counter() - wall
+    widget_mib = (process.memory_info().rss - rss0) / 2**20  # what the widget keeps of every report
     figure_comms = {kind: id(f.figure.comm) for kind, f in widget.figures.items()}
     points_drawn = {
         kind: sum(len(tr.x) if tr.x is not None else 0 for tr in f.figure.data[1:])
@@ -261,7 +265,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     all_during = [(t, n) for v in messages.values() for t, n in v if watch_start <= t <= watch_end]
     return {
         "fill_s": fill_s, "attach_cpu": attach_cpu, "attach_wall": attach_wall, "catch_up": catch_up_wall,
-        "catch_up_cpu": catch_up_cpu, "rows": (args.trials - args.running) * args.points * 11 // 10,
+        "catch_up_cpu": catch_up_cpu, "widget_mib": widget_mib, "rows": (args.trials - args.running) * args.points * 11 // 10,
         "points_drawn": points_drawn, "webgl": webgl, "refreshes": refreshes, "watch_wall": watch_wall,
         "watch_cpu": watch_cpu, "latencies": latencies, "missing": missing, "rates": rates,
         "all_msgs": len(all_during), "all_bytes": sum(n for _, n in all_during),
@@ -335,7 +339,8 @@ def main() -> None:
         f"Attach: the widget is built (the cell returns) after {res['attach_wall']:.1f} s wall "
         f"({res['attach_cpu']:.1f} s CPU; the first {min(READ_CHUNK, res['rows']):,} reports read); its thread then reads the "
         f"rest in chunks and every curve is drawn {res['catch_up']:.1f} s after the start "
-        f"({res['catch_up_cpu']:.1f} s CPU). "
+        f"({res['catch_up_cpu']:.1f} s CPU); the kernel then holds {res['widget_mib']:,.0f} MiB more (every "
+        "numeric metric of every report, so the metric pickers switch without reading the store again). "
         f"While watching: {res['refreshes']} refreshes in {res['watch_wall']:.1f} s; report → figure over "
         f"{len(lat):,} reports: p50 {statistics.median(lat) if lat else float('nan'):.3f} s, p95 {p95:.3f} s, "
         f"max {max(lat, default=float('nan')):.3f} s; reports never drawn: {res['missing']}; all widgets together "
