@@ -434,15 +434,17 @@ class _QuietOutputFlusher:
     It replaced a flusher thread per run (started and joined by every trial: a measurable share of a
     trivial trial's cost, ``docs/benchmarks.md``). :meth:`remove` returns only once no flush of that
     forwarder is under way, so nothing of a run is sent after its ``exited`` event counted its events.
-    The thread sleeps on a condition while no trial runs.
+    The thread sleeps on a condition once no trial has run for ``linger`` s; while trials come and go it
+    ticks every ``period`` s, so starting a trial wakes nobody.
     """
 
-    def __init__(self, period: float = 0.1) -> None:
-        self.period = period
+    def __init__(self, period: float = 0.1, linger: float = 2.0) -> None:
+        self.period, self.linger = period, linger
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._forwarders: list[_LineForwarder] = []
         self._thread: threading.Thread | None = None
+        self._sleeping = False
 
     def add(self, forwarder: _LineForwarder) -> None:
         with self._lock:
@@ -450,17 +452,24 @@ class _QuietOutputFlusher:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="det-jupyter-log-flush", daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            elif self._sleeping:
+                self._wake.notify()
 
     def remove(self, forwarder: _LineForwarder) -> None:
         with self._lock:  # held by the flusher while it flushes
             self._forwarders = [f for f in self._forwarders if f is not forwarder]
 
     def _run(self) -> None:
+        last_busy = time.monotonic()
         with self._lock:
             while True:
-                if not self._forwarders:
-                    self._wake.wait()  # no trial runs here: sleep until one starts
+                if self._forwarders:
+                    last_busy = time.monotonic()
+                elif time.monotonic() - last_busy >= self.linger:
+                    self._sleeping = True  # no trial for a while: sleep until one starts
+                    self._wake.wait()
+                    self._sleeping = False
+                    last_busy = time.monotonic()
                     continue
                 self._wake.wait(self.period)
                 for forwarder in self._forwarders:

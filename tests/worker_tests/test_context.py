@@ -499,3 +499,38 @@ def test_newest_checkpoint_prefers_a_newer_storage_pointer(tmp_path: Path) -> No
     storage.delete("new")  # a pointer to a deleted checkpoint is ignored
     old = _spec(tmp_path, latest_checkpoint="old", latest_checkpoint_steps=5)
     assert _newest_checkpoint(old) == old
+
+
+def test_one_flusher_thread_sends_quiet_output_of_every_run_and_sleeps_between_trials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A print with nothing after it still reaches the log while the trial runs, through the worker
+    process's one flusher thread (not a thread per run); it goes back to sleep once no trial runs."""
+    from det_jupyter.worker import runtime
+
+    _fake_streams(monkeypatch)
+    flusher = runtime._QuietOutputFlusher(period=0.01, linger=0.05)
+    monkeypatch.setattr(runtime, "_flusher", flusher)
+    threads_before = {t.ident for t in threading.enumerate()}
+    for trial_id in (1, 2, 3):
+        ctx, sink = _context(tmp_path, trial_id=trial_id)
+        with _captured_output(ctx):
+            print(f"quiet line of trial {trial_id}")
+            deadline = time.monotonic() + 10
+            while not sink.events and time.monotonic() < deadline:  # a wait on a condition
+                time.sleep(0.005)
+            assert _log_lines(sink) == [f"quiet line of trial {trial_id}"]  # sent before the run ended
+        assert _log_lines(sink) == [f"quiet line of trial {trial_id}"]  # and nothing after it
+    new_threads = [t for t in threading.enumerate() if t.ident not in threads_before]
+    assert [t.name for t in new_threads] == ["det-jupyter-log-flush"]  # one for all three runs
+    deadline = time.monotonic() + 10
+    while not flusher._sleeping and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert flusher._sleeping and not flusher._forwarders
+    ctx, sink = _context(tmp_path, trial_id=4)
+    with _captured_output(ctx):  # a trial after the sleep wakes it
+        print("after the sleep")
+        deadline = time.monotonic() + 10
+        while not sink.events and time.monotonic() < deadline:
+            time.sleep(0.005)
+    assert _log_lines(sink) == ["after the sleep"]
