@@ -41,19 +41,35 @@ FIXES = [
     "| Lazy searcher-state saves (`engine/controller.py`, 2026-11-29 morning) | the controller rewrote the "
     "whole 10,000-trial searcher state after every pass: `_save_searcher` 64 % of the controller thread at "
     "4,000 trials | 10,000 trials: 5.42x raw Dask (228 s) | 1.74x (rounds 1.02-2.68; 3.31x in a rerun) |",
-    "| Submission window (`engine/lifecycle.py`, `engine/controller.py`): at most max(64, 4 x slots) runs "
-    "in Dask, the rest wait in a FIFO, refilled in batches at half the window | all 10,000 runs were "
-    "submitted at once: the workers' state machines scanned thousands of resource-restricted queued tasks "
-    "per transition (worker CPU per trial grew with N), `Lifecycle.tick` looked at every live run each "
-    "pass (0.6 ms of GIL per trial at 4,000, sampled) | see the next row | see the next row |",
-    "| One graph per batch of runs (`engine/launcher.py`: `DaskLauncher.flush`, one `client.map` per pass) "
-    "and one log-flusher thread per worker process (`worker/runtime.py`) instead of one per run | one "
-    "`client.submit` per trial cost the scheduler an `update-graph` (offloaded to its thread) per trial: "
-    "0.9 ms of GIL per trial at 4,000 vs 0.4 for raw Dask; a thread started and joined per trial on the "
-    "worker | 10,000 trials (2026-11-29 11:33 UTC, load average 6-9, 1 run): det_jupyter 101.7 s vs raw Dask 41.5 s, **2.45x**; CPU ms per trial, this process 5.40 vs 1.85, workers 4.19 vs 1.74 | "
-    "11:35 UTC, load average 7, 1 run: 67.8 s vs 53.0 s, **1.28x**; CPU 3.04 vs 2.32, workers 3.73 vs 2.38 (before ÷ raw: 2.9x and 2.4x; after: 1.31x and 1.57x). Lazy saves also wait 20x their own cost (`SAVE_COST_FACTOR`): the state of a 10,000-trial search costs more to save |",
+    "| Submission window (`engine/lifecycle.py`, `engine/controller.py`: at most max(64, 4 x slots) runs "
+    "in Dask, the rest wait in a FIFO, refilled in batches at half the window); one graph per batch "
+    "(`engine/launcher.py`: `DaskLauncher.flush`, one `client.map` per pass); one log-flusher thread per "
+    "worker process instead of one per run (`worker/runtime.py`) | all N runs were submitted at once, one "
+    "`client.submit` each: an `update-graph` (handed to the scheduler's offload thread) per trial, 0.9 ms "
+    "of GIL per trial at 4,000 vs 0.4 for raw Dask; `Lifecycle.tick` looked at every live run each pass "
+    "(0.6 ms per trial at 4,000); workers held thousands of queued resource-restricted tasks (their CPU "
+    "per trial fell from 3.9 to 2.0 ms at 4,000 with the window alone); a thread started and joined per "
+    "trial on the worker (sampled profiles, py-spy --gil) | 10,000 trials, 2026-11-29 11:33 UTC (load "
+    "average 6-9, 1 run): det_jupyter 101.7 s vs raw Dask 41.5 s, **2.45x**; CPU ms per trial, this "
+    "process 5.40 vs 1.85, workers 4.19 vs 1.74 (2.9x and 2.4x raw's) | 11:35 UTC (load average 7, "
+    "1 run): 67.8 s vs 53.0 s, **1.28x**; CPU 3.04 vs 2.32, workers 3.73 vs 2.38 (1.31x and 1.57x) |",
+    "| Lazy searcher saves wait at least 20x what the last save took (`engine/controller.py`: "
+    "`SAVE_COST_FACTOR`); the worker's flusher thread ticks while trials come and go instead of being "
+    "woken by each (`worker/runtime.py`) | the saved state grows with the search (`TrialLedger.to_state` "
+    "and its JSON: 18 % of the controller thread at 5,000 trials); the wake-up was a context switch per "
+    "trial (1.5 % of the workers' samples) | not measured apart (the shares are from sampled profiles) "
+    "| 3,000 trials (11:47 UTC, 1 run): det_jupyter 1.13x raw Dask; CPU this "
+    "process 1.93 vs 1.77 ms, workers 2.37 vs 1.88; the 11:53 run above has every fix |",
 ]
 """The engine fixes this benchmark led to; the figures are side-by-side runs of the code before and after."""
+
+READING = (
+    "Reading: raw Dask submits its N tasks at once, one `client.submit` (one `update-graph`) each, so the "
+    "workers hold up to N resource-restricted tasks; det_jupyter keeps at most max(64, 4 x slots) runs in "
+    "Dask and submits them in batches of one graph (the submission window). That is why its seconds can "
+    "be lower than raw Dask's while its CPU per trial is higher (its searcher, controller, store writes "
+    "and 2 more events per trial): the CPU columns compare the work done, the seconds how it was scheduled."
+)
 
 
 def _cpu_now(client: Any) -> tuple[float, float]:
@@ -290,6 +306,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     lines += [
         "",
         f"Load average while it ran: {os.getloadavg()[0]:.1f} (1 min, at the end) on {os.cpu_count()} cores.",
+        "",
+        READING,
         "",
         *Goal.table(goals, "{:.2f}"),
         "",
