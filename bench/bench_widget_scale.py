@@ -10,12 +10,14 @@ headless (no browser; ipywidgets talks to a dummy comm, which this bench patches
 and count every message, as a kernel would have to).
 
 Measured: attach time (until the widget is built, i.e. the cell returns: it reads the first chunk of
-reports; then until its thread has read the rest and drawn every curve); during the watch, with the
-time of each stage (a report's write → the refresh that reads it → the draw): refreshes per second
-(goal <= 2 Hz), comm messages per second per figure (goal <= 10, peak over any 1 s), report → figure
-latency (goal p95 < 1 s: from a report's write to the first draw whose trace for that trial reaches
-its step; traces are downsampled, so "reaches" is the newest point, which is always kept), and the
-kernel's CPU share while watching (``time.process_time`` over wall time; goal <= 10 % of a core).
+reports; then until its thread has read the rest and drawn every curve), the kernel's resident memory
+after it (and the model's own count of the bytes its columns of reports hold); during the watch, with
+the time of each stage (a report's write → the refresh that reads it → the draw): refreshes per
+second (goal <= 2 Hz, the rate between the first and the last refresh start), comm messages per
+second per figure (goal <= 10, peak over any 1 s), report → figure latency (goal p95 < 1 s: from a
+report's write to the first draw whose trace for that trial reaches its step; traces are
+downsampled, so "reaches" is the newest point, which is always kept), and the kernel's CPU share
+while watching (``time.process_time`` over wall time; goal <= 10 % of a core).
 
 Run:  .venv/bin/python bench/bench_widget_scale.py [--trials 1000] [--points 1000] [--watch 20]
                                                     [--write docs/benchmarks.md]
@@ -41,7 +43,7 @@ from typing import Any
 
 from _report import write_section
 
-from det_jupyter.notebook.widget.model import READ_CHUNK
+from det_jupyter.notebook.widget.model import READ_BATCH, READ_CHUNK
 from det_jupyter.states import ExperimentState, TrialState
 from det_jupyter.store import MetricRow, Store
 
@@ -219,6 +221,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(0.05)
     catch_up_cpu, catch_up_wall = time.process_time() - cpu, time.perf_counter() - wall
     widget_mib = (process.memory_info().rss - rss0) / 2**20  # what the widget keeps of every report
+    model_mib = widget.model.nbytes() / 2**20  # of which its columns of reports (values, steps, times)
+    reports_held = widget.model.reports_held()
     figure_comms = {kind: id(f.figure.comm) for kind, f in widget.figures.items()}
     points_drawn = {
         kind: sum(len(tr.x) if tr.x is not None else 0 for tr in f.figure.data[1:])
@@ -266,6 +270,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "fill_s": fill_s, "attach_cpu": attach_cpu, "attach_wall": attach_wall, "catch_up": catch_up_wall,
         "catch_up_cpu": catch_up_cpu, "widget_mib": widget_mib, "rows": (args.trials - args.running) * args.points * 11 // 10,
+        "model_mib": model_mib, "reports_held": reports_held,
         "points_drawn": points_drawn, "webgl": webgl, "refreshes": refreshes, "watch_wall": watch_wall,
         "watch_cpu": watch_cpu, "latencies": latencies, "missing": missing, "rates": rates,
         "all_msgs": len(all_during), "all_bytes": sum(n for _, n in all_during),
@@ -293,7 +298,8 @@ def main() -> None:
     res = run(args)
     lat = res["latencies"]
     p95 = percentile(lat, 0.95) if lat else float("inf")
-    hz = res["refreshes"] / res["watch_wall"]
+    starts = res["stages"].get("refresh starts", [])  # the rate between refresh starts (N starts, N - 1 gaps)
+    hz = (len(starts) - 1) / (starts[-1] - starts[0]) if len(starts) > 1 else 0.0
     cpu_share = res["watch_cpu"] / res["watch_wall"]
     worst_peak = max(peak for _, _, peak, _ in res["rates"].values())
     waits, draws = res["waits"], res["draws"]
@@ -339,8 +345,11 @@ def main() -> None:
         f"Attach: the widget is built (the cell returns) after {res['attach_wall']:.1f} s wall "
         f"({res['attach_cpu']:.1f} s CPU; the first {min(READ_CHUNK, res['rows']):,} reports read); its thread then reads the "
         f"rest in chunks and every curve is drawn {res['catch_up']:.1f} s after the start "
-        f"({res['catch_up_cpu']:.1f} s CPU); the kernel then holds {res['widget_mib']:,.0f} MiB more (every "
-        "numeric metric of every report, so the metric pickers switch without reading the store again). "
+        f"({res['catch_up_cpu']:.1f} s CPU); the kernel then holds {res['widget_mib']:,.0f} MiB more (resident "
+        f"set), of which the model's columns of reports {res['model_mib']:,.1f} MiB ({res['reports_held']:,} reports: "
+        "steps, times and every numeric metric in typed arrays, so the metric pickers switch without reading the "
+        f"store again; read in store queries of {READ_BATCH:,} rows; a dict per report, with a chunk's rows read "
+        "at once, held 508 MiB before). "
         f"While watching: {res['refreshes']} refreshes in {res['watch_wall']:.1f} s; report → figure over "
         f"{len(lat):,} reports: p50 {statistics.median(lat) if lat else float('nan'):.3f} s, p95 {p95:.3f} s, "
         f"max {max(lat, default=float('nan')):.3f} s; reports never drawn: {res['missing']}; all widgets together "

@@ -138,8 +138,16 @@ def _grow(store: Store, exp: Experiment, trials: list[int]) -> Iterator[None]:
     yield
 
 
-def test_series_extended_incrementally_equal_a_full_read(store: Store) -> None:
-    """The cached series grow by the reports at their end; whatever arrives, they equal a fresh read."""
+@pytest.mark.parametrize("batch", [None, 7])
+def test_series_extended_incrementally_equal_a_full_read(
+    store: Store, batch: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The columns grow by the reports at their end; whatever arrives, they equal a fresh read (also
+    when a refresh reads its reports in several store queries)."""
+    if batch is not None:
+        from det_jupyter.notebook.widget import model as model_mod
+
+        monkeypatch.setattr(model_mod, "READ_BATCH", batch)
     exp = _experiment(store)
     trials = _trials(store, exp, 2)
     model = WidgetModel(store, exp.id)
@@ -160,6 +168,62 @@ def test_series_extended_incrementally_equal_a_full_read(store: Store) -> None:
     assert model.series("training") == _expected(store, exp, "training", "loss")
     assert model.trials == fresh.trials == store.list_trials(exp.id)
     assert model.top_trials(1) == fresh.top_trials(1) and model.progress() == fresh.progress()
+
+
+def test_the_model_holds_a_bounded_number_of_bytes_per_report(store: Store) -> None:
+    """Reports are kept columnar (typed arrays), not as a dict per report: 100,000 reports of two
+    metrics, read and each series built once (as the figures do), hold < 100 bytes a report (a dict
+    per report held ~400). Counted with tracemalloc: bytes the model keeps, not a time."""
+    import gc
+    import tracemalloc
+
+    exp = _experiment(store)
+    trials = _trials(store, exp, 10)
+    for t in trials:
+        _report(store, t, "training", range(1, 9_001), lambda s: 1 / s)
+        _report(store, t, "validation", range(1, 1_001), lambda s: 2 / s)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        model = WidgetModel(store, exp.id)  # (10 trial rows and the config besides: a few KiB)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        while True:
+            model.refresh()
+            if not model.loading:
+                break
+        for kind in ("training", "validation"):
+            for t in trials:
+                model.trial_series(kind, t)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert model.reports_held() == 100_000
+    assert held < 100 * 100_000, f"{held / 100_000:.0f} bytes per report"
+    assert model.nbytes() <= held  # what it says it holds is there (spare capacity aside)
+
+
+def test_columns_keep_nan_values_apart_from_missing_metrics(store: Store) -> None:
+    """A reported NaN is a point; a report without the metric is none; bools are not metrics."""
+    exp = _experiment(store)
+    (t1,) = _trials(store, exp, 1)
+    nan = float("nan")
+    rows = [(1, {"loss": 1.0}), (2, {"loss": nan, "acc": 0.5}), (3, {"acc": 0.6, "flag": True}),
+            (5, {"loss": 0.5}), (4, {"loss": 0.7, "acc": 0.7})]  # fmt: skip
+    store.add_metrics([MetricRow(t1, 0, "training", s, m, time.time()) for s, m in rows])
+    model = WidgetModel(store, exp.id)
+    model.refresh()
+    xs, ys = model.trial_series("training", t1)
+    assert xs == [1, 2, 4, 5] and ys[0] == 1.0 and ys[1] != ys[1] and ys[2:] == [0.7, 0.5]
+    assert model.trial_series("training", t1, metric="acc") == ([2, 3, 4], [0.5, 0.6, 0.7])
+    assert model.metric_names("training") == ["loss", "acc"]
+    assert model.last_point("training", t1) == (5, 0.5)
+    store.add_metrics([MetricRow(t1, 0, "training", 5, {"acc": 0.8}, time.time())])  # step 5 again, no loss
+    changes = model.refresh()
+    assert changes.series["training"] == {t1}
+    assert model.last_point("training", t1) == (4, 0.7)
+    assert model.trial_series("training", t1, metric="acc") == ([2, 3, 4, 5], [0.5, 0.6, 0.7, 0.8])
 
 
 def test_figures_updated_incrementally_equal_a_full_rebuild(

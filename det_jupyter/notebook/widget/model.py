@@ -3,10 +3,13 @@
 :class:`WidgetModel` is the *listening* half of :class:`~det_jupyter.notebook.widget.widget.ExperimentWidget` (the
 drawing half lives there, as in distributed's progress bar). :meth:`WidgetModel.refresh` reads the
 store incrementally (new metric rows only, through ``Store.metric_tuples_since``, at most
-``READ_CHUNK`` per refresh, so a million reports are read over a few refreshes; the experiment row; the
-trial rows through ``Store.list_trials_cached``, which parses only the changed ones) and says what
-changed, so the widget redraws only that. Series are kept built and extended at their end as reports
-arrive. Everything else is a pure function of what has been read, which is what the tests check
+``READ_CHUNK`` per refresh, in store queries of ``READ_BATCH``, so a million reports are read over a
+few refreshes and never held as Python objects at once; the experiment row; the trial rows through
+``Store.list_trials_cached``, which parses only the changed ones) and says what changed, so the
+widget redraws only that. Reports are kept columnar (:class:`_Columns`: per trial and
+kind, typed arrays of steps ascending, report times and one column per numeric metric, about 25 bytes
+a report instead of a dict per report), appended at their end as they arrive; a series is a slice of
+them. Everything else is a pure function of what has been read, which is what the tests check
 against the store (and against a model that read everything at once).
 
 Series rule: one series per trial and metric, ``x`` = steps ascending, ``y`` = the value reported at
@@ -23,7 +26,10 @@ from __future__ import annotations
 
 import functools
 import time
+from array import array
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any
 
 from det_jupyter.config import ExperimentConfig
@@ -41,6 +47,11 @@ SORT_KEYS = ("id", "state", "steps", "best", "restarts")
 READ_CHUNK = 200_000
 """Reports read per :meth:`WidgetModel.refresh` at most: an experiment of a million reports is read over
 a few refreshes (each ~1-2 s of CPU) instead of one that blocks its first display for ten or more."""
+READ_BATCH = 5_000
+"""Reports per store query within a refresh. The rows of a whole chunk at once (~150 MB of Python
+objects for 200,000) left that many MB of the allocator's arenas pinned by the few objects that outlive
+a chunk (the kernel held +174 MB for 26 MB of columns at 1.1 M reports; +37 MB in batches of 5,000, at
+the same CPU time)."""
 X_AXES = ("steps", "time")
 """What the curves' x-axis shows: the searcher's time metric (batches, epochs, records) or seconds."""
 
@@ -143,6 +154,61 @@ def downsample(xs: list[Any], ys: list[float], max_points: int) -> tuple[list[An
     return [xs[i] for i in keep], [ys[i] for i in keep]
 
 
+class _Columns:
+    """One trial's reports of one kind, columnar: the steps ascending (a step reported again keeps its
+    place, the newest report wins), the time of each report, and per numeric metric its values with a
+    presence byte (a report may lack a metric; a reported NaN is a value, so absence is not NaN).
+
+    Typed arrays (8 bytes a step, time or value, 1 a presence flag), appended at their end: a million
+    reports hold ~30 MB, where a dict per report held ~400, and no Python object per report, which the
+    collector would have to walk.
+    """
+
+    __slots__ = ("columns", "steps", "times")
+
+    def __init__(self) -> None:
+        self.steps = array("q")
+        self.times = array("d")
+        self.columns: dict[str, tuple[array[float], bytearray]] = {}  # metric -> (values, present)
+
+    def add(self, name: str, length: int) -> tuple[array[float], bytearray]:
+        """A new metric's column, absent from the first ``length`` reports."""
+        column = self.columns[name] = (array("d", _NAN) * length, bytearray(length))
+        return column
+
+    def put(self, step: int, reported_at: float, numbers: dict[str, float]) -> list[str]:
+        """A report of a step not after the last one: it replaces that step's report or is inserted in
+        order (rare: a step reported again, a report out of order). Returns the metrics it added."""
+        steps, columns, added = self.steps, self.columns, []
+        i = bisect_left(steps, step)
+        if i < len(steps) and steps[i] == step:
+            self.times[i] = reported_at
+            for values, present in columns.values():
+                values[i], present[i] = _NAN[0], 0
+        else:
+            steps.insert(i, step)
+            self.times.insert(i, reported_at)
+            for values, present in columns.values():
+                values.insert(i, _NAN[0])
+                present.insert(i, 0)
+        for name, value in numbers.items():
+            column = columns.get(name)
+            if column is None:
+                column = self.add(name, len(steps))
+                added.append(name)
+            column[0][i], column[1][i] = value, 1
+        return added
+
+    def nbytes(self) -> int:
+        """Bytes of the values held (the arrays' spare capacity aside)."""
+        n = len(self.steps)
+        return n * (self.steps.itemsize + self.times.itemsize) + len(self.columns) * n * 9
+
+
+_NAN = array("d", [float("nan")])
+_EMPTY = _Columns()  # a trial with no reports of a kind (never written to)
+
+
 def _rank_fields(trial: TrialRow) -> tuple[Any, ...]:
     """What a trial's place in the ranking (best trial, top k) depends on (its id aside)."""
     return (trial.best_validation,)
@@ -153,8 +219,8 @@ class WidgetModel:
 
     Not thread-safe: one thread calls :meth:`refresh` (the widget holds a lock around it).
 
-    Every numeric metric of every report is kept (a few floats per report), so the metric pickers
-    switch without re-reading the store. ``metrics[kind]`` names the metric each chart plots.
+    Every numeric metric of every report is kept (columnar: 8 bytes a value, plus the step and the
+    time of each report), so the metric pickers switch without re-reading the store. ``metrics[kind]`` names the metric each chart plots.
 
     Args:
         store: the store holding the experiment.
@@ -171,26 +237,9 @@ class WidgetModel:
         self.trials: list[TrialRow] = []
         self.metrics: dict[str, str | None] = {TRAINING: training_metric, VALIDATION: self.searcher.metric}
         self._last_metric_id = 0
-        # kind -> trial id -> steps -> numeric metrics, and the time of that report apart: no tuple per
-        # report, which Python's collector would keep tracking (a million of them cost a third of the
-        # first read and 0.5 s per full collection); dicts of floats it does not track. The newest report
-        # of a step wins.
-        self._times: dict[str, dict[int, dict[int, float]]] = {TRAINING: {}, VALIDATION: {}}
-        self._reports: dict[str, dict[int, dict[int, dict[str, float]]]] = {
-            TRAINING: {},
-            VALIDATION: {},
-        }
+        # kind -> trial id -> its reports, columnar (_Columns): typed arrays, no object per report
+        self._columns: dict[str, dict[int, _Columns]] = {TRAINING: {}, VALIDATION: {}}
         self._names: dict[str, dict[str, None]] = {TRAINING: {}, VALIDATION: {}}  # ordered sets
-        # (kind, trial id) -> (metric, x) -> the series as last built: at 1,000 trials x 1,000 points
-        # re-sorting every unchanged trial's reports per draw costs more than the rest of a refresh
-        # Each cached series is extended, not rebuilt, when reports arrive at its end: ``_tails`` holds
-        # the steps that arrived in order since the trial's cache was started, and each cached series
-        # how many of them it holds.
-        self._series_cache: dict[
-            tuple[str, int], dict[tuple[str, str], tuple[list[Any], list[float], int]]
-        ] = {}
-        self._tails: dict[tuple[str, int], list[int]] = {}
-        self._last_steps: dict[tuple[str, int], int] = {}  # (kind, trial) -> the highest step read
         self._flat: dict[int, dict[str, Any]] = {}  # trial id -> flatten_hparams (they never change)
         self._by_id: dict[int, TrialRow] = {}
         self._trial_cache: dict[int, tuple[tuple[Any, ...], TrialRow]] = {}  # Store.list_trials_cached's
@@ -253,54 +302,77 @@ class WidgetModel:
                 self._ranked = None
             self.trials, self._by_id = trials, by_id
             self._progress = None
-        self._last_metric_id, rows = self.store.metric_tuples_since(
-            experiment_id=self.experiment_id, after_id=self._last_metric_id, limit=READ_CHUNK
-        )
-        self.loading = len(rows) == READ_CHUNK
-        self.reports_read += len(rows)
         for trial_id in rerun:  # a restarted run superseded reports we drew: redraw the trial from the store
             for kind in (TRAINING, VALIDATION):
-                self._forget_series(kind, trial_id)
-                self._last_steps.pop((kind, trial_id), None)
-                self._times[kind].pop(trial_id, None)
-                if self._reports[kind].pop(trial_id, None) is not None:
+                if self._columns[kind].pop(trial_id, None) is not None:
                     changes.series[kind].add(trial_id)
-            rows = [r for r in rows if r[0] != trial_id] + [
-                (m.trial_id, m.run_id, m.kind, m.steps, m.metrics, m.reported_at)
-                for m in self.store.metrics(trial_id=trial_id)
-            ]
-        changes.new_reports = len(rows)
-        reports, times, names = self._reports, self._times, self._names
-        tails, last_steps = self._tails, self._last_steps
-        plotted = changes.series
-        for trial_id, _run, kind, steps, metrics, reported_at in rows:
-            if kind not in reports:
-                continue
-            # numbers only (bools are not); inline: a million reports pass here on the first read
-            numbers = {k: float(v) for k, v in metrics.items() if type(v) is float or type(v) is int}
-            key = (kind, trial_id)
-            last = last_steps.get(key)
-            if last is None or steps > last:  # the usual case: the series grows at its end
-                last_steps[key] = steps
-                tail = tails.get(key)
-                if tail is not None:
-                    tail.append(steps)
-            else:  # a step reported again (or out of order): the series is rebuilt when next asked for
-                self._forget_series(kind, trial_id)
-                last_steps[key] = max(last, steps)
-            reports[kind].setdefault(trial_id, {})[steps] = numbers
-            times[kind].setdefault(trial_id, {})[steps] = reported_at
-            known = names[kind]
-            for name in numbers:
-                if name not in known:
-                    known[name] = None
-            metric = self.metrics[kind]
-            if metric is None:
-                self._choose_training_metric(changes)
-            elif metric in numbers:
-                plotted[kind].add(trial_id)
+        skip = set(rerun)
+        read = 0
+        while read < READ_CHUNK:  # in batches: the rows of one, not of the whole chunk, exist at a time
+            limit = min(READ_BATCH, READ_CHUNK - read)
+            self._last_metric_id, rows = self.store.metric_tuples_since(
+                experiment_id=self.experiment_id, after_id=self._last_metric_id, limit=limit
+            )
+            read += len(rows)
+            self._ingest([r for r in rows if r[0] not in skip] if skip else rows, changes)
+            if len(rows) < limit:
+                break
+        self.loading = read == READ_CHUNK
+        self.reports_read += read
+        for trial_id in rerun:  # (read after the new reports, as they were: it holds them all)
+            self._ingest(
+                [(m.trial_id, m.run_id, m.kind, m.steps, m.metrics, m.reported_at)
+                 for m in self.store.metrics(trial_id=trial_id)],
+                changes,
+            )  # fmt: skip
         self.refreshed_at = time.time()
         return changes
+
+    def _ingest(self, rows: list[tuple[int, int, str, int, dict[str, Any], float]], changes: Changes) -> None:
+        """Add reports ``(trial_id, run_id, kind, steps, metrics, reported_at)`` to the columns."""
+        changes.new_reports += len(rows)
+        by_kind, names, metrics_plotted = self._columns, self._names, self.metrics
+        plotted, nan = changes.series, _NAN[0]
+        for trial_id, _run, kind, steps, metrics, reported_at in rows:
+            by_trial = by_kind.get(kind)
+            if by_trial is None:
+                continue
+            cols = by_trial.get(trial_id)
+            if cols is None:
+                cols = by_trial[trial_id] = _Columns()
+            step_col, columns = cols.steps, cols.columns
+            n = len(step_col)
+            if not n or steps > step_col[-1]:  # the usual case: appended at the end; inline, a million
+                filled = 0  # reports pass here on the first read. Numbers only (bools are not).
+                for name, value in metrics.items():
+                    if type(value) is float or type(value) is int:
+                        column = columns.get(name)
+                        if column is None:
+                            column = cols.add(name, n)
+                            names[kind].setdefault(name, None)
+                        column[0].append(value)
+                        column[1].append(1)
+                        filled += 1
+                if filled != len(columns):  # metrics this report lacks
+                    for values, present in columns.values():
+                        if len(values) == n:
+                            values.append(nan)
+                            present.append(0)
+                step_col.append(steps)
+                cols.times.append(reported_at)
+            else:  # a step reported again (or out of order): the newest report of a step wins
+                numbers = {k: float(v) for k, v in metrics.items() if type(v) is float or type(v) is int}
+                for name in cols.put(steps, reported_at, numbers):
+                    names[kind].setdefault(name, None)
+                if metrics_plotted[kind] in columns:  # its point changed, or went (not in this report)
+                    plotted[kind].add(trial_id)
+            metric = metrics_plotted[kind]
+            if metric is None:
+                self._choose_training_metric(changes)
+            else:
+                value = metrics.get(metric)
+                if type(value) is float or type(value) is int:
+                    plotted[kind].add(trial_id)
 
     def _choose_training_metric(self, changes: Changes) -> None:
         numeric = list(self._names[TRAINING])
@@ -308,7 +380,7 @@ class WidgetModel:
             return
         losses = [k for k in numeric if "loss" in k.lower()]
         self.metrics[TRAINING] = "loss" if "loss" in numeric else (losses or numeric)[0]
-        changes.series[TRAINING] |= set(self._reports[TRAINING])
+        changes.series[TRAINING] |= set(self._columns[TRAINING])
 
     def metric_names(self, kind: str) -> list[str]:
         """Every numeric metric reported so far for ``kind``, in the order first seen."""
@@ -321,16 +393,16 @@ class WidgetModel:
             >>> model.set_metric("training", "accuracy")     # doctest: +SKIP
             {1, 2, 3}
         """
-        if kind not in self._reports:
+        if kind not in self._columns:
             raise ValueError(f"kind={kind!r} is not a chart; use {TRAINING!r} or {VALIDATION!r}")
         self.metrics[kind] = metric
-        return set(self._reports[kind])
+        return set(self._columns[kind])
 
     # --- derived views -------------------------------------------------------------------------
 
     def series(self, kind: str) -> dict[int, tuple[list[int], list[float]]]:
         """Per trial id: ``(steps ascending, values)`` of the plotted metric of ``kind``."""
-        out = {tid: self.trial_series(kind, tid) for tid in sorted(self._reports[kind])}
+        out = {tid: self.trial_series(kind, tid) for tid in sorted(self._columns[kind])}
         return {tid: s for tid, s in out.items() if s[0]}
 
     def trial_series(
@@ -344,38 +416,45 @@ class WidgetModel:
             metric: a metric name (default: the one plotted).
             x: ``steps`` or ``time``.
         """
-        name = metric or self.metrics[kind]
-        if name is None:
+        cols, column = self._column(kind, trial_id, metric)
+        if column is None:
             return [], []
-        key = (kind, trial_id)
-        reports = self._reports[kind].get(trial_id, {})
-        tail = self._tails.setdefault(key, [])
-        cache = self._series_cache.setdefault(key, {})
-        cached = cache.get((name, x))
-        if cached is None:
-            steps = [s for s in sorted(reports) if name in reports[s]]
-            xs, values = self._xs(kind, trial_id, steps, x), [reports[s][name] for s in steps]
-        else:  # reports arrived at the end since: add them
-            xs, values, held = cached
-            if held < len(tail):
-                steps = [s for s in tail[held:] if name in reports[s]]
-                xs, values = (
-                    xs + self._xs(kind, trial_id, steps, x),
-                    values + [reports[s][name] for s in steps],
-                )
-        cache[(name, x)] = (xs, values, len(tail))
-        return list(xs), list(values)
+        values, present = column
+        source: array[Any] = cols.times if x == "time" else cols.steps
+        xs: list[Any]
+        if present.count(0):  # some reports lack the metric
+            xs, ys = list(compress(source, present)), list(compress(values, present))
+        else:
+            xs, ys = source.tolist(), values.tolist()
+        if x == "time":
+            start = self.experiment.created_at
+            xs = [round(t - start, 3) for t in xs]
+        return xs, ys
 
-    def _xs(self, kind: str, trial_id: int, steps: list[int], x: str) -> list[Any]:
-        if x != "time":
-            return steps
-        start, times = self.experiment.created_at, self._times[kind].get(trial_id, {})
-        return [round(times[s] - start, 3) for s in steps]
+    def _column(
+        self, kind: str, trial_id: int, metric: str | None = None
+    ) -> tuple[_Columns, tuple[array[float], bytearray] | None]:
+        """A trial's reports of ``kind`` and the column of ``metric`` (default: the plotted one), if any."""
+        cols = self._columns[kind].get(trial_id) or _EMPTY
+        name = metric or self.metrics[kind]
+        return cols, None if name is None else cols.columns.get(name)
 
-    def _forget_series(self, kind: str, trial_id: int) -> None:
-        """Drop a trial's cached series (rebuilt from its reports when next asked for)."""
-        self._series_cache.pop((kind, trial_id), None)
-        self._tails.pop((kind, trial_id), None)
+    def last_point(self, kind: str, trial_id: int, *, x: str = "steps") -> tuple[Any, float] | None:
+        """The newest point of a trial's plotted series (``None`` when it has none), without building it."""
+        cols, column = self._column(kind, trial_id)
+        i = -1 if column is None else column[1].rfind(1)
+        if column is None or i < 0:
+            return None
+        at = round(cols.times[i] - self.experiment.created_at, 3) if x == "time" else cols.steps[i]
+        return at, column[0][i]
+
+    def reports_held(self) -> int:
+        """Reports kept (one per trial, kind and step: the newest)."""
+        return sum(len(c.steps) for trials in self._columns.values() for c in trials.values())
+
+    def nbytes(self) -> int:
+        """Bytes of the reports kept (:class:`_Columns`' values; their arrays' spare capacity aside)."""
+        return sum(c.nbytes() for trials in self._columns.values() for c in trials.values())
 
     def flat_hparams(self, trial_id: int) -> dict[str, Any]:
         """:func:`flatten_hparams` of a trial's hyperparameters (kept: they never change). Do not mutate it."""
@@ -419,10 +498,10 @@ class WidgetModel:
         xs, ys, ids = [], [], []
         for t in self.trials:
             if t.state == TrialState.STOPPED:
-                steps, values = self.trial_series(kind, t.id, x=x)
-                if steps:
-                    xs.append(steps[-1])
-                    ys.append(values[-1])
+                point = self.last_point(kind, t.id, x=x)
+                if point is not None:
+                    xs.append(point[0])
+                    ys.append(point[1])
                     ids.append(t.id)
         return xs, ys, ids
 
