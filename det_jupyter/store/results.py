@@ -93,18 +93,8 @@ class ResultTables:
         Superseded reports are left out; a reader that drew a trial's points before its restart
         re-reads that trial (:meth:`metrics` with ``trial_id``) when the trial's ``run_id`` changes.
         """
-        sql, args = self._metric_query(
-            experiment_id,
-            None,
-            None,
-            after_id,
-            "m.id, m.trial_id, m.run_id, m.kind, m.steps, m.metrics, m.reported_at",
-        )
-        last, out = after_id, []
-        for i, t, r, k, s, m, ts in self._conn.execute(sql, args):
-            last = i
-            out.append(MetricRow(t, r, k, s, json.loads(m), ts))
-        return last, out
+        last, rows = self.metric_tuples_since(experiment_id=experiment_id, after_id=after_id)
+        return last, [MetricRow(*row) for row in rows]
 
     def metric_tuples_since(
         self, *, experiment_id: int, after_id: int = 0, limit: int | None = None
