@@ -59,7 +59,7 @@ FIXES = [
     "and its JSON: 18 % of the controller thread at 5,000 trials); the wake-up was a context switch per "
     "trial (1.5 % of the workers' samples) | not measured apart (the shares are from sampled profiles) "
     "| 3,000 trials (11:47 UTC, 1 run): det_jupyter 1.13x raw Dask; CPU this "
-    "process 1.93 vs 1.77 ms, workers 2.37 vs 1.88; the 11:53 run above has every fix |",
+    "process 1.93 vs 1.77 ms, workers 2.37 vs 1.88; the runs above (11:53 UTC on) have every fix |",
 ]
 """The engine fixes this benchmark led to; the figures are side-by-side runs of the code before and after."""
 
