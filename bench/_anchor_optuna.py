@@ -77,17 +77,13 @@ def search(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    import _curves  # beside this script (sys.path[0]), in the anchors' venv too
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--storage", choices=["memory", "sqlite"], default="memory")
-    parser.add_argument("--search", default=None, help="a bench/_curves.py task: run the pruned search")
     parser.add_argument("--pruner", choices=["hyperband", "sha"], default="hyperband")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--budget", type=int, default=1024, help="trial-epochs")
-    parser.add_argument("--max-time", type=int, default=64, help="epochs of a full trial")
-    parser.add_argument("--epoch-seconds", type=float, default=0.025)
-    parser.add_argument("--data-path", default="")
-    parser.add_argument("--concurrency", type=int, default=2)
+    _curves.add_search_arguments(parser, "pruned search")
     parser.add_argument("--reduction-factor", type=int, default=4)
     args = parser.parse_args()
     if args.search:

@@ -335,3 +335,14 @@ class RandomReplay:
 
     def end(self, key: Any, epoch: int, stopped: bool) -> None:
         pass
+
+
+def add_search_arguments(parser: Any, what: str) -> None:
+    """The command-line arguments every anchor script takes for a search on one of these tasks."""
+    parser.add_argument("--search", default=None, help=f"a bench/_curves.py task: run the {what}")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--budget", type=int, default=1024, help="trial-epochs")
+    parser.add_argument("--max-time", type=int, default=64, help="epochs of a full trial")
+    parser.add_argument("--epoch-seconds", type=float, default=0.025)
+    parser.add_argument("--data-path", default="")
+    parser.add_argument("--concurrency", type=int, default=2)
